@@ -1,0 +1,82 @@
+//! Settings every service shares. Each is a flag and an environment variable (12-factor);
+//! clap validates them at start and names the bad value and the variable in its error.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Args, Debug, Clone)]
+pub struct ChassisSettings {
+    /// Largest request body accepted, in bytes; larger ones get a 413 problem.
+    #[arg(long, env = "MALL_BODY_LIMIT_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
+    pub body_limit_bytes: u64,
+
+    /// A request that takes longer is answered with a 503 problem.
+    #[arg(long, env = "MALL_REQUEST_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub request_timeout_ms: u64,
+
+    /// Partitions of a topic, fixed when the topic is first used.
+    #[arg(long, env = "MALL_BUS_PARTITIONS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub bus_partitions: u32,
+
+    /// Attempts at handling one event before it goes to the dead-letter topic.
+    #[arg(long, env = "MALL_CONSUMER_MAX_ATTEMPTS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub consumer_max_attempts: u32,
+
+    /// Names this process among several running the same service, so each keeps its
+    /// partition leases across restarts. Two live processes must not share it.
+    #[arg(long, env = "MALL_INSTANCE_ID", default_value = "0")]
+    pub instance_id: String,
+
+    /// How hard SQLite syncs each commit (see README, "Durability").
+    #[arg(long, env = "MALL_SQLITE_SYNCHRONOUS", value_enum, default_value_t = Durability::Normal)]
+    pub sqlite_synchronous: Durability,
+}
+
+/// SQLite `synchronous` level in WAL mode.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Survives a killed process; a power cut can lose the last commits.
+    Normal,
+    /// fsync on every commit: survives a power cut, several times slower.
+    Full,
+}
+
+impl ChassisSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: ChassisSettings,
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let cli = Cli::try_parse_from(["test"]).unwrap();
+        assert_eq!(cli.settings.bus_partitions, 4);
+        assert_eq!(cli.settings.sqlite_synchronous, Durability::Normal);
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_with_its_name() {
+        let error = Cli::try_parse_from(["test", "--bus-partitions", "0"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("--bus-partitions"), "{error}");
+    }
+}

@@ -1,0 +1,248 @@
+//! Runs a service's event handler over a subscription: each event in its own transaction
+//! with the inbox and the outbox, bounded retries with backoff, then the dead-letter topic.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use contracts::{DecodeError, Envelope, Event, events::DeadLettered, topics};
+use rand::Rng;
+use sqlx::SqliteConnection;
+use tracing::Instrument;
+
+use crate::{
+    bus::{OutgoingEvent, Record, Subscription},
+    db, inbox,
+    runtime::ServiceRuntime,
+    telemetry::{ConsumedLabels, LagLabels},
+    trace::TraceContext,
+};
+
+/// Most events taken from the bus at once.
+const BATCH: usize = 100;
+/// How long a consumer waits for new events before it checks for shutdown again.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+/// An event being handled, with the trace context of its handling.
+pub struct Delivery<'a> {
+    pub envelope: &'a Envelope,
+    pub trace: TraceContext,
+}
+
+impl Delivery<'_> {
+    /// An event this one causes: same saga, caused by it, in its trace.
+    pub fn answer<E: Event>(&self, source: &str, subject: impl ToString, payload: &E) -> Envelope {
+        Envelope::new(source, subject, payload, self.envelope.correlation_id)
+            .caused_by(self.envelope)
+            .with_traceparent(Some(self.trace.to_string()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A service's reaction to events. It runs inside the transaction that also records the
+/// event in the inbox; events it causes go to the outbox through the same connection.
+pub trait EventHandler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        conn: &mut SqliteConnection,
+        delivery: &Delivery<'_>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+enum Outcome {
+    Handled,
+    Duplicate,
+}
+
+pub(crate) async fn run<H: EventHandler>(
+    rt: Arc<ServiceRuntime>,
+    group: String,
+    topics: Vec<&'static str>,
+    handler: H,
+) {
+    let member = format!("{group}-{}", rt.settings.instance_id);
+    let mut subscription = loop {
+        match rt.bus.subscribe(&group, &member, &topics).await {
+            Ok(subscription) => break subscription,
+            Err(error) => {
+                tracing::warn!(%error, group, "cannot subscribe yet, retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = rt.shutdown.cancelled() => return,
+                }
+            }
+        }
+    };
+    while !rt.shutdown.is_cancelled() {
+        let batch = tokio::select! {
+            batch = subscription.next_batch(BATCH, IDLE_WAIT) => batch,
+            _ = rt.shutdown.cancelled() => break,
+        };
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::warn!(%error, group, "reading the bus failed, retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if let Err(error) = handle_batch(&rt, &group, &handler, subscription.as_mut(), &batch).await {
+            tracing::warn!(%error, group, "batch not committed; it will be read again");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    if let Err(error) = subscription.close().await {
+        tracing::warn!(%error, group, "leaving the consumer group failed");
+    }
+}
+
+async fn handle_batch<H: EventHandler>(
+    rt: &ServiceRuntime,
+    group: &str,
+    handler: &H,
+    subscription: &mut dyn Subscription,
+    batch: &[Record],
+) -> Result<(), crate::bus::BusError> {
+    for record in batch {
+        let trace = TraceContext::continue_from(record.envelope.traceparent.as_deref());
+        let span = tracing::info_span!(
+            "consume",
+            service = rt.name,
+            group,
+            topic = record.topic,
+            event_type = record.envelope.event_type,
+            event_id = %record.envelope.id,
+            trace_id = %trace.trace_id_hex(),
+        );
+        handle_with_retries(rt, group, handler, record, trace)
+            .instrument(span)
+            .await?;
+    }
+    subscription.commit(batch).await?;
+    if !batch.is_empty() {
+        for lag in subscription.lag().await? {
+            rt.metrics
+                .consumer_lag
+                .get_or_create(&LagLabels {
+                    topic: lag.topic,
+                    group: group.to_owned(),
+                    partition: lag.partition,
+                })
+                .set(lag.lag);
+        }
+    }
+    Ok(())
+}
+
+async fn handle_with_retries<H: EventHandler>(
+    rt: &ServiceRuntime,
+    group: &str,
+    handler: &H,
+    record: &Record,
+    trace: TraceContext,
+) -> Result<(), crate::bus::BusError> {
+    let delivery = Delivery {
+        envelope: &record.envelope,
+        trace,
+    };
+    let max_attempts = rt.settings.consumer_max_attempts;
+    let mut last_error = String::new();
+    for attempt in 1..=max_attempts {
+        match handle_once(rt, group, handler, &delivery).await {
+            Ok(outcome) => {
+                let outcome = match outcome {
+                    Outcome::Handled => {
+                        rt.outbox.wake();
+                        "handled"
+                    }
+                    Outcome::Duplicate => {
+                        tracing::info!("duplicate delivery skipped");
+                        "duplicate"
+                    }
+                };
+                count(rt, group, record, outcome);
+                return Ok(());
+            }
+            Err(error) => {
+                tracing::warn!(%error, attempt, max_attempts, "handling an event failed");
+                last_error = error.to_string();
+                if attempt < max_attempts {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+    }
+    tracing::error!(error = last_error, "event moved to the dead-letter topic");
+    let dead_letter = DeadLettered {
+        group: group.to_owned(),
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+        attempts: max_attempts,
+        error: last_error,
+        failed_at: chrono::Utc::now(),
+        event: record.envelope.clone(),
+    };
+    rt.bus
+        .publish(vec![OutgoingEvent {
+            topic: topics::dead_letter(&record.topic, group),
+            envelope: delivery.answer(rt.name, &record.envelope.subject, &dead_letter),
+        }])
+        .await?;
+    count(rt, group, record, "dead_lettered");
+    Ok(())
+}
+
+async fn handle_once<H: EventHandler>(
+    rt: &ServiceRuntime,
+    group: &str,
+    handler: &H,
+    delivery: &Delivery<'_>,
+) -> Result<Outcome, HandlerError> {
+    let mut tx = db::begin_write(&rt.db).await?;
+    if !inbox::first_delivery(&mut tx, group, delivery.envelope.id).await? {
+        tx.commit().await?;
+        return Ok(Outcome::Duplicate);
+    }
+    handler.handle(&mut tx, delivery).await?;
+    tx.commit().await?;
+    Ok(Outcome::Handled)
+}
+
+fn count(rt: &ServiceRuntime, group: &str, record: &Record, outcome: &'static str) {
+    rt.metrics
+        .events_consumed
+        .get_or_create(&ConsumedLabels {
+            topic: record.topic.clone(),
+            group: group.to_owned(),
+            outcome,
+        })
+        .inc();
+}
+
+/// 20 ms, 80 ms, 320 ms, ... capped at 5 s, with up to 50 % jitter so that retries of
+/// many consumers do not fall into step.
+fn backoff(attempt: u32) -> Duration {
+    let base = 20u64.saturating_mul(4u64.saturating_pow(attempt - 1)).min(5_000);
+    Duration::from_millis(base + rand::rng().random_range(0..=base / 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) >= Duration::from_millis(20) && backoff(1) <= Duration::from_millis(30));
+        assert!(backoff(3) >= Duration::from_millis(320));
+        assert!(backoff(30) <= Duration::from_millis(7_500));
+    }
+}

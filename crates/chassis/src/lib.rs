@@ -1,0 +1,25 @@
+//! The chassis: everything a 12st mall service gets for free, so that service code is
+//! business logic only (DESIGN.md section 3).
+//!
+//! - [`config`]: settings from the environment with defaults, validated at start;
+//! - [`server`]: the axum stack (request id, trace context, metrics, body limit, timeout,
+//!   problem+json for every error, health and metrics endpoints, graceful shutdown);
+//! - [`bus`]: the event bus trait and its embedded, SQLite-backed log;
+//! - [`outbox`] and [`inbox`]: state change and its events in one transaction, and
+//!   redelivered events recognised and skipped;
+//! - [`consumer`]: runs an event handler with retries and a dead-letter topic;
+//! - [`problem`], [`telemetry`], [`trace`]: errors, logs and metrics, W3C trace context.
+
+pub mod bus;
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod inbox;
+pub mod outbox;
+pub mod problem;
+pub mod runtime;
+pub mod server;
+pub mod telemetry;
+pub mod trace;
+
+pub use runtime::ServiceRuntime;

@@ -1,0 +1,136 @@
+//! Transactional outbox: a service stores the events a change causes in the same
+//! transaction as the change; the relay publishes them after commit and only then forgets
+//! them. A crash between publish and forget publishes again, which the consumers' inbox
+//! absorbs: delivery is at least once, the effect exactly once.
+
+use std::{sync::Arc, time::Duration};
+
+use contracts::Envelope;
+use sqlx::{SqliteConnection, SqlitePool};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    bus::{BusError, EventBus, OutgoingEvent},
+    telemetry::{Metrics, TopicLabels},
+};
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    envelope TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL
+);
+";
+
+/// Most events the relay publishes in one go.
+const RELAY_BATCH: i64 = 500;
+/// The relay also looks on its own this often, for rows a crashed run left behind.
+const RELAY_IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// Stores `envelope` for publication on `topic` once the surrounding transaction commits.
+pub async fn enqueue(
+    conn: &mut SqliteConnection,
+    topic: &str,
+    envelope: &Envelope,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO outbox (topic, envelope, created_at_us) VALUES (?, ?, ?)")
+        .bind(topic)
+        .bind(serde_json::to_string(envelope).expect("envelopes always serialise"))
+        .bind(chrono::Utc::now().timestamp_micros())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Tells the relay that a committed transaction left events in the outbox.
+#[derive(Clone, Default)]
+pub struct OutboxSignal(Arc<Notify>);
+
+impl OutboxSignal {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("outbox row {seq} is unreadable: {source}")]
+    Corrupt { seq: i64, source: serde_json::Error },
+}
+
+/// Publishes the outbox until `shutdown`, then flushes what is left once more.
+pub(crate) async fn relay(
+    pool: SqlitePool,
+    bus: Arc<dyn EventBus>,
+    signal: OutboxSignal,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match publish_pending(&pool, bus.as_ref(), &metrics).await {
+            Ok(published) if published == RELAY_BATCH as usize => continue,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "outbox relay failed, will retry"),
+        }
+        tokio::select! {
+            _ = signal.0.notified() => {}
+            _ = tokio::time::sleep(RELAY_IDLE_CHECK) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    while let Ok(published) = publish_pending(&pool, bus.as_ref(), &metrics).await {
+        if published == 0 {
+            break;
+        }
+    }
+}
+
+async fn publish_pending(
+    pool: &SqlitePool,
+    bus: &dyn EventBus,
+    metrics: &Metrics,
+) -> Result<usize, RelayError> {
+    let rows: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT seq, topic, envelope FROM outbox ORDER BY seq LIMIT ?")
+            .bind(RELAY_BATCH)
+            .fetch_all(pool)
+            .await?;
+    let Some(&(last_seq, _, _)) = rows.last() else {
+        metrics.outbox_backlog.set(0);
+        return Ok(0);
+    };
+    let events = rows
+        .iter()
+        .map(|(seq, topic, envelope)| {
+            Ok(OutgoingEvent {
+                topic: topic.clone(),
+                envelope: serde_json::from_str(envelope)
+                    .map_err(|source| RelayError::Corrupt { seq: *seq, source })?,
+            })
+        })
+        .collect::<Result<Vec<_>, RelayError>>()?;
+    bus.publish(events).await?;
+    sqlx::query("DELETE FROM outbox WHERE seq <= ?")
+        .bind(last_seq)
+        .execute(pool)
+        .await?;
+    for (_, topic, _) in &rows {
+        metrics
+            .events_published
+            .get_or_create(&TopicLabels {
+                topic: topic.clone(),
+            })
+            .inc();
+    }
+    let backlog: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+        .fetch_one(pool)
+        .await?;
+    metrics.outbox_backlog.set(backlog);
+    Ok(rows.len())
+}

@@ -1,0 +1,141 @@
+//! The HTTP stack every service runs behind, and its health and metrics endpoints.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+};
+use tracing::Instrument;
+
+use crate::{
+    problem::{Problem, problem_for_bare_errors},
+    runtime::ServiceRuntime,
+    telemetry::{HttpLabels, RouteLabels},
+    trace::TraceContext,
+};
+
+pub const TRACEPARENT: &str = "traceparent";
+
+/// Serves `api` plus `/health/live`, `/health/ready` and `/metrics` on `listener` until
+/// the runtime's shutdown signal, then lets requests in flight finish.
+pub async fn serve(
+    rt: Arc<ServiceRuntime>,
+    listener: TcpListener,
+    api: Router,
+) -> std::io::Result<()> {
+    let app = with_chassis(rt.clone(), api);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(rt.shutdown.clone().cancelled_owned())
+        .await
+}
+
+/// `api` with the operational endpoints and the middleware stack added.
+pub fn with_chassis(rt: Arc<ServiceRuntime>, api: Router) -> Router {
+    let limit = rt.settings.body_limit_bytes as usize;
+    let operations = Router::new()
+        .route("/health/live", get(|| async { Json(serde_json::json!({"status": "live"})) }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(rt.clone());
+    api.merge(operations).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(middleware::from_fn_with_state(rt.clone(), observe))
+            .layer(middleware::from_fn(problem_for_bare_errors))
+            .layer(CatchPanicLayer::new())
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                rt.settings.request_timeout(),
+            ))
+            .layer(RequestBodyLimitLayer::new(limit))
+            .layer(DefaultBodyLimit::max(limit)),
+    )
+}
+
+/// Continues the caller's trace (or starts one), logs one line per request and records
+/// its metrics.
+async fn observe(State(rt): State<Arc<ServiceRuntime>>, mut request: Request, next: Next) -> Response {
+    let trace = TraceContext::continue_from(
+        request
+            .headers()
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    request.extensions_mut().insert(trace);
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let span = tracing::info_span!(
+        "http",
+        service = rt.name,
+        method,
+        route,
+        request_id,
+        trace_id = %trace.trace_id_hex(),
+    );
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1e3, "answered"));
+    rt.metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    rt.metrics
+        .http_duration
+        .get_or_create(&RouteLabels { method, route })
+        .observe(elapsed.as_secs_f64());
+    if let Ok(value) = HeaderValue::from_str(&trace.to_string()) {
+        response.headers_mut().insert(TRACEPARENT, value);
+    }
+    response
+}
+
+/// Ready when the service's database and the bus answer.
+async fn ready(State(rt): State<Arc<ServiceRuntime>>) -> Response {
+    if let Err(error) = sqlx::query("SELECT 1").execute(&rt.db).await {
+        return Problem::unavailable(format!("database: {error}"), 1).into_response();
+    }
+    if let Err(error) = rt.bus.ping().await {
+        return Problem::unavailable(format!("event bus: {error}"), 1).into_response();
+    }
+    Json(serde_json::json!({"status": "ready"})).into_response()
+}
+
+async fn metrics(State(rt): State<Arc<ServiceRuntime>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        rt.metrics.render(),
+    )
+}

@@ -1,0 +1,125 @@
+//! JSON logs through `tracing`, and each service's Prometheus metrics.
+
+use std::sync::Mutex;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+/// Installs the process-wide JSON logger: one line per event with its span fields
+/// (service, trace id, request id). `MALL_LOG` sets the filter (default `info`).
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_env("MALL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            fmt::layer()
+                .json()
+                .with_current_span(false)
+                .with_span_list(true)
+                .with_writer(std::io::stderr),
+        )
+        .try_init();
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumedLabels {
+    pub topic: String,
+    pub group: String,
+    /// `handled`, `duplicate` or `dead_lettered`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagLabels {
+    pub topic: String,
+    pub group: String,
+    pub partition: u32,
+}
+
+/// One service's metrics. Each service has its own registry, so services sharing a
+/// process (`mall up`) still report only their own figures.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: Family<RouteLabels, Histogram>,
+    pub events_published: Family<TopicLabels, Counter>,
+    pub events_consumed: Family<ConsumedLabels, Counter>,
+    pub outbox_backlog: Gauge,
+    pub consumer_lag: Family<LagLabels, Gauge>,
+}
+
+impl Metrics {
+    pub fn new(service: &str) -> Self {
+        let mut registry = Registry::with_prefix_and_labels(
+            "mall",
+            [("service".into(), service.to_owned().into())].into_iter(),
+        );
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+        });
+        let events_published = Family::<TopicLabels, Counter>::default();
+        let events_consumed = Family::<ConsumedLabels, Counter>::default();
+        let outbox_backlog = Gauge::default();
+        let consumer_lag = Family::<LagLabels, Gauge>::default();
+        registry.register("http_requests", "HTTP requests answered", http_requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            http_duration.clone(),
+        );
+        registry.register("events_published", "Events published to the bus", events_published.clone());
+        registry.register("events_consumed", "Events taken from the bus", events_consumed.clone());
+        registry.register(
+            "outbox_backlog",
+            "Events stored in the outbox and not yet published",
+            outbox_backlog.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Events in a partition not yet handled by a consumer group",
+            consumer_lag.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            http_requests,
+            http_duration,
+            events_published,
+            events_consumed,
+            outbox_backlog,
+            consumer_lag,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        let registry = self.registry.lock().expect("metrics registry lock poisoned");
+        encode(&mut text, &registry).expect("writing to a String cannot fail");
+        text
+    }
+}

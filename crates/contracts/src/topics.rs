@@ -1,0 +1,13 @@
+//! Topic names: `<service>.<aggregate>.v<major>`, keyed by the aggregate id.
+
+/// Order aggregate events, keyed by order id.
+pub const ORDER: &str = "order.order.v1";
+/// Stock reservations for an order, keyed by order id so a saga's events stay in order.
+pub const RESERVATION: &str = "product.reservation.v1";
+/// Catalogue changes, keyed by product id.
+pub const PRODUCT: &str = "product.product.v1";
+
+/// Where a consumer group's poison messages from `topic` go.
+pub fn dead_letter(topic: &str, group: &str) -> String {
+    format!("{topic}.dlq.{group}")
+}
