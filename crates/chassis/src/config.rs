@@ -37,6 +37,19 @@ pub struct ChassisSettings {
     pub sqlite_synchronous: Durability,
 }
 
+/// Where the other services are: DNS names in Kubernetes, loopback locally (DESIGN.md
+/// section 2). No registry.
+#[derive(Args, Debug, Clone)]
+pub struct ServiceUrls {
+    /// Base URL of the product service.
+    #[arg(long, env = "MALL_PRODUCT_URL", default_value = "http://127.0.0.1:8083")]
+    pub product_url: String,
+
+    /// Base URL of the order service.
+    #[arg(long, env = "MALL_ORDER_URL", default_value = "http://127.0.0.1:8081")]
+    pub order_url: String,
+}
+
 /// SQLite `synchronous` level in WAL mode.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {

@@ -7,7 +7,7 @@ use uuid::Uuid;
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS inbox (
     grp TEXT NOT NULL,
-    event_id TEXT NOT NULL,
+    event_id BLOB NOT NULL,
     handled_at_us INTEGER NOT NULL,
     PRIMARY KEY (grp, event_id)
 ) WITHOUT ROWID;

@@ -12,6 +12,7 @@ use crate::{
     consumer::{self, EventHandler},
     db, inbox,
     outbox::{self, OutboxSignal},
+    server::Service,
     telemetry::Metrics,
 };
 
@@ -74,5 +75,34 @@ impl ServiceRuntime {
         self.tasks.close();
         self.tasks.wait().await;
         self.db.close().await;
+    }
+}
+
+impl Service for ServiceRuntime {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn settings(&self) -> &ChassisSettings {
+        &self.settings
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        sqlx::query("SELECT 1")
+            .execute(&self.db)
+            .await
+            .map_err(|error| format!("database: {error}"))?;
+        self.bus
+            .ping()
+            .await
+            .map_err(|error| format!("event bus: {error}"))
     }
 }

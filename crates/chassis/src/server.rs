@@ -1,6 +1,6 @@
 //! The HTTP stack every service runs behind, and its health and metrics endpoints.
 
-use std::{sync::Arc, time::Instant};
+use std::{future::Future, sync::Arc, time::Instant};
 
 use axum::{
     Json, Router,
@@ -11,6 +11,7 @@ use axum::{
     routing::get,
 };
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -21,45 +22,56 @@ use tower_http::{
 use tracing::Instrument;
 
 use crate::{
+    config::ChassisSettings,
     problem::{Problem, problem_for_bare_errors},
-    runtime::ServiceRuntime,
-    telemetry::{HttpLabels, RouteLabels},
+    telemetry::{HttpLabels, Metrics, RouteLabels},
     trace::TraceContext,
 };
 
 pub const TRACEPARENT: &str = "traceparent";
 
+/// What the HTTP stack needs to know of the service it fronts.
+pub trait Service: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn settings(&self) -> &ChassisSettings;
+    fn metrics(&self) -> &Metrics;
+    fn shutdown(&self) -> &CancellationToken;
+    /// Whether the service can do its work now (its database and bus answer); the error
+    /// says what is missing.
+    fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
 /// Serves `api` plus `/health/live`, `/health/ready` and `/metrics` on `listener` until
 /// the runtime's shutdown signal, then lets requests in flight finish.
-pub async fn serve(
-    rt: Arc<ServiceRuntime>,
+pub async fn serve<S: Service>(
+    rt: Arc<S>,
     listener: TcpListener,
     api: Router,
 ) -> std::io::Result<()> {
     let app = with_chassis(rt.clone(), api);
     axum::serve(listener, app)
-        .with_graceful_shutdown(rt.shutdown.clone().cancelled_owned())
+        .with_graceful_shutdown(rt.shutdown().clone().cancelled_owned())
         .await
 }
 
 /// `api` with the operational endpoints and the middleware stack added.
-pub fn with_chassis(rt: Arc<ServiceRuntime>, api: Router) -> Router {
-    let limit = rt.settings.body_limit_bytes as usize;
+pub fn with_chassis<S: Service>(rt: Arc<S>, api: Router) -> Router {
+    let limit = rt.settings().body_limit_bytes as usize;
     let operations = Router::new()
         .route("/health/live", get(|| async { Json(serde_json::json!({"status": "live"})) }))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
+        .route("/health/ready", get(ready::<S>))
+        .route("/metrics", get(metrics::<S>))
         .with_state(rt.clone());
     api.merge(operations).layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(middleware::from_fn_with_state(rt.clone(), observe))
+            .layer(middleware::from_fn_with_state(rt.clone(), observe::<S>))
             .layer(middleware::from_fn(problem_for_bare_errors))
             .layer(CatchPanicLayer::new())
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::SERVICE_UNAVAILABLE,
-                rt.settings.request_timeout(),
+                rt.settings().request_timeout(),
             ))
             .layer(RequestBodyLimitLayer::new(limit))
             .layer(DefaultBodyLimit::max(limit)),
@@ -68,7 +80,7 @@ pub fn with_chassis(rt: Arc<ServiceRuntime>, api: Router) -> Router {
 
 /// Continues the caller's trace (or starts one), logs one line per request and records
 /// its metrics.
-async fn observe(State(rt): State<Arc<ServiceRuntime>>, mut request: Request, next: Next) -> Response {
+async fn observe<S: Service>(State(rt): State<Arc<S>>, mut request: Request, next: Next) -> Response {
     let trace = TraceContext::continue_from(
         request
             .headers()
@@ -90,7 +102,7 @@ async fn observe(State(rt): State<Arc<ServiceRuntime>>, mut request: Request, ne
         .to_owned();
     let span = tracing::info_span!(
         "http",
-        service = rt.name,
+        service = rt.name(),
         method,
         route,
         request_id,
@@ -101,7 +113,7 @@ async fn observe(State(rt): State<Arc<ServiceRuntime>>, mut request: Request, ne
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1e3, "answered"));
-    rt.metrics
+    rt.metrics()
         .http_requests
         .get_or_create(&HttpLabels {
             method: method.clone(),
@@ -109,7 +121,7 @@ async fn observe(State(rt): State<Arc<ServiceRuntime>>, mut request: Request, ne
             status,
         })
         .inc();
-    rt.metrics
+    rt.metrics()
         .http_duration
         .get_or_create(&RouteLabels { method, route })
         .observe(elapsed.as_secs_f64());
@@ -119,23 +131,19 @@ async fn observe(State(rt): State<Arc<ServiceRuntime>>, mut request: Request, ne
     response
 }
 
-/// Ready when the service's database and the bus answer.
-async fn ready(State(rt): State<Arc<ServiceRuntime>>) -> Response {
-    if let Err(error) = sqlx::query("SELECT 1").execute(&rt.db).await {
-        return Problem::unavailable(format!("database: {error}"), 1).into_response();
+async fn ready<S: Service>(State(rt): State<Arc<S>>) -> Response {
+    match rt.ready().await {
+        Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(missing) => Problem::unavailable(missing, 1).into_response(),
     }
-    if let Err(error) = rt.bus.ping().await {
-        return Problem::unavailable(format!("event bus: {error}"), 1).into_response();
-    }
-    Json(serde_json::json!({"status": "ready"})).into_response()
 }
 
-async fn metrics(State(rt): State<Arc<ServiceRuntime>>) -> impl IntoResponse {
+async fn metrics<S: Service>(State(rt): State<Arc<S>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        rt.metrics.render(),
+        rt.metrics().render(),
     )
 }

@@ -1,1 +1,128 @@
-fn main() {}
+//! `mall`: runs the whole 12st mall in one command, or one service of it, and measures it.
+
+mod bench;
+mod shop;
+
+use std::{net::IpAddr, path::PathBuf};
+
+use chassis::config::{ChassisSettings, ServiceUrls};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "mall", version, about = "The 12st mall: an online shop of event-driven microservices")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole shop in this process: every service on its own port with its own
+    /// SQLite database under --data-dir, the embedded event log between them, and a demo
+    /// catalogue on first start. Ports: gateway = base, order = base+1, product = base+3.
+    Up {
+        #[command(flatten)]
+        place: Placement,
+        /// First port; the gateway listens here, the services on the ports after it.
+        #[arg(long, env = "MALL_BASE_PORT", default_value_t = 8080)]
+        base_port: u16,
+        #[command(flatten)]
+        chassis: ChassisSettings,
+        #[command(flatten)]
+        order: order::OrderSettings,
+        #[command(flatten)]
+        gateway: gateway::GatewaySettings,
+    },
+    /// Run one service, configured by flags or environment variables (12-factor), as a
+    /// container or a Kubernetes pod would.
+    Serve {
+        service: ServiceName,
+        #[command(flatten)]
+        place: Placement,
+        /// Port to listen on; defaults to the service's port in DESIGN.md section 2.
+        #[arg(long, env = "MALL_PORT")]
+        port: Option<u16>,
+        #[command(flatten)]
+        urls: ServiceUrls,
+        #[command(flatten)]
+        chassis: ChassisSettings,
+        #[command(flatten)]
+        order: order::OrderSettings,
+        #[command(flatten)]
+        gateway: gateway::GatewaySettings,
+        /// Seed the demo catalogue into an empty product database.
+        #[arg(long, env = "MALL_SEED_DEMO")]
+        seed_demo: bool,
+    },
+    /// Measure a part of the shop and print the figures.
+    Bench {
+        #[command(subcommand)]
+        target: bench::Target,
+    },
+}
+
+/// Where a shop keeps its data and which address it listens on.
+#[derive(clap::Args, Clone)]
+struct Placement {
+    /// Folder of the SQLite files: one per service and `bus.db`, the event log.
+    #[arg(long, env = "MALL_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "MALL_BIND", default_value = "127.0.0.1")]
+    bind: IpAddr,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ServiceName {
+    Gateway,
+    Order,
+    Product,
+}
+
+impl ServiceName {
+    /// Offset from the base port (DESIGN.md section 2).
+    fn port_offset(self) -> u16 {
+        match self {
+            ServiceName::Gateway => 0,
+            ServiceName::Order => 1,
+            ServiceName::Product => 3,
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    chassis::telemetry::init_logging();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Up {
+                place,
+                base_port,
+                chassis,
+                order,
+                gateway,
+            } => shop::up(place, base_port, chassis, order, gateway).await,
+            Command::Serve {
+                service,
+                place,
+                port,
+                urls,
+                chassis,
+                order,
+                gateway,
+                seed_demo,
+            } => {
+                let port = port.unwrap_or(8080 + service.port_offset());
+                let options = shop::ServeOptions {
+                    urls,
+                    order,
+                    gateway,
+                    seed_demo,
+                };
+                shop::serve(service, place, port, chassis, options).await
+            }
+            Command::Bench { target } => bench::run(target).await,
+        }
+    })
+}

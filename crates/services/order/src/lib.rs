@@ -1,0 +1,101 @@
+//! The order service: orders, event-sourced (DESIGN.md section 7), and their saga.
+//!
+//! An order is stored only as its events ([`store`]); its state is their fold
+//! ([`domain::apply`]). Placing an order asks product for the price over REST, stores
+//! `OrderPlaced` with its outbox row in one transaction and answers 202 PENDING; the
+//! stock answer from product ([`consumers`]) confirms or rejects it.
+
+mod api;
+mod consumers;
+pub mod domain;
+mod store;
+
+use std::{sync::Arc, time::Duration};
+
+use chassis::{ServiceRuntime, config::ServiceUrls, server, trace::TraceContext};
+use contracts::{Envelope, events, topics};
+use tokio::net::TcpListener;
+
+use crate::domain::{Order, OrderEvent};
+
+pub const NAME: &str = "order";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct OrderSettings {
+    /// How long order waits for product before answering 503.
+    #[arg(long, env = "MALL_PRODUCT_TIMEOUT_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub product_timeout_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("migrating the order database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("building the product client failed: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("serving HTTP failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Migrates the database, then consumes the stock answers and serves the API until
+/// shutdown, when it lets the consumers stop and the outbox drain.
+pub async fn run(
+    rt: Arc<ServiceRuntime>,
+    listener: TcpListener,
+    urls: &ServiceUrls,
+    settings: OrderSettings,
+) -> Result<(), Error> {
+    sqlx::migrate!("./migrations").run(&rt.db).await?;
+    let catalogue = api::ProductCatalogue::new(
+        urls.product_url.clone(),
+        Duration::from_millis(settings.product_timeout_ms),
+    )?;
+    rt.consume(&[topics::RESERVATION], consumers::StockAnswers);
+    server::serve(rt.clone(), listener, api::router(rt.clone(), catalogue)).await?;
+    rt.stopped().await;
+    Ok(())
+}
+
+/// The integration event other services see for an order event.
+fn integration_event(
+    order: &Order,
+    event: &OrderEvent,
+    trace: TraceContext,
+    cause: Option<&Envelope>,
+) -> Envelope {
+    let id = order.order_id;
+    let envelope = match event {
+        OrderEvent::OrderPlaced { .. } => Envelope::new(
+            NAME,
+            id,
+            &events::OrderPlaced {
+                order_id: id,
+                customer_id: order.customer_id,
+                product_id: order.product_id,
+                quantity: order.quantity.units(),
+                unit_price: order.unit_price,
+                amount: order.amount,
+                address: order.address.as_str().to_owned(),
+            },
+            id,
+        ),
+        OrderEvent::OrderConfirmed => {
+            Envelope::new(NAME, id, &events::OrderConfirmed { order_id: id }, id)
+        }
+        OrderEvent::OrderRejected { reason } => Envelope::new(
+            NAME,
+            id,
+            &events::OrderRejected {
+                order_id: id,
+                reason: reason.clone(),
+            },
+            id,
+        ),
+    };
+    match cause {
+        Some(cause) => envelope.caused_by(cause),
+        None => envelope,
+    }
+    .with_traceparent(Some(trace.to_string()))
+}

@@ -1,0 +1,72 @@
+//! The product service: the catalogue, prices, and stock with reservations.
+//!
+//! It answers `OrderPlaced` with `StockReserved` or `StockReservationFailed`, and never
+//! oversells: every stock change happens in a transaction that holds the database's
+//! write lock, through the pure rules in [`domain`], with CHECK constraints behind them.
+
+pub mod api;
+mod consumers;
+pub mod domain;
+mod store;
+
+use std::sync::Arc;
+
+use chassis::{ServiceRuntime, server};
+use contracts::topics;
+use tokio::net::TcpListener;
+
+pub const NAME: &str = "product";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("migrating the product database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("seeding the demo catalogue failed: {0}")]
+    Seed(#[from] api::ApiError),
+    #[error("serving HTTP failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Migrates the database, optionally seeds the demo catalogue, then consumes order
+/// events and serves the API until shutdown, when it lets the consumers stop and the
+/// outbox drain.
+pub async fn run(rt: Arc<ServiceRuntime>, listener: TcpListener, seed_demo: bool) -> Result<(), Error> {
+    sqlx::migrate!("./migrations").run(&rt.db).await?;
+    if seed_demo {
+        seed_demo_catalogue(&rt).await?;
+    }
+    rt.consume(&[topics::ORDER], consumers::OrderEvents);
+    server::serve(rt.clone(), listener, api::router(rt.clone())).await?;
+    rt.stopped().await;
+    Ok(())
+}
+
+/// A few products so that a new shop has something to sell; only into an empty catalogue.
+async fn seed_demo_catalogue(rt: &ServiceRuntime) -> Result<(), api::ApiError> {
+    if store::count_products(&rt.db).await? > 0 {
+        return Ok(());
+    }
+    let demo = [
+        ("Wireless earbuds", "Noise cancelling, 24 h battery", 89_000, 50),
+        ("Mechanical keyboard", "Hot-swappable switches, Korean layout", 129_000, 30),
+        ("Ceramic mug", "350 ml, dishwasher safe", 12_000, 200),
+        ("Running shoes", "Lightweight, breathable mesh", 99_000, 40),
+        ("Green tea, Jeju", "Loose leaf, 100 g", 18_000, 120),
+        ("Backpack", "20 L, water resistant", 59_000, 25),
+    ];
+    for (name, description, price, stock) in demo {
+        api::create_product(
+            rt,
+            api::NewProduct {
+                name: name.into(),
+                description: description.into(),
+                price,
+                stock,
+            },
+            None,
+        )
+        .await?;
+    }
+    tracing::info!(products = demo.len(), "demo catalogue seeded");
+    Ok(())
+}

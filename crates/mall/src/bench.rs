@@ -1,0 +1,117 @@
+//! `mall bench`: figures measured on this machine, printed for the reader.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use chassis::{
+    bus::{EventBus, OutgoingEvent, embedded::EmbeddedLog},
+    config::Durability,
+};
+use clap::Subcommand;
+use contracts::{Envelope, events::OrderConfirmed};
+use hdrhistogram::Histogram;
+use uuid::Uuid;
+
+#[derive(Subcommand)]
+pub enum Target {
+    /// The embedded event log: events/s from publish to consume, and the delivery
+    /// latency (publish call to consumer receipt) percentiles.
+    Bus {
+        /// Events to publish in all.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Concurrent publishers, each awaiting every publish (as the outbox relays do).
+        #[arg(long, default_value_t = 32)]
+        producers: u64,
+        /// Events per publish call.
+        #[arg(long, default_value_t = 1)]
+        batch: u64,
+        /// Partitions of the topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+        #[arg(long, value_enum, default_value_t = Durability::Normal)]
+        durability: Durability,
+    },
+}
+
+pub async fn run(target: Target) -> anyhow::Result<()> {
+    match target {
+        Target::Bus {
+            events,
+            producers,
+            batch,
+            partitions,
+            durability,
+        } => bus(events, producers, batch, partitions, durability).await,
+    }
+}
+
+const TOPIC: &str = "bench.events.v1";
+
+async fn bus(events: u64, producers: u64, batch: u64, partitions: u32, durability: Durability) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("bus.db"), durability, partitions).await?);
+    let mut subscription = log.subscribe("bench", "bench-0", &[TOPIC]).await?;
+    let per_producer = events / producers / batch;
+    let total = per_producer * producers * batch;
+    println!(
+        "embedded log: {total} events, {producers} publishers x {per_producer} publishes of {batch}, \
+         {partitions} partitions, synchronous={durability:?}"
+    );
+
+    let started = Instant::now();
+    let mut publishers = tokio::task::JoinSet::new();
+    for _ in 0..producers {
+        let log = log.clone();
+        publishers.spawn(async move {
+            for _ in 0..per_producer {
+                let events = (0..batch)
+                    .map(|_| {
+                        let key = Uuid::now_v7();
+                        OutgoingEvent {
+                            topic: TOPIC.to_owned(),
+                            envelope: Envelope::new("bench", key, &OrderConfirmed { order_id: key }, key),
+                        }
+                    })
+                    .collect();
+                log.publish(events).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+
+    let mut latency = Histogram::<u64>::new(3)?;
+    let mut received = 0;
+    while received < total {
+        let records = subscription.next_batch(2_000, Duration::from_secs(10)).await?;
+        anyhow::ensure!(!records.is_empty(), "no events for 10 s after {received}");
+        let now = chrono::Utc::now();
+        for record in &records {
+            let micros = (now - record.envelope.time).num_microseconds().unwrap_or(0).max(1);
+            latency.record(micros as u64)?;
+        }
+        received += records.len() as u64;
+        subscription.commit(&records).await?;
+    }
+    let elapsed = started.elapsed();
+    while let Some(published) = publishers.join_next().await {
+        published.context("a publisher panicked")??;
+    }
+    let ms = |micros: u64| micros as f64 / 1_000.0;
+    println!(
+        "throughput: {:.0} events/s published and consumed ({total} in {:.2} s)",
+        total as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "delivery latency: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(latency.value_at_quantile(0.50)),
+        ms(latency.value_at_quantile(0.90)),
+        ms(latency.value_at_quantile(0.99)),
+        ms(latency.max())
+    );
+    Ok(())
+}

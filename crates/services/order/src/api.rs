@@ -1,0 +1,300 @@
+//! HTTP API of orders: `/orders...` (public as `/api/orders...`).
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Extension, Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use chassis::{
+    ServiceRuntime, db, outbox,
+    problem::{ApiJson, Problem},
+    server::TRACEPARENT,
+    trace::TraceContext,
+};
+use contracts::topics;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    domain::{Address, Order, OrderCommand, OrderError, OrderStatus, Quantity, decide},
+    integration_event,
+    store::{self, StoreError, StoredEvent},
+};
+
+/// Until tokens arrive (gateway issue), every order belongs to this guest customer.
+const GUEST_CUSTOMER: Uuid = Uuid::nil();
+
+#[derive(Clone)]
+struct AppState {
+    rt: Arc<ServiceRuntime>,
+    catalogue: ProductCatalogue,
+}
+
+pub fn router(rt: Arc<ServiceRuntime>, catalogue: ProductCatalogue) -> Router {
+    Router::new()
+        .route("/orders", post(place_order))
+        .route("/orders/{id}", get(get_order))
+        .route("/orders/{id}/history", get(get_history))
+        .with_state(AppState { rt, catalogue })
+}
+
+/// Asks the product service for what an order needs to know of a product.
+#[derive(Clone)]
+pub struct ProductCatalogue {
+    client: reqwest::Client,
+    base_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ProductInfo {
+    price: u64,
+}
+
+impl ProductCatalogue {
+    pub fn new(base_url: String, timeout: Duration) -> Result<Self, reqwest::Error> {
+        Ok(ProductCatalogue {
+            client: reqwest::Client::builder().timeout(timeout).build()?,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The product's unit price, `None` when there is no such product.
+    async fn price(&self, product_id: Uuid, trace: TraceContext) -> Result<Option<u64>, ApiError> {
+        let unavailable = |e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, "product service unavailable");
+            ApiError::ProductUnavailable
+        };
+        let response = self
+            .client
+            .get(format!("{}/products/{product_id}", self.base_url))
+            .header(TRACEPARENT, trace.child().to_string())
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                let product: ProductInfo = response.json().await.map_err(|e| unavailable(&e))?;
+                Ok(Some(product.price))
+            }
+            status => Err(unavailable(&format!("answered {status}"))),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error("{0}")]
+    Validation(String),
+    #[error("no order with id {0}")]
+    NotFound(String),
+    #[error("product {0} does not exist")]
+    UnknownProduct(Uuid),
+    #[error("the product service did not answer")]
+    ProductUnavailable,
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let detail = self.to_string();
+        match self {
+            ApiError::Validation(_) | ApiError::Order(_) => Problem::validation(detail),
+            ApiError::UnknownProduct(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-product",
+                "The product does not exist",
+                detail,
+            ),
+            ApiError::NotFound(_) => Problem::not_found(detail),
+            ApiError::ProductUnavailable => Problem::unavailable(detail, 5),
+            ApiError::IdempotencyKeyReused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                detail,
+            ),
+            ApiError::Store(StoreError::Conflict(_)) => Problem::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "The order changed meanwhile",
+                "try again",
+            ),
+            ApiError::Store(error) => Problem::internal(&error),
+            ApiError::Database(error) => Problem::internal(&error),
+        }
+        .into_response()
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct PlaceOrderRequest {
+    product_id: Uuid,
+    quantity: i64,
+    address: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OrderAccepted {
+    order_id: Uuid,
+    status: OrderStatus,
+}
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// An `Idempotency-Key`: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::Validation("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+async fn place_order(
+    State(state): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<PlaceOrderRequest>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let quantity = Quantity::parse(request.quantity).map_err(ApiError::Validation)?;
+    let address = Address::parse(&request.address).map_err(ApiError::Validation)?;
+    let fingerprint = serde_json::to_string(&request).expect("requests always serialise");
+    let customer_id = GUEST_CUSTOMER;
+    let rt = &state.rt;
+
+    if let Some(key) = &key {
+        let mut conn = rt.db.acquire().await?;
+        if let Some(answer) = replay(&mut conn, customer_id, key, &fingerprint).await? {
+            return Ok(answer);
+        }
+    }
+    let unit_price = state
+        .catalogue
+        .price(request.product_id, trace)
+        .await?
+        .ok_or(ApiError::UnknownProduct(request.product_id))?;
+    let events = decide(
+        None,
+        OrderCommand::Place {
+            customer_id,
+            product_id: request.product_id,
+            quantity,
+            unit_price,
+            address,
+        },
+    )?;
+
+    let order_id = Uuid::now_v7();
+    let mut tx = db::begin_write(&rt.db).await?;
+    if let Some(key) = &key {
+        // A concurrent request with the same key may have committed while we asked product.
+        if let Some(answer) = replay(&mut tx, customer_id, key, &fingerprint).await? {
+            return Ok(answer);
+        }
+    }
+    let order = store::append(&mut tx, order_id, None, &events)
+        .await?
+        .expect("a placed order exists");
+    for event in &events {
+        outbox::enqueue(&mut tx, topics::ORDER, &integration_event(&order, event, trace, None)).await?;
+    }
+    let accepted = serde_json::to_string(&OrderAccepted {
+        order_id,
+        status: order.status,
+    })
+    .expect("answers always serialise");
+    if let Some(key) = &key {
+        store::save_idempotent_answer(&mut tx, customer_id, key, &fingerprint, order_id, &accepted).await?;
+    }
+    tx.commit().await?;
+    rt.outbox.wake();
+    tracing::info!(%order_id, "order placed");
+    Ok(accepted_response(order_id, accepted, false))
+}
+
+/// The stored answer to a repeated key, or a refusal when the key came with another request.
+async fn replay(
+    conn: &mut sqlx::SqliteConnection,
+    customer_id: Uuid,
+    key: &str,
+    fingerprint: &str,
+) -> Result<Option<Response>, ApiError> {
+    let Some((first_fingerprint, answer)) =
+        store::find_idempotent_answer(conn, customer_id, key).await?
+    else {
+        return Ok(None);
+    };
+    if first_fingerprint != fingerprint {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
+    let accepted: OrderAccepted =
+        serde_json::from_str(&answer).map_err(|e| ApiError::Validation(e.to_string()))?;
+    Ok(Some(accepted_response(accepted.order_id, answer, true)))
+}
+
+fn accepted_response(order_id: Uuid, body: String, replayed: bool) -> Response {
+    let mut response = (
+        StatusCode::ACCEPTED,
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::LOCATION, format!("/api/orders/{order_id}")),
+        ],
+        body,
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+async fn load_order(rt: &ServiceRuntime, raw_id: &str) -> Result<(Order, Vec<StoredEvent>), ApiError> {
+    let not_found = || ApiError::NotFound(raw_id.to_owned());
+    let order_id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
+    let mut conn = rt.db.acquire().await?;
+    match store::load(&mut conn, order_id).await? {
+        (Some(order), stream) => Ok((order, stream)),
+        (None, _) => Err(not_found()),
+    }
+}
+
+async fn get_order(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
+    let (order, _) = load_order(&state.rt, &id).await?;
+    Ok(Json(order))
+}
+
+#[derive(Debug, Serialize)]
+struct History {
+    order_id: Uuid,
+    events: Vec<StoredEvent>,
+}
+
+async fn get_history(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<History>, ApiError> {
+    let (order, events) = load_order(&state.rt, &id).await?;
+    Ok(Json(History {
+        order_id: order.order_id,
+        events,
+    }))
+}
