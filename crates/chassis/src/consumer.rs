@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use crate::{
     bus::{OutgoingEvent, Record, Subscription},
-    db, inbox,
+    inbox,
     runtime::ServiceRuntime,
     telemetry::{ConsumedLabels, LagLabels},
     trace::TraceContext,
@@ -206,7 +206,7 @@ async fn handle_once<H: EventHandler>(
     handler: &H,
     delivery: &Delivery<'_>,
 ) -> Result<Outcome, HandlerError> {
-    let mut tx = db::begin_write(&rt.db).await?;
+    let mut tx = rt.db.begin_write().await?;
     if !inbox::first_delivery(&mut tx, group, delivery.envelope.id).await? {
         tx.commit().await?;
         return Ok(Outcome::Duplicate);

@@ -6,12 +6,13 @@
 use std::{sync::Arc, time::Duration};
 
 use contracts::Envelope;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqliteConnection;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     bus::{BusError, EventBus, OutgoingEvent},
+    db::Database,
     telemetry::{Metrics, TopicLabels},
 };
 
@@ -66,14 +67,14 @@ enum RelayError {
 
 /// Publishes the outbox until `shutdown`, then flushes what is left once more.
 pub(crate) async fn relay(
-    pool: SqlitePool,
+    db: Database,
     bus: Arc<dyn EventBus>,
     signal: OutboxSignal,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     loop {
-        match publish_pending(&pool, bus.as_ref(), &metrics).await {
+        match publish_pending(&db, bus.as_ref(), &metrics).await {
             Ok(published) if published == RELAY_BATCH as usize => continue,
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "outbox relay failed, will retry"),
@@ -84,7 +85,7 @@ pub(crate) async fn relay(
             _ = shutdown.cancelled() => break,
         }
     }
-    while let Ok(published) = publish_pending(&pool, bus.as_ref(), &metrics).await {
+    while let Ok(published) = publish_pending(&db, bus.as_ref(), &metrics).await {
         if published == 0 {
             break;
         }
@@ -92,14 +93,14 @@ pub(crate) async fn relay(
 }
 
 async fn publish_pending(
-    pool: &SqlitePool,
+    db: &Database,
     bus: &dyn EventBus,
     metrics: &Metrics,
 ) -> Result<usize, RelayError> {
     let rows: Vec<(i64, String, String)> =
         sqlx::query_as("SELECT seq, topic, envelope FROM outbox ORDER BY seq LIMIT ?")
             .bind(RELAY_BATCH)
-            .fetch_all(pool)
+            .fetch_all(db.reader())
             .await?;
     let Some(&(last_seq, _, _)) = rows.last() else {
         metrics.outbox_backlog.set(0);
@@ -118,7 +119,7 @@ async fn publish_pending(
     bus.publish(events).await?;
     sqlx::query("DELETE FROM outbox WHERE seq <= ?")
         .bind(last_seq)
-        .execute(pool)
+        .execute(db.writer())
         .await?;
     for (_, topic, _) in &rows {
         metrics
@@ -129,7 +130,7 @@ async fn publish_pending(
             .inc();
     }
     let backlog: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-        .fetch_one(pool)
+        .fetch_one(db.reader())
         .await?;
     metrics.outbox_backlog.set(backlog);
     Ok(rows.len())

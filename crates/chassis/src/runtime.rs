@@ -3,14 +3,14 @@
 
 use std::{path::Path, sync::Arc};
 
-use sqlx::SqlitePool;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     bus::EventBus,
     config::ChassisSettings,
     consumer::{self, EventHandler},
-    db, inbox,
+    db::Database,
+    inbox,
     outbox::{self, OutboxSignal},
     server::Service,
     telemetry::Metrics,
@@ -19,7 +19,7 @@ use crate::{
 pub struct ServiceRuntime {
     pub name: &'static str,
     pub settings: ChassisSettings,
-    pub db: SqlitePool,
+    pub db: Database,
     pub bus: Arc<dyn EventBus>,
     pub metrics: Arc<Metrics>,
     pub outbox: OutboxSignal,
@@ -37,9 +37,9 @@ impl ServiceRuntime {
         bus: Arc<dyn EventBus>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, sqlx::Error> {
-        let db = db::open_sqlite(database, settings.sqlite_synchronous, 8).await?;
-        sqlx::raw_sql(outbox::SCHEMA).execute(&db).await?;
-        sqlx::raw_sql(inbox::SCHEMA).execute(&db).await?;
+        let db = Database::open(database, settings.sqlite_synchronous, 8).await?;
+        sqlx::raw_sql(outbox::SCHEMA).execute(db.writer()).await?;
+        sqlx::raw_sql(inbox::SCHEMA).execute(db.writer()).await?;
         let rt = Arc::new(ServiceRuntime {
             name,
             settings,
@@ -97,7 +97,7 @@ impl Service for ServiceRuntime {
 
     async fn ready(&self) -> Result<(), String> {
         sqlx::query("SELECT 1")
-            .execute(&self.db)
+            .execute(self.db.reader())
             .await
             .map_err(|error| format!("database: {error}"))?;
         self.bus

@@ -24,7 +24,7 @@ pub enum Target {
         #[arg(long, default_value_t = 200_000)]
         events: u64,
         /// Concurrent publishers, each awaiting every publish (as the outbox relays do).
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 64)]
         producers: u64,
         /// Events per publish call.
         #[arg(long, default_value_t = 1)]
@@ -87,7 +87,12 @@ async fn bus(events: u64, producers: u64, batch: u64, partitions: u32, durabilit
     let mut received = 0;
     while received < total {
         let records = subscription.next_batch(2_000, Duration::from_secs(10)).await?;
-        anyhow::ensure!(!records.is_empty(), "no events for 10 s after {received}");
+        if records.is_empty() {
+            while let Some(published) = publishers.try_join_next() {
+                published.context("a publisher panicked")??;
+            }
+            anyhow::bail!("no events for 10 s after {received}");
+        }
         let now = chrono::Utc::now();
         for record in &records {
             let micros = (now - record.envelope.time).num_microseconds().unwrap_or(0).max(1);

@@ -10,7 +10,7 @@ use axum::{
     routing::{get, post},
 };
 use chassis::{
-    ServiceRuntime, db, outbox,
+    ServiceRuntime, outbox,
     problem::{ApiJson, Problem},
     server::TRACEPARENT,
     trace::TraceContext,
@@ -183,7 +183,7 @@ async fn place_order(
     let rt = &state.rt;
 
     if let Some(key) = &key {
-        let mut conn = rt.db.acquire().await?;
+        let mut conn = rt.db.reader().acquire().await?;
         if let Some(answer) = replay(&mut conn, customer_id, key, &fingerprint).await? {
             return Ok(answer);
         }
@@ -205,7 +205,7 @@ async fn place_order(
     )?;
 
     let order_id = Uuid::now_v7();
-    let mut tx = db::begin_write(&rt.db).await?;
+    let mut tx = rt.db.begin_write().await?;
     if let Some(key) = &key {
         // A concurrent request with the same key may have committed while we asked product.
         if let Some(answer) = replay(&mut tx, customer_id, key, &fingerprint).await? {
@@ -273,7 +273,7 @@ fn accepted_response(order_id: Uuid, body: String, replayed: bool) -> Response {
 async fn load_order(rt: &ServiceRuntime, raw_id: &str) -> Result<(Order, Vec<StoredEvent>), ApiError> {
     let not_found = || ApiError::NotFound(raw_id.to_owned());
     let order_id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
-    let mut conn = rt.db.acquire().await?;
+    let mut conn = rt.db.reader().acquire().await?;
     match store::load(&mut conn, order_id).await? {
         (Some(order), stream) => Ok((order, stream)),
         (None, _) => Err(not_found()),

@@ -46,7 +46,7 @@ pub async fn run(
     urls: &ServiceUrls,
     settings: OrderSettings,
 ) -> Result<(), Error> {
-    sqlx::migrate!("./migrations").run(&rt.db).await?;
+    sqlx::migrate!("./migrations").run(rt.db.writer()).await?;
     let catalogue = api::ProductCatalogue::new(
         urls.product_url.clone(),
         Duration::from_millis(settings.product_timeout_ms),

@@ -10,8 +10,7 @@ use axum::{
     routing::{get, post},
 };
 use chassis::{
-    ServiceRuntime, db,
-    outbox,
+    ServiceRuntime, outbox,
     problem::{ApiJson, Problem},
     trace::TraceContext,
 };
@@ -119,7 +118,7 @@ async fn list_products(
         .cursor
         .map(|c| Uuid::parse_str(&c).map_err(|_| ApiError::Validation("cursor is not one this API gave".into())))
         .transpose()?;
-    let products = store::list_products(&rt.db, cursor, limit).await?;
+    let products = store::list_products(rt.db.reader(), cursor, limit).await?;
     let next_cursor = (products.len() == limit as usize)
         .then(|| products.last().map(|p| p.id))
         .flatten();
@@ -134,7 +133,7 @@ async fn get_product(
     Path(id): Path<String>,
 ) -> Result<Json<ProductView>, ApiError> {
     let id = parse_id(&id)?;
-    let mut conn = rt.db.acquire().await?;
+    let mut conn = rt.db.reader().acquire().await?;
     let product = store::find_product(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(id.to_string()))?;
@@ -197,7 +196,7 @@ pub async fn create_product(
         price: price.won(),
         stock: stock.available,
     };
-    let mut tx = db::begin_write(&rt.db).await?;
+    let mut tx = rt.db.begin_write().await?;
     store::insert_product(&mut tx, &product).await?;
     let envelope = Envelope::new(rt.name, product.id, &event, product.id)
         .with_traceparent(trace.map(|t| t.to_string()));
@@ -223,7 +222,7 @@ async fn adjust_stock(
 ) -> Result<Json<ProductView>, ApiError> {
     let id = parse_id(&id)?;
     let delta = StockDelta::parse(change.delta).map_err(ApiError::Validation)?;
-    let mut tx = db::begin_write(&rt.db).await?;
+    let mut tx = rt.db.begin_write().await?;
     let mut product = store::find_product(&mut tx, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(id.to_string()))?;

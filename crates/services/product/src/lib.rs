@@ -31,7 +31,7 @@ pub enum Error {
 /// events and serves the API until shutdown, when it lets the consumers stop and the
 /// outbox drain.
 pub async fn run(rt: Arc<ServiceRuntime>, listener: TcpListener, seed_demo: bool) -> Result<(), Error> {
-    sqlx::migrate!("./migrations").run(&rt.db).await?;
+    sqlx::migrate!("./migrations").run(rt.db.writer()).await?;
     if seed_demo {
         seed_demo_catalogue(&rt).await?;
     }
@@ -43,7 +43,7 @@ pub async fn run(rt: Arc<ServiceRuntime>, listener: TcpListener, seed_demo: bool
 
 /// A few products so that a new shop has something to sell; only into an empty catalogue.
 async fn seed_demo_catalogue(rt: &ServiceRuntime) -> Result<(), api::ApiError> {
-    if store::count_products(&rt.db).await? > 0 {
+    if store::count_products(rt.db.reader()).await? > 0 {
         return Ok(());
     }
     let demo = [
