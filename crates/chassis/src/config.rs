@@ -42,7 +42,11 @@ pub struct ChassisSettings {
 #[derive(Args, Debug, Clone)]
 pub struct ServiceUrls {
     /// Base URL of the product service.
-    #[arg(long, env = "MALL_PRODUCT_URL", default_value = "http://127.0.0.1:8083")]
+    #[arg(
+        long,
+        env = "MALL_PRODUCT_URL",
+        default_value = "http://127.0.0.1:8083"
+    )]
     pub product_url: String,
 
     /// Base URL of the order service.

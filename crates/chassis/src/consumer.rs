@@ -93,7 +93,8 @@ pub(crate) async fn run<H: EventHandler>(
                 continue;
             }
         };
-        if let Err(error) = handle_batch(&rt, &group, &handler, subscription.as_mut(), &batch).await {
+        if let Err(error) = handle_batch(&rt, &group, &handler, subscription.as_mut(), &batch).await
+        {
             tracing::warn!(%error, group, "batch not committed; it will be read again");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -230,7 +231,9 @@ fn count(rt: &ServiceRuntime, group: &str, record: &Record, outcome: &'static st
 /// 20 ms, 80 ms, 320 ms, ... capped at 5 s, with up to 50 % jitter so that retries of
 /// many consumers do not fall into step.
 fn backoff(attempt: u32) -> Duration {
-    let base = 20u64.saturating_mul(4u64.saturating_pow(attempt - 1)).min(5_000);
+    let base = 20u64
+        .saturating_mul(4u64.saturating_pow(attempt - 1))
+        .min(5_000);
     Duration::from_millis(base + rand::rng().random_range(0..=base / 2))
 }
 

@@ -23,7 +23,11 @@ pub struct Database {
 
 impl Database {
     /// Opens (creating if needed) the database file at `path`.
-    pub async fn open(path: &Path, durability: Durability, readers: u32) -> Result<Self, sqlx::Error> {
+    pub async fn open(
+        path: &Path,
+        durability: Durability,
+        readers: u32,
+    ) -> Result<Self, sqlx::Error> {
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)

@@ -58,7 +58,10 @@ pub async fn serve<S: Service>(
 pub fn with_chassis<S: Service>(rt: Arc<S>, api: Router) -> Router {
     let limit = rt.settings().body_limit_bytes as usize;
     let operations = Router::new()
-        .route("/health/live", get(|| async { Json(serde_json::json!({"status": "live"})) }))
+        .route(
+            "/health/live",
+            get(|| async { Json(serde_json::json!({"status": "live"})) }),
+        )
         .route("/health/ready", get(ready::<S>))
         .route("/metrics", get(metrics::<S>))
         .with_state(rt.clone());
@@ -80,7 +83,11 @@ pub fn with_chassis<S: Service>(rt: Arc<S>, api: Router) -> Router {
 
 /// Continues the caller's trace (or starts one), logs one line per request and records
 /// its metrics.
-async fn observe<S: Service>(State(rt): State<Arc<S>>, mut request: Request, next: Next) -> Response {
+async fn observe<S: Service>(
+    State(rt): State<Arc<S>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let trace = TraceContext::continue_from(
         request
             .headers()

@@ -86,14 +86,26 @@ impl Metrics {
         let events_consumed = Family::<ConsumedLabels, Counter>::default();
         let outbox_backlog = Gauge::default();
         let consumer_lag = Family::<LagLabels, Gauge>::default();
-        registry.register("http_requests", "HTTP requests answered", http_requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests answered",
+            http_requests.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "Time to answer an HTTP request",
             http_duration.clone(),
         );
-        registry.register("events_published", "Events published to the bus", events_published.clone());
-        registry.register("events_consumed", "Events taken from the bus", events_consumed.clone());
+        registry.register(
+            "events_published",
+            "Events published to the bus",
+            events_published.clone(),
+        );
+        registry.register(
+            "events_consumed",
+            "Events taken from the bus",
+            events_consumed.clone(),
+        );
         registry.register(
             "outbox_backlog",
             "Events stored in the outbox and not yet published",
@@ -118,7 +130,10 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut text = String::new();
-        let registry = self.registry.lock().expect("metrics registry lock poisoned");
+        let registry = self
+            .registry
+            .lock()
+            .expect("metrics registry lock poisoned");
         encode(&mut text, &registry).expect("writing to a String cannot fail");
         text
     }

@@ -46,7 +46,10 @@ impl TraceContext {
         if trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
             return None;
         }
-        let lowercase_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let lowercase_hex = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
         if !lowercase_hex(trace) || !lowercase_hex(span) || !lowercase_hex(flags) {
             return None;
         }

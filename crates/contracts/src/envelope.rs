@@ -141,8 +141,7 @@ mod tests {
     #[test]
     fn a_newer_major_version_is_refused_rather_than_misread() {
         let order_id = Uuid::now_v7();
-        let mut envelope =
-            Envelope::new("order", order_id, &OrderConfirmed { order_id }, order_id);
+        let mut envelope = Envelope::new("order", order_id, &OrderConfirmed { order_id }, order_id);
         envelope.schema_version = 2;
         assert!(matches!(
             envelope.decode::<OrderConfirmed>(),

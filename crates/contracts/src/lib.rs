@@ -19,7 +19,10 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
     vec![
         ("Envelope", schema(schema_for!(Envelope))),
         ("OrderPlaced", schema(schema_for!(events::OrderPlaced))),
-        ("OrderConfirmed", schema(schema_for!(events::OrderConfirmed))),
+        (
+            "OrderConfirmed",
+            schema(schema_for!(events::OrderConfirmed)),
+        ),
         ("OrderRejected", schema(schema_for!(events::OrderRejected))),
         ("StockReserved", schema(schema_for!(events::StockReserved))),
         (
@@ -49,8 +52,12 @@ mod tests {
                 std::fs::write(&path, &generated).unwrap();
                 continue;
             }
-            let checked_in = std::fs::read_to_string(&path)
-                .unwrap_or_else(|_| panic!("{} is missing: run BLESS=1 cargo test -p contracts", path.display()));
+            let checked_in = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+                panic!(
+                    "{} is missing: run BLESS=1 cargo test -p contracts",
+                    path.display()
+                )
+            });
             assert_eq!(
                 checked_in, generated,
                 "{name}.json differs from the code: run BLESS=1 cargo test -p contracts"

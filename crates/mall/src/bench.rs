@@ -51,9 +51,16 @@ pub async fn run(target: Target) -> anyhow::Result<()> {
 
 const TOPIC: &str = "bench.events.v1";
 
-async fn bus(events: u64, producers: u64, batch: u64, partitions: u32, durability: Durability) -> anyhow::Result<()> {
+async fn bus(
+    events: u64,
+    producers: u64,
+    batch: u64,
+    partitions: u32,
+    durability: Durability,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let log = Arc::new(EmbeddedLog::open(&dir.path().join("bus.db"), durability, partitions).await?);
+    let log =
+        Arc::new(EmbeddedLog::open(&dir.path().join("bus.db"), durability, partitions).await?);
     let mut subscription = log.subscribe("bench", "bench-0", &[TOPIC]).await?;
     let per_producer = events / producers / batch;
     let total = per_producer * producers * batch;
@@ -73,7 +80,12 @@ async fn bus(events: u64, producers: u64, batch: u64, partitions: u32, durabilit
                         let key = Uuid::now_v7();
                         OutgoingEvent {
                             topic: TOPIC.to_owned(),
-                            envelope: Envelope::new("bench", key, &OrderConfirmed { order_id: key }, key),
+                            envelope: Envelope::new(
+                                "bench",
+                                key,
+                                &OrderConfirmed { order_id: key },
+                                key,
+                            ),
                         }
                     })
                     .collect();
@@ -86,7 +98,9 @@ async fn bus(events: u64, producers: u64, batch: u64, partitions: u32, durabilit
     let mut latency = Histogram::<u64>::new(3)?;
     let mut received = 0;
     while received < total {
-        let records = subscription.next_batch(2_000, Duration::from_secs(10)).await?;
+        let records = subscription
+            .next_batch(2_000, Duration::from_secs(10))
+            .await?;
         if records.is_empty() {
             while let Some(published) = publishers.try_join_next() {
                 published.context("a publisher panicked")??;
@@ -95,7 +109,10 @@ async fn bus(events: u64, producers: u64, batch: u64, partitions: u32, durabilit
         }
         let now = chrono::Utc::now();
         for record in &records {
-            let micros = (now - record.envelope.time).num_microseconds().unwrap_or(0).max(1);
+            let micros = (now - record.envelope.time)
+                .num_microseconds()
+                .unwrap_or(0)
+                .max(1);
             latency.record(micros as u64)?;
         }
         received += records.len() as u64;

@@ -9,7 +9,11 @@ use chassis::config::{ChassisSettings, ServiceUrls};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "mall", version, about = "The 12st mall: an online shop of event-driven microservices")]
+#[command(
+    name = "mall",
+    version,
+    about = "The 12st mall: an online shop of event-driven microservices"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

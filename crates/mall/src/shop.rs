@@ -42,10 +42,17 @@ pub async fn up(
         gateway,
         seed_demo: true,
     };
-    let services = [ServiceName::Product, ServiceName::Order, ServiceName::Gateway];
+    let services = [
+        ServiceName::Product,
+        ServiceName::Order,
+        ServiceName::Gateway,
+    ];
     let mut listeners = Vec::new();
     for service in services {
-        listeners.push((service, bind(SocketAddr::new(place.bind, port(service)?)).await?));
+        listeners.push((
+            service,
+            bind(SocketAddr::new(place.bind, port(service)?)).await?,
+        ));
     }
     let shop = Shop::open(&place.data_dir, &chassis).await?;
     for (service, listener) in listeners {
@@ -107,11 +114,21 @@ impl Shop {
         })
     }
 
-    async fn runtime(&self, name: &'static str, chassis: &ChassisSettings) -> anyhow::Result<Arc<ServiceRuntime>> {
+    async fn runtime(
+        &self,
+        name: &'static str,
+        chassis: &ChassisSettings,
+    ) -> anyhow::Result<Arc<ServiceRuntime>> {
         let database = self.data_dir.join(format!("{name}.db"));
-        ServiceRuntime::start(name, chassis.clone(), &database, self.bus.clone(), self.shutdown.clone())
-            .await
-            .with_context(|| format!("cannot open {}", database.display()))
+        ServiceRuntime::start(
+            name,
+            chassis.clone(),
+            &database,
+            self.bus.clone(),
+            self.shutdown.clone(),
+        )
+        .await
+        .with_context(|| format!("cannot open {}", database.display()))
     }
 
     async fn start(
@@ -134,9 +151,15 @@ impl Shop {
                 running.spawn(async move { Ok(order::run(rt, listener, &urls, settings).await?) });
             }
             ServiceName::Gateway => {
-                let (chassis, urls, settings) = (chassis.clone(), options.urls.clone(), options.gateway.clone());
+                let (chassis, urls, settings) = (
+                    chassis.clone(),
+                    options.urls.clone(),
+                    options.gateway.clone(),
+                );
                 let shutdown = self.shutdown.clone();
-                running.spawn(async move { Ok(gateway::run(chassis, &urls, settings, listener, shutdown).await?) });
+                running.spawn(async move {
+                    Ok(gateway::run(chassis, &urls, settings, listener, shutdown).await?)
+                });
             }
         }
         Ok(())
@@ -149,7 +172,10 @@ impl Shop {
         while let Some(finished) = running.join_next().await {
             let result = finished.context("a service panicked").and_then(|r| r);
             if let Err(error) = result {
-                tracing::error!(error = format!("{error:#}"), "a service stopped; stopping the shop");
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "a service stopped; stopping the shop"
+                );
                 self.shutdown.cancel();
                 outcome = Err(error);
             }

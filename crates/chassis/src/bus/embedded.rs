@@ -369,7 +369,11 @@ impl EmbeddedSubscription {
 
     async fn read(&mut self, max: usize) -> Result<Vec<Record>, BusError> {
         let mut records = Vec::new();
-        let held: Vec<_> = self.positions.iter().map(|(k, &v)| (k.clone(), v)).collect();
+        let held: Vec<_> = self
+            .positions
+            .iter()
+            .map(|(k, &v)| (k.clone(), v))
+            .collect();
         if held.is_empty() {
             return Ok(records);
         }
@@ -546,7 +550,9 @@ mod tests {
         let key = Uuid::now_v7();
         {
             let log = open(&dir).await;
-            log.publish((0..3).map(|_| event("t", key)).collect()).await.unwrap();
+            log.publish((0..3).map(|_| event("t", key)).collect())
+                .await
+                .unwrap();
             let mut subscription = log.subscribe("g", "m", &["t"]).await.unwrap();
             let batch = subscription.next_batch(2, Duration::ZERO).await.unwrap();
             subscription.commit(&batch).await.unwrap();
@@ -568,13 +574,32 @@ mod tests {
         let mut first = log.subscribe("a", "m1", &["t"]).await.unwrap();
         let mut second_member = log.subscribe("a", "m2", &["t"]).await.unwrap();
         let mut other_group = log.subscribe("b", "m1", &["t"]).await.unwrap();
-        assert_eq!(first.next_batch(100, Duration::ZERO).await.unwrap().len(), 20);
-        assert!(second_member.next_batch(100, Duration::ZERO).await.unwrap().is_empty());
-        assert_eq!(other_group.next_batch(100, Duration::ZERO).await.unwrap().len(), 20);
+        assert_eq!(
+            first.next_batch(100, Duration::ZERO).await.unwrap().len(),
+            20
+        );
+        assert!(
+            second_member
+                .next_batch(100, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            other_group
+                .next_batch(100, Duration::ZERO)
+                .await
+                .unwrap()
+                .len(),
+            20
+        );
 
         first.close().await.unwrap();
         let mut third = log.subscribe("a", "m3", &["t"]).await.unwrap();
-        assert_eq!(third.next_batch(100, Duration::ZERO).await.unwrap().len(), 20);
+        assert_eq!(
+            third.next_batch(100, Duration::ZERO).await.unwrap().len(),
+            20
+        );
     }
 
     #[tokio::test]
@@ -585,10 +610,16 @@ mod tests {
         let publisher = log.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            publisher.publish(vec![event("t", Uuid::now_v7())]).await.unwrap();
+            publisher
+                .publish(vec![event("t", Uuid::now_v7())])
+                .await
+                .unwrap();
         });
         let started = Instant::now();
-        let batch = subscription.next_batch(10, Duration::from_secs(5)).await.unwrap();
+        let batch = subscription
+            .next_batch(10, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(batch.len(), 1);
         assert!(started.elapsed() < Duration::from_secs(1));
     }
@@ -601,9 +632,15 @@ mod tests {
         let mut subscription = reader.subscribe("g", "m", &["t"]).await.unwrap();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            other_process.publish(vec![event("t", Uuid::now_v7())]).await.unwrap();
+            other_process
+                .publish(vec![event("t", Uuid::now_v7())])
+                .await
+                .unwrap();
         });
-        let batch = subscription.next_batch(10, Duration::from_secs(5)).await.unwrap();
+        let batch = subscription
+            .next_batch(10, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(batch.len(), 1);
     }
 
@@ -614,7 +651,10 @@ mod tests {
         let key = Uuid::now_v7();
         for round in 0..5 {
             let writer = if round % 2 == 0 { &first } else { &second };
-            writer.publish(vec![event("t", key), event("t", key)]).await.unwrap();
+            writer
+                .publish(vec![event("t", key), event("t", key)])
+                .await
+                .unwrap();
         }
         let mut subscription = first.subscribe("g", "m", &["t"]).await.unwrap();
         let offsets: Vec<_> = subscription
@@ -632,11 +672,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = open(&dir).await;
         let key = Uuid::now_v7();
-        log.publish((0..5).map(|_| event("t", key)).collect()).await.unwrap();
+        log.publish((0..5).map(|_| event("t", key)).collect())
+            .await
+            .unwrap();
         let mut subscription = log.subscribe("g", "m", &["t"]).await.unwrap();
         let batch = subscription.next_batch(2, Duration::ZERO).await.unwrap();
         subscription.commit(&batch).await.unwrap();
-        let total: i64 = subscription.lag().await.unwrap().iter().map(|l| l.lag).sum();
+        let total: i64 = subscription
+            .lag()
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.lag)
+            .sum();
         assert_eq!(total, 3);
     }
 }

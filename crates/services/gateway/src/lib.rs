@@ -95,8 +95,14 @@ pub async fn run(
         timeout: Duration::from_millis(settings.upstream_timeout_ms),
     };
     let routes = Router::new()
-        .merge(routes_to(&["/api/products", "/api/products/{*rest}"], upstream(&urls.product_url)))
-        .merge(routes_to(&["/api/orders", "/api/orders/{*rest}"], upstream(&urls.order_url)));
+        .merge(routes_to(
+            &["/api/products", "/api/products/{*rest}"],
+            upstream(&urls.product_url),
+        ))
+        .merge(routes_to(
+            &["/api/orders", "/api/orders/{*rest}"],
+            upstream(&urls.order_url),
+        ));
     server::serve(gateway, listener, routes).await
 }
 
@@ -124,13 +130,13 @@ async fn proxy(
     Extension(trace): Extension<TraceContext>,
     mut request: Request,
 ) -> Response {
-    let path_and_query = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str());
-    let service_path = path_and_query.strip_prefix("/api").unwrap_or(path_and_query);
+    let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let service_path = path_and_query
+        .strip_prefix("/api")
+        .unwrap_or(path_and_query);
     let Ok(uri) = format!("{}{service_path}", upstream.base).parse::<Uri>() else {
-        return Problem::from_status(StatusCode::BAD_REQUEST, Some("malformed path".into())).into_response();
+        return Problem::from_status(StatusCode::BAD_REQUEST, Some("malformed path".into()))
+            .into_response();
     };
     *request.uri_mut() = uri;
     let headers = request.headers_mut();

@@ -216,7 +216,12 @@ async fn place_order(
         .await?
         .expect("a placed order exists");
     for event in &events {
-        outbox::enqueue(&mut tx, topics::ORDER, &integration_event(&order, event, trace, None)).await?;
+        outbox::enqueue(
+            &mut tx,
+            topics::ORDER,
+            &integration_event(&order, event, trace, None),
+        )
+        .await?;
     }
     let accepted = serde_json::to_string(&OrderAccepted {
         order_id,
@@ -224,7 +229,8 @@ async fn place_order(
     })
     .expect("answers always serialise");
     if let Some(key) = &key {
-        store::save_idempotent_answer(&mut tx, customer_id, key, &fingerprint, order_id, &accepted).await?;
+        store::save_idempotent_answer(&mut tx, customer_id, key, &fingerprint, order_id, &accepted)
+            .await?;
     }
     tx.commit().await?;
     rt.outbox.wake();
@@ -270,7 +276,10 @@ fn accepted_response(order_id: Uuid, body: String, replayed: bool) -> Response {
     response
 }
 
-async fn load_order(rt: &ServiceRuntime, raw_id: &str) -> Result<(Order, Vec<StoredEvent>), ApiError> {
+async fn load_order(
+    rt: &ServiceRuntime,
+    raw_id: &str,
+) -> Result<(Order, Vec<StoredEvent>), ApiError> {
     let not_found = || ApiError::NotFound(raw_id.to_owned());
     let order_id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
     let mut conn = rt.db.reader().acquire().await?;
@@ -280,7 +289,10 @@ async fn load_order(rt: &ServiceRuntime, raw_id: &str) -> Result<(Order, Vec<Sto
     }
 }
 
-async fn get_order(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
+async fn get_order(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, ApiError> {
     let (order, _) = load_order(&state.rt, &id).await?;
     Ok(Json(order))
 }
@@ -291,7 +303,10 @@ struct History {
     events: Vec<StoredEvent>,
 }
 
-async fn get_history(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<History>, ApiError> {
+async fn get_history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<History>, ApiError> {
     let (order, events) = load_order(&state.rt, &id).await?;
     Ok(Json(History {
         order_id: order.order_id,

@@ -30,7 +30,12 @@ impl EventHandler for StockAnswers {
             (reserved.order_id, OrderCommand::ConfirmStock)
         } else if envelope.is::<StockReservationFailed>() {
             let failed: StockReservationFailed = envelope.decode()?;
-            (failed.order_id, OrderCommand::RejectStock { reason: failed.reason })
+            (
+                failed.order_id,
+                OrderCommand::RejectStock {
+                    reason: failed.reason,
+                },
+            )
         } else {
             return Ok(());
         };

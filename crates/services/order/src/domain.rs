@@ -268,7 +268,9 @@ mod tests {
             decide(order.as_ref(), command)
                 .unwrap()
                 .iter()
-                .fold(order, |order, event| Some(apply(order, id, event, Utc::now())))
+                .fold(order, |order, event| {
+                    Some(apply(order, id, event, Utc::now()))
+                })
         })
     }
 
@@ -305,7 +307,9 @@ mod tests {
         let confirmed = given(vec![place(1, 1_000), OrderCommand::ConfirmStock]);
         for command in [
             OrderCommand::ConfirmStock,
-            OrderCommand::RejectStock { reason: "late".into() },
+            OrderCommand::RejectStock {
+                reason: "late".into(),
+            },
         ] {
             assert_eq!(decide(confirmed.as_ref(), command).unwrap(), vec![]);
         }
@@ -314,13 +318,22 @@ mod tests {
     #[test]
     fn an_order_cannot_be_placed_twice_nor_answered_before_it_exists() {
         let order = given(vec![place(1, 1_000)]);
-        assert_eq!(decide(order.as_ref(), place(1, 1_000)), Err(OrderError::AlreadyPlaced));
-        assert_eq!(decide(None, OrderCommand::ConfirmStock), Err(OrderError::NotPlaced));
+        assert_eq!(
+            decide(order.as_ref(), place(1, 1_000)),
+            Err(OrderError::AlreadyPlaced)
+        );
+        assert_eq!(
+            decide(None, OrderCommand::ConfirmStock),
+            Err(OrderError::NotPlaced)
+        );
     }
 
     #[test]
     fn an_amount_beyond_what_can_be_stored_is_refused() {
-        assert_eq!(decide(None, place(1_000, u64::MAX / 10)), Err(OrderError::AmountTooLarge));
+        assert_eq!(
+            decide(None, place(1_000, u64::MAX / 10)),
+            Err(OrderError::AmountTooLarge)
+        );
     }
 
     #[test]
@@ -329,7 +342,9 @@ mod tests {
         let rejected = apply(
             Some(pending.clone()),
             pending.order_id,
-            &OrderEvent::OrderRejected { reason: "none left".into() },
+            &OrderEvent::OrderRejected {
+                reason: "none left".into(),
+            },
             Utc::now(),
         );
         let changes = diff(Some(&pending), &rejected);

@@ -112,11 +112,16 @@ async fn list_products(
 ) -> Result<Json<ProductPage>, ApiError> {
     let limit = page.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::Validation(format!("limit must be between 1 and {MAX_PAGE}")));
+        return Err(ApiError::Validation(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
     }
     let cursor = page
         .cursor
-        .map(|c| Uuid::parse_str(&c).map_err(|_| ApiError::Validation("cursor is not one this API gave".into())))
+        .map(|c| {
+            Uuid::parse_str(&c)
+                .map_err(|_| ApiError::Validation("cursor is not one this API gave".into()))
+        })
         .transpose()?;
     let products = store::list_products(rt.db.reader(), cursor, limit).await?;
     let next_cursor = (products.len() == limit as usize)

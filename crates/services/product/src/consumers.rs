@@ -37,7 +37,10 @@ async fn reserve_stock(
     delivery: &Delivery<'_>,
     placed: OrderPlaced,
 ) -> Result<(), HandlerError> {
-    if store::find_reservation(conn, placed.order_id).await?.is_some() {
+    if store::find_reservation(conn, placed.order_id)
+        .await?
+        .is_some()
+    {
         return Ok(());
     }
     let outcome = match Quantity::parse(i64::from(placed.quantity)) {
@@ -82,7 +85,10 @@ async fn reserve_stock(
     Ok(())
 }
 
-async fn sell_reserved(conn: &mut SqliteConnection, confirmed: OrderConfirmed) -> Result<(), HandlerError> {
+async fn sell_reserved(
+    conn: &mut SqliteConnection,
+    confirmed: OrderConfirmed,
+) -> Result<(), HandlerError> {
     let Some(reservation) = store::find_reservation(conn, confirmed.order_id).await? else {
         return Err(HandlerError::Failed(format!(
             "order {} was confirmed without a reservation",

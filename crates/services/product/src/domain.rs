@@ -86,7 +86,9 @@ impl StockDelta {
             return Err("delta must not be zero".into());
         }
         if raw.unsigned_abs() > u64::from(MAX_STOCK) {
-            return Err(format!("delta must be between -{MAX_STOCK} and {MAX_STOCK}"));
+            return Err(format!(
+                "delta must be between -{MAX_STOCK} and {MAX_STOCK}"
+            ));
         }
         Ok(StockDelta(raw))
     }
@@ -214,7 +216,10 @@ mod tests {
                 requested: 3
             }
         );
-        assert_eq!(error.to_string(), "insufficient stock: 2 available, 3 requested");
+        assert_eq!(
+            error.to_string(),
+            "insufficient stock: 2 available, 3 requested"
+        );
     }
 
     #[test]
@@ -236,7 +241,10 @@ mod tests {
     fn adjusting_never_leaves_negative_or_excessive_stock() {
         let stock = Stock::new(5).unwrap();
         assert_eq!(
-            stock.adjust(StockDelta::parse(-5).unwrap()).unwrap().available,
+            stock
+                .adjust(StockDelta::parse(-5).unwrap())
+                .unwrap()
+                .available,
             0
         );
         assert!(stock.adjust(StockDelta::parse(-6).unwrap()).is_err());

@@ -30,7 +30,11 @@ pub enum Error {
 /// Migrates the database, optionally seeds the demo catalogue, then consumes order
 /// events and serves the API until shutdown, when it lets the consumers stop and the
 /// outbox drain.
-pub async fn run(rt: Arc<ServiceRuntime>, listener: TcpListener, seed_demo: bool) -> Result<(), Error> {
+pub async fn run(
+    rt: Arc<ServiceRuntime>,
+    listener: TcpListener,
+    seed_demo: bool,
+) -> Result<(), Error> {
     sqlx::migrate!("./migrations").run(rt.db.writer()).await?;
     if seed_demo {
         seed_demo_catalogue(&rt).await?;
@@ -47,8 +51,18 @@ async fn seed_demo_catalogue(rt: &ServiceRuntime) -> Result<(), api::ApiError> {
         return Ok(());
     }
     let demo = [
-        ("Wireless earbuds", "Noise cancelling, 24 h battery", 89_000, 50),
-        ("Mechanical keyboard", "Hot-swappable switches, Korean layout", 129_000, 30),
+        (
+            "Wireless earbuds",
+            "Noise cancelling, 24 h battery",
+            89_000,
+            50,
+        ),
+        (
+            "Mechanical keyboard",
+            "Hot-swappable switches, Korean layout",
+            129_000,
+            30,
+        ),
         ("Ceramic mug", "350 ml, dishwasher safe", 12_000, 200),
         ("Running shoes", "Lightweight, breathable mesh", 99_000, 40),
         ("Green tea, Jeju", "Loose leaf, 100 g", 18_000, 120),

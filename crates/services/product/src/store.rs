@@ -38,7 +38,10 @@ pub struct Reservation {
     pub status: String,
 }
 
-pub async fn insert_product(conn: &mut SqliteConnection, product: &Product) -> Result<(), sqlx::Error> {
+pub async fn insert_product(
+    conn: &mut SqliteConnection,
+    product: &Product,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO products (id, name, description, price, available, reserved, sold, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -57,7 +60,10 @@ pub async fn insert_product(conn: &mut SqliteConnection, product: &Product) -> R
     Ok(())
 }
 
-pub async fn find_product(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<Product>, sqlx::Error> {
+pub async fn find_product(
+    conn: &mut SqliteConnection,
+    id: Uuid,
+) -> Result<Option<Product>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM products WHERE id = ?")
         .bind(id)
         .fetch_optional(conn)
@@ -78,20 +84,28 @@ pub async fn list_products(
         .await
 }
 
-pub async fn save_stock(conn: &mut SqliteConnection, id: Uuid, stock: Stock) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE products SET available = ?, reserved = ?, sold = ?, updated_at = ? WHERE id = ?")
-        .bind(stock.available)
-        .bind(stock.reserved)
-        .bind(stock.sold)
-        .bind(Utc::now())
-        .bind(id)
-        .execute(conn)
-        .await?;
+pub async fn save_stock(
+    conn: &mut SqliteConnection,
+    id: Uuid,
+    stock: Stock,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE products SET available = ?, reserved = ?, sold = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(stock.available)
+    .bind(stock.reserved)
+    .bind(stock.sold)
+    .bind(Utc::now())
+    .bind(id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 pub async fn count_products(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(pool).await
+    sqlx::query_scalar("SELECT COUNT(*) FROM products")
+        .fetch_one(pool)
+        .await
 }
 
 pub async fn insert_reservation(
@@ -125,7 +139,10 @@ pub async fn find_reservation(
         .await
 }
 
-pub async fn mark_reservation_sold(conn: &mut SqliteConnection, order_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn mark_reservation_sold(
+    conn: &mut SqliteConnection,
+    order_id: Uuid,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE reservations SET status = 'SOLD', updated_at = ? WHERE order_id = ?")
         .bind(Utc::now())
         .bind(order_id)

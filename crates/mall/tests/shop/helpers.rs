@@ -1,0 +1,284 @@
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use rand::Rng;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{SqlitePool, sqlite::SqliteConnectOptions};
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const SAGA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `mall up` in its own folder and ports. Killed when dropped.
+pub struct Shop {
+    pub url: String,
+    pub base_port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub client: Client,
+}
+
+/// `count` consecutive free ports, checked by binding them.
+fn free_ports(count: u16) -> u16 {
+    loop {
+        let base = rand::rng().random_range(20_000..60_000);
+        if (base..base + count).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+impl Shop {
+    pub async fn start() -> Shop {
+        let dir = tempfile::tempdir().unwrap();
+        let base_port = free_ports(4);
+        let mut shop = Shop {
+            url: format!("http://127.0.0.1:{base_port}"),
+            base_port,
+            dir,
+            child: None,
+            client: Client::new(),
+        };
+        shop.launch().await;
+        shop
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    async fn launch(&mut self) {
+        let log = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join(name))
+                .unwrap()
+        };
+        let child = Command::new(env!("CARGO_BIN_EXE_mall"))
+            .args([
+                "up",
+                "--base-port",
+                &self.base_port.to_string(),
+                "--data-dir",
+            ])
+            .arg(self.dir.path())
+            .env("MALL_LOG", "warn")
+            .stdout(Stdio::from(log("stdout.log")))
+            .stderr(Stdio::from(log("stderr.log")))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = Instant::now();
+        for port_offset in [0, 1, 3] {
+            let url = format!(
+                "http://127.0.0.1:{}/health/ready",
+                self.base_port + port_offset
+            );
+            loop {
+                if let Ok(response) = self.client.get(&url).send().await
+                    && response.status().is_success()
+                {
+                    break;
+                }
+                if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("mall up exited with {status}: {}", self.stderr());
+                }
+                assert!(
+                    started.elapsed() < START_TIMEOUT,
+                    "shop did not start: {}",
+                    self.stderr()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: the process gets no chance to finish anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then waits for the graceful shutdown to finish.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let exit = child.wait().unwrap();
+            assert!(
+                exit.success(),
+                "graceful shutdown failed: {exit}: {}",
+                self.stderr()
+            );
+        }
+    }
+
+    /// Starts the shop again on the same folder and ports.
+    pub async fn restart(&mut self) {
+        self.launch().await;
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Adds a product with `stock` units through the API; returns its id.
+    pub async fn add_product(&self, price: u64, stock: u32) -> String {
+        let response = self
+            .post(
+                "/api/products",
+                &json!({"name": "Test product", "description": "for a test", "price": price, "stock": stock}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn stock_of(&self, product_id: &str) -> i64 {
+        let response = self.get(&format!("/api/products/{product_id}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<Value>().await.unwrap()["stock"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// Places an order and returns its id, asserting the 202 PENDING answer.
+    pub async fn place_order(&self, product_id: &str, quantity: i64) -> String {
+        let response = self.order_request(product_id, quantity, None).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["status"], "PENDING");
+        body["order_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn order_request(
+        &self,
+        product_id: &str,
+        quantity: i64,
+        key: Option<&str>,
+    ) -> Response {
+        let mut request = self.client.post(format!("{}/api/orders", self.url)).json(
+            &json!({"product_id": product_id, "quantity": quantity, "address": "1 Teheran-ro, Gangnam-gu, Seoul"}),
+        );
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn order(&self, order_id: &str) -> Value {
+        let response = self.get(&format!("/api/orders/{order_id}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Polls the order until it leaves PENDING; returns it.
+    pub async fn final_order(&self, order_id: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let order = self.order(order_id).await;
+            if order["status"] != "PENDING" {
+                return order;
+            }
+            assert!(
+                started.elapsed() < SAGA_TIMEOUT,
+                "order {order_id} still PENDING after {SAGA_TIMEOUT:?}: {}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A read-only look into one of the shop's SQLite files.
+    pub async fn open_db(&self, file: &str) -> SqlitePool {
+        open_read_only(&self.dir.path().join(file)).await
+    }
+
+    /// The value of a counter in a service's `/metrics`, summed over series whose
+    /// labels contain every `label=value` of `labels`.
+    pub async fn metric(&self, port_offset: u16, name: &str, labels: &[&str]) -> f64 {
+        let url = format!("http://127.0.0.1:{}/metrics", self.base_port + port_offset);
+        let text = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn open_read_only(path: &PathBuf) -> SqlitePool {
+    SqlitePool::connect_with(SqliteConnectOptions::new().filename(path).read_only(true))
+        .await
+        .unwrap()
+}
+
+/// Asserts a problem+json answer with `status` whose detail mentions `mentions`.
+pub async fn assert_problem(response: Response, status: StatusCode, mentions: &str) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "a {status} must be a problem"
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], status.as_u16());
+    assert!(problem["title"].is_string());
+    let detail = problem["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        detail.contains(&mentions.to_lowercase()),
+        "detail {detail:?} should mention {mentions:?}"
+    );
+    problem
+}
+
+/// Rows in a table of a shop file, for "nothing was stored" checks.
+pub async fn count(pool: &SqlitePool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}

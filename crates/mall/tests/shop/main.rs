@@ -1,0 +1,8 @@
+//! Black-box tests: each starts a real shop (`mall up`) on free ports in a temporary
+//! folder and speaks HTTP to its gateway; some also read the shop's files, as an operator
+//! would, to prove that nothing was stored or published.
+
+mod bad_input;
+mod helpers;
+mod orders;
+mod recovery;
