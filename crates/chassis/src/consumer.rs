@@ -239,13 +239,124 @@ fn backoff(attempt: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::backoff;
-    use std::time::Duration;
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicU32, Ordering},
+        },
+        time::Duration,
+    };
+
+    use contracts::{
+        Envelope,
+        events::{DeadLettered, OrderConfirmed},
+        topics,
+    };
+    use sqlx::SqliteConnection;
+    use tokio_util::sync::CancellationToken;
+    use uuid::Uuid;
+
+    use super::{Delivery, EventHandler, HandlerError, backoff};
+    use crate::{
+        ServiceRuntime,
+        bus::{EventBus, OutgoingEvent, embedded::EmbeddedLog},
+        config::{ChassisSettings, Durability},
+    };
 
     #[test]
     fn backoff_grows_and_is_capped() {
         assert!(backoff(1) >= Duration::from_millis(20) && backoff(1) <= Duration::from_millis(30));
         assert!(backoff(3) >= Duration::from_millis(320));
         assert!(backoff(30) <= Duration::from_millis(7_500));
+    }
+
+    /// Fails every event whose subject is "poison"; counts the events it handled.
+    #[derive(Clone, Default)]
+    struct PoisonSensitive {
+        handled: Arc<AtomicU32>,
+    }
+
+    impl EventHandler for PoisonSensitive {
+        async fn handle(
+            &self,
+            _conn: &mut SqliteConnection,
+            delivery: &Delivery<'_>,
+        ) -> Result<(), HandlerError> {
+            if delivery.envelope.subject == "poison" {
+                return Err(HandlerError::Failed("cannot digest poison".into()));
+            }
+            self.handled.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn event(subject: &str) -> OutgoingEvent {
+        let id = Uuid::now_v7();
+        OutgoingEvent {
+            topic: "t".into(),
+            envelope: Envelope::new("test", subject, &OrderConfirmed { order_id: id }, id),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_poison_event_goes_to_the_dead_letter_topic_and_the_rest_flow_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Arc::new(
+            EmbeddedLog::open(&dir.path().join("bus.db"), Durability::Normal, 1)
+                .await
+                .unwrap(),
+        );
+        let settings = ChassisSettings {
+            body_limit_bytes: 1024,
+            request_timeout_ms: 1000,
+            bus_partitions: 1,
+            consumer_max_attempts: 2,
+            instance_id: "0".into(),
+            sqlite_synchronous: Durability::Normal,
+        };
+        let rt = ServiceRuntime::start(
+            "svc",
+            settings,
+            &dir.path().join("svc.db"),
+            bus.clone(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let handler = PoisonSensitive::default();
+        let first = event("fine");
+        bus.publish(vec![first.clone(), event("poison"), event("fine"), first])
+            .await
+            .unwrap();
+        rt.consume(&["t"], handler.clone());
+
+        let mut dead_letters = bus
+            .subscribe("inspector", "i", &[&topics::dead_letter("t", "svc")])
+            .await
+            .unwrap();
+        let records = dead_letters
+            .next_batch(10, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(records.len(), 1);
+        let dead: DeadLettered = records[0].envelope.decode().unwrap();
+        assert_eq!(dead.event.subject, "poison");
+        assert_eq!(dead.attempts, 2);
+        assert_eq!(dead.error, "cannot digest poison");
+
+        for _ in 0..200 {
+            if handler.handled.load(Ordering::SeqCst) >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            handler.handled.load(Ordering::SeqCst),
+            2,
+            "both fine events once each; the redelivered first one is skipped"
+        );
+        rt.shutdown.cancel();
+        rt.stopped().await;
     }
 }
