@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::auth::TokenSettings;
+
 #[derive(Args, Debug, Clone)]
 pub struct ChassisSettings {
     /// Largest request body accepted, in bytes; larger ones get a 413 problem.
@@ -32,6 +34,9 @@ pub struct ChassisSettings {
     #[arg(long, env = "MALL_INSTANCE_ID", default_value = "0")]
     pub instance_id: String,
 
+    #[command(flatten)]
+    pub tokens: TokenSettings,
+
     /// How hard SQLite syncs each commit (see README, "Durability").
     #[arg(long, env = "MALL_SQLITE_SYNCHRONOUS", value_enum, default_value_t = Durability::Normal)]
     pub sqlite_synchronous: Durability,
@@ -52,6 +57,10 @@ pub struct ServiceUrls {
     /// Base URL of the order service.
     #[arg(long, env = "MALL_ORDER_URL", default_value = "http://127.0.0.1:8081")]
     pub order_url: String,
+
+    /// Base URL of the auth service.
+    #[arg(long, env = "MALL_AUTH_URL", default_value = "http://127.0.0.1:8086")]
+    pub auth_url: String,
 }
 
 /// SQLite `synchronous` level in WAL mode.

@@ -312,6 +312,11 @@ mod tests {
             bus_partitions: 1,
             consumer_max_attempts: 2,
             instance_id: "0".into(),
+            tokens: crate::auth::TokenSettings {
+                jwks_url: "http://127.0.0.1:9/jwks".into(),
+                issuer: "test".into(),
+                audience: "test".into(),
+            },
             sqlite_synchronous: Durability::Normal,
         };
         let rt = ServiceRuntime::start(

@@ -8,8 +8,10 @@
 //! - [`outbox`] and [`inbox`]: state change and its events in one transaction, and
 //!   redelivered events recognised and skipped;
 //! - [`consumer`]: runs an event handler with retries and a dead-letter topic;
+//! - [`auth`]: bearer token verification against the issuer's JWKS, and the `Caller`;
 //! - [`problem`], [`telemetry`], [`trace`]: errors, logs and metrics, W3C trace context.
 
+pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod consumer;

@@ -6,8 +6,9 @@ use std::{path::Path, sync::Arc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    auth::TokenVerifier,
     bus::EventBus,
-    config::ChassisSettings,
+    config::{ChassisSettings, Durability},
     consumer::{self, EventHandler},
     db::Database,
     inbox,
@@ -24,6 +25,7 @@ pub struct ServiceRuntime {
     pub metrics: Arc<Metrics>,
     pub outbox: OutboxSignal,
     pub shutdown: CancellationToken,
+    pub verifier: Arc<TokenVerifier>,
     tasks: TaskTracker,
 }
 
@@ -37,16 +39,15 @@ impl ServiceRuntime {
         bus: Arc<dyn EventBus>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, sqlx::Error> {
-        let db = Database::open(database, settings.sqlite_synchronous, 8).await?;
-        sqlx::raw_sql(outbox::SCHEMA).execute(db.writer()).await?;
-        sqlx::raw_sql(inbox::SCHEMA).execute(db.writer()).await?;
+        let db = open_service_database(database, settings.sqlite_synchronous).await?;
         let rt = Arc::new(ServiceRuntime {
             name,
-            settings,
             db,
             bus,
             metrics: Arc::new(Metrics::new(name)),
             outbox: OutboxSignal::default(),
+            verifier: Arc::new(TokenVerifier::new(settings.tokens.clone())),
+            settings,
             shutdown,
             tasks: TaskTracker::new(),
         });
@@ -78,6 +79,18 @@ impl ServiceRuntime {
     }
 }
 
+/// A service's database with the outbox and inbox tables, for tools that change a
+/// service's data while it is stopped or running (its relay publishes what they leave).
+pub async fn open_service_database(
+    path: &Path,
+    durability: Durability,
+) -> Result<Database, sqlx::Error> {
+    let db = Database::open(path, durability, 8).await?;
+    sqlx::raw_sql(outbox::SCHEMA).execute(db.writer()).await?;
+    sqlx::raw_sql(inbox::SCHEMA).execute(db.writer()).await?;
+    Ok(db)
+}
+
 impl Service for ServiceRuntime {
     fn name(&self) -> &'static str {
         self.name
@@ -93,6 +106,10 @@ impl Service for ServiceRuntime {
 
     fn shutdown(&self) -> &CancellationToken {
         &self.shutdown
+    }
+
+    fn verifier(&self) -> &Arc<TokenVerifier> {
+        &self.verifier
     }
 
     async fn ready(&self) -> Result<(), String> {

@@ -3,7 +3,7 @@
 use std::{future::Future, sync::Arc, time::Instant};
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
     http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
@@ -22,6 +22,7 @@ use tower_http::{
 use tracing::Instrument;
 
 use crate::{
+    auth::TokenVerifier,
     config::ChassisSettings,
     problem::{Problem, problem_for_bare_errors},
     telemetry::{HttpLabels, Metrics, RouteLabels},
@@ -36,6 +37,8 @@ pub trait Service: Send + Sync + 'static {
     fn settings(&self) -> &ChassisSettings;
     fn metrics(&self) -> &Metrics;
     fn shutdown(&self) -> &CancellationToken;
+    /// Checks the bearer tokens of the requests this service serves.
+    fn verifier(&self) -> &Arc<TokenVerifier>;
     /// Whether the service can do its work now (its database and bus answer); the error
     /// says what is missing.
     fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
@@ -49,9 +52,12 @@ pub async fn serve<S: Service>(
     api: Router,
 ) -> std::io::Result<()> {
     let app = with_chassis(rt.clone(), api);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(rt.shutdown().clone().cancelled_owned())
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(rt.shutdown().clone().cancelled_owned())
+    .await
 }
 
 /// `api` with the operational endpoints and the middleware stack added.
@@ -67,6 +73,7 @@ pub fn with_chassis<S: Service>(rt: Arc<S>, api: Router) -> Router {
         .with_state(rt.clone());
     api.merge(operations).layer(
         ServiceBuilder::new()
+            .layer(Extension(rt.verifier().clone()))
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(middleware::from_fn_with_state(rt.clone(), observe::<S>))

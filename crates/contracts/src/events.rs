@@ -7,6 +7,14 @@ use uuid::Uuid;
 
 use crate::{Envelope, Event, topics};
 
+/// Someone signed up; `customer_id` is the `sub` of their tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CustomerRegistered {
+    pub customer_id: Uuid,
+    pub email: String,
+    pub name: String,
+}
+
 /// A customer placed an order; it is PENDING until the saga answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderPlaced {
@@ -84,6 +92,7 @@ macro_rules! event {
     };
 }
 
+event!(CustomerRegistered, topics::CUSTOMER);
 event!(OrderPlaced, topics::ORDER);
 event!(OrderConfirmed, topics::ORDER);
 event!(OrderRejected, topics::ORDER);

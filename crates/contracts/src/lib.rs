@@ -18,6 +18,10 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
     let schema = |s: schemars::Schema| to_value(s).expect("a schema is always JSON");
     vec![
         ("Envelope", schema(schema_for!(Envelope))),
+        (
+            "CustomerRegistered",
+            schema(schema_for!(events::CustomerRegistered)),
+        ),
         ("OrderPlaced", schema(schema_for!(events::OrderPlaced))),
         (
             "OrderConfirmed",

@@ -1,5 +1,7 @@
 //! Topic names: `<service>.<aggregate>.v<major>`, keyed by the aggregate id.
 
+/// Customer accounts, keyed by customer id.
+pub const CUSTOMER: &str = "auth.customer.v1";
 /// Order aggregate events, keyed by order id.
 pub const ORDER: &str = "order.order.v1";
 /// Stock reservations for an order, keyed by order id so a saga's events stay in order.

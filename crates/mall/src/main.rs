@@ -1,5 +1,6 @@
 //! `mall`: runs the whole 12st mall in one command, or one service of it, and measures it.
 
+mod admin;
 mod bench;
 mod shop;
 
@@ -23,7 +24,8 @@ struct Cli {
 enum Command {
     /// Run the whole shop in this process: every service on its own port with its own
     /// SQLite database under --data-dir, the embedded event log between them, and a demo
-    /// catalogue on first start. Ports: gateway = base, order = base+1, product = base+3.
+    /// catalogue and a demo customer on first start. Ports: gateway = base, order = base+1,
+    /// product = base+3, auth = base+6.
     Up {
         #[command(flatten)]
         place: Placement,
@@ -36,6 +38,8 @@ enum Command {
         order: order::OrderSettings,
         #[command(flatten)]
         gateway: gateway::GatewaySettings,
+        #[command(flatten)]
+        auth: auth::AuthSettings,
     },
     /// Run one service, configured by flags or environment variables (12-factor), as a
     /// container or a Kubernetes pod would.
@@ -54,9 +58,16 @@ enum Command {
         order: order::OrderSettings,
         #[command(flatten)]
         gateway: gateway::GatewaySettings,
+        #[command(flatten)]
+        auth: auth::AuthSettings,
         /// Seed the demo catalogue into an empty product database.
         #[arg(long, env = "MALL_SEED_DEMO")]
         seed_demo: bool,
+    },
+    /// Operator tools that work on a shop's data folder.
+    Admin {
+        #[command(subcommand)]
+        task: admin::Task,
     },
     /// Measure a part of the shop and print the figures.
     Bench {
@@ -67,20 +78,21 @@ enum Command {
 
 /// Where a shop keeps its data and which address it listens on.
 #[derive(clap::Args, Clone)]
-struct Placement {
+pub struct Placement {
     /// Folder of the SQLite files: one per service and `bus.db`, the event log.
     #[arg(long, env = "MALL_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// Address to listen on.
     #[arg(long, env = "MALL_BIND", default_value = "127.0.0.1")]
-    bind: IpAddr,
+    pub bind: IpAddr,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum ServiceName {
+pub enum ServiceName {
     Gateway,
     Order,
     Product,
+    Auth,
 }
 
 impl ServiceName {
@@ -90,6 +102,7 @@ impl ServiceName {
             ServiceName::Gateway => 0,
             ServiceName::Order => 1,
             ServiceName::Product => 3,
+            ServiceName::Auth => 6,
         }
     }
 }
@@ -106,7 +119,17 @@ fn main() -> anyhow::Result<()> {
                 chassis,
                 order,
                 gateway,
-            } => shop::up(place, base_port, chassis, order, gateway).await,
+                auth,
+            } => {
+                let options = shop::ServeOptions {
+                    urls: shop::urls_for(place.bind, base_port)?,
+                    order,
+                    gateway,
+                    auth,
+                    seed_demo: true,
+                };
+                shop::up(place, base_port, chassis, options).await
+            }
             Command::Serve {
                 service,
                 place,
@@ -115,6 +138,7 @@ fn main() -> anyhow::Result<()> {
                 chassis,
                 order,
                 gateway,
+                auth,
                 seed_demo,
             } => {
                 let port = port.unwrap_or(8080 + service.port_offset());
@@ -122,10 +146,12 @@ fn main() -> anyhow::Result<()> {
                     urls,
                     order,
                     gateway,
+                    auth,
                     seed_demo,
                 };
                 shop::serve(service, place, port, chassis, options).await
             }
+            Command::Admin { task } => admin::run(task).await,
             Command::Bench { target } => bench::run(target).await,
         }
     })

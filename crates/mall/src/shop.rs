@@ -1,13 +1,20 @@
 //! Starting services: all of them in one process (`mall up`) or one (`mall serve`).
 
-use std::{net::SocketAddr, path::Path, sync::Arc};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::Context;
 use chassis::{
     ServiceRuntime,
     bus::{EventBus, embedded::EmbeddedLog},
     config::{ChassisSettings, ServiceUrls},
+    db::Database,
 };
+use rand::{Rng, distr::Alphanumeric};
+use serde::{Deserialize, Serialize};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -17,51 +24,55 @@ pub struct ServeOptions {
     pub urls: ServiceUrls,
     pub order: order::OrderSettings,
     pub gateway: gateway::GatewaySettings,
+    pub auth: auth::AuthSettings,
     pub seed_demo: bool,
+}
+
+/// Where each service of a shop on `base_port` listens.
+pub fn urls_for(bind: IpAddr, base_port: u16) -> anyhow::Result<ServiceUrls> {
+    let url = |service: ServiceName| {
+        base_port
+            .checked_add(service.port_offset())
+            .map(|port| format!("http://{}", SocketAddr::new(bind, port)))
+            .context("--base-port leaves no room for the services' ports")
+    };
+    Ok(ServiceUrls {
+        product_url: url(ServiceName::Product)?,
+        order_url: url(ServiceName::Order)?,
+        auth_url: url(ServiceName::Auth)?,
+    })
 }
 
 pub async fn up(
     place: Placement,
     base_port: u16,
-    chassis: ChassisSettings,
-    order: order::OrderSettings,
-    gateway: gateway::GatewaySettings,
+    mut chassis: ChassisSettings,
+    options: ServeOptions,
 ) -> anyhow::Result<()> {
-    let port = |service: ServiceName| {
-        base_port
-            .checked_add(service.port_offset())
-            .context("--base-port leaves no room for the services' ports")
-    };
-    let url = |service| port(service).map(|p| format!("http://{}", SocketAddr::new(place.bind, p)));
-    let options = ServeOptions {
-        urls: ServiceUrls {
-            product_url: url(ServiceName::Product)?,
-            order_url: url(ServiceName::Order)?,
-        },
-        order,
-        gateway,
-        seed_demo: true,
-    };
+    chassis.tokens.jwks_url = format!("{}/auth/jwks", options.urls.auth_url);
     let services = [
+        ServiceName::Auth,
         ServiceName::Product,
         ServiceName::Order,
         ServiceName::Gateway,
     ];
     let mut listeners = Vec::new();
     for service in services {
-        listeners.push((
-            service,
-            bind(SocketAddr::new(place.bind, port(service)?)).await?,
-        ));
+        let port = base_port + service.port_offset();
+        listeners.push((service, bind(SocketAddr::new(place.bind, port)).await?));
     }
+    let demo = demo_customer(&place.data_dir, &chassis).await?;
     let shop = Shop::open(&place.data_dir, &chassis).await?;
     for (service, listener) in listeners {
         shop.start(service, listener, &chassis, &options).await?;
     }
     println!(
-        "12st mall is open at {}  (catalogue: {0}/api/products; data in {}; Ctrl-C stops it)",
-        url(ServiceName::Gateway)?,
-        place.data_dir.display()
+        "12st mall is open at http://{}  (data in {}; Ctrl-C stops it)\n\
+         demo customer: {} / {}",
+        SocketAddr::new(place.bind, base_port),
+        place.data_dir.display(),
+        demo.email,
+        demo.password,
     );
     shop.run_until_stopped().await
 }
@@ -85,9 +96,60 @@ async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
+/// The auth service's database in `data_dir`, migrated: for tools that add accounts.
+pub async fn auth_database(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<Database> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+    let path = data_dir.join(format!("{}.db", auth::NAME));
+    let db = chassis::runtime::open_service_database(&path, chassis.sqlite_synchronous)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    auth::migrate(&db).await?;
+    Ok(db)
+}
+
+#[derive(Serialize, Deserialize)]
+struct DemoCustomer {
+    email: String,
+    password: String,
+}
+
+/// The demo customer of a `mall up` shop: created with a random password on first start,
+/// kept in `demo-customer.json` in the data folder so it can be shown at every start.
+async fn demo_customer(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<DemoCustomer> {
+    let path = data_dir.join("demo-customer.json");
+    if let Ok(saved) = std::fs::read(&path) {
+        return serde_json::from_slice(&saved)
+            .with_context(|| format!("{} is unreadable", path.display()));
+    }
+    let demo = DemoCustomer {
+        email: "demo@12st.mall".into(),
+        password: rand::rng()
+            .sample_iter(Alphanumeric)
+            .take(16)
+            .map(char::from)
+            .collect(),
+    };
+    let db = auth_database(data_dir, chassis).await?;
+    auth::register(
+        &db,
+        &demo.email,
+        "Demo Customer",
+        &demo.password,
+        false,
+        None,
+    )
+    .await
+    .context("cannot create the demo customer")?;
+    db.close().await;
+    std::fs::write(&path, serde_json::to_vec_pretty(&demo)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(demo)
+}
+
 /// Services running in this process, sharing one event log and one shutdown signal.
 struct Shop {
-    data_dir: std::path::PathBuf,
+    data_dir: PathBuf,
     bus: Arc<dyn EventBus>,
     shutdown: CancellationToken,
     running: tokio::sync::Mutex<JoinSet<anyhow::Result<()>>>,
@@ -131,6 +193,21 @@ impl Shop {
         .with_context(|| format!("cannot open {}", database.display()))
     }
 
+    /// The token signing key: the configured file, or (for `mall up`, which seeds demo
+    /// data) one kept in the data folder and created on first start.
+    fn signing_key(&self, options: &ServeOptions) -> anyhow::Result<auth::SigningKey> {
+        Ok(match (&options.auth.signing_key_file, options.seed_demo) {
+            (Some(path), _) => auth::SigningKey::load(path)?,
+            (None, true) => {
+                auth::SigningKey::load_or_generate(&self.data_dir.join("auth-signing-key.pem"))?
+            }
+            (None, false) => anyhow::bail!(
+                "the auth service needs its signing key: set MALL_AUTH_SIGNING_KEY_FILE \
+                 (an Ed25519 PKCS#8 PEM file)"
+            ),
+        })
+    }
+
     async fn start(
         &self,
         service: ServiceName,
@@ -140,6 +217,12 @@ impl Shop {
     ) -> anyhow::Result<()> {
         let mut running = self.running.lock().await;
         match service {
+            ServiceName::Auth => {
+                let key = self.signing_key(options)?;
+                let rt = self.runtime(auth::NAME, chassis).await?;
+                let settings = options.auth.clone();
+                running.spawn(async move { Ok(auth::run(rt, listener, key, settings).await?) });
+            }
             ServiceName::Product => {
                 let rt = self.runtime(product::NAME, chassis).await?;
                 let seed_demo = options.seed_demo;

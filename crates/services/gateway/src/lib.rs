@@ -1,7 +1,13 @@
-//! The gateway: the shop's one front door, on the base port. It routes the public paths
-//! of DESIGN.md section 9 to the services that own them, streaming bodies over pooled
+//! The gateway: the shop's one front door, on the base port. It routes exactly the public
+//! API of DESIGN.md section 9 to the services that own it, streaming bodies over pooled
 //! upstream connections, and carries the trace context and request id along.
-//! (Token checks, rate limits and the UI shell come with the gateway issue.)
+//!
+//! Before a protected route reaches a service the gateway verifies the bearer token
+//! (customer routes) and the admin role (admin routes); the services check again (zero
+//! trust). It drops any `X-User-*` header a client sent, and limits requests per client
+//! IP and per customer, answering 429 with `Retry-After`.
+
+mod limits;
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,10 +16,12 @@ use axum::{
     body::Body,
     extract::{Request, State},
     http::{HeaderValue, Uri, header},
+    middleware,
     response::{IntoResponse, Response},
-    routing::any,
+    routing::{get, post},
 };
 use chassis::{
+    auth::{Admin, Caller, TokenVerifier},
     config::{ChassisSettings, ServiceUrls},
     problem::Problem,
     server::{self, Service, TRACEPARENT},
@@ -28,6 +36,9 @@ use hyper_util::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use limits::RateLimitSettings;
+use limits::RateLimits;
+
 pub const NAME: &str = "gateway";
 
 #[derive(clap::Args, Debug, Clone)]
@@ -36,6 +47,9 @@ pub struct GatewaySettings {
     #[arg(long, env = "MALL_UPSTREAM_TIMEOUT_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub upstream_timeout_ms: u64,
+
+    #[command(flatten)]
+    pub rate_limits: RateLimitSettings,
 }
 
 /// The gateway's share of the chassis: it has no database and no bus of its own.
@@ -43,6 +57,7 @@ pub struct Gateway {
     settings: ChassisSettings,
     metrics: Metrics,
     shutdown: CancellationToken,
+    verifier: Arc<TokenVerifier>,
 }
 
 impl Service for Gateway {
@@ -62,16 +77,22 @@ impl Service for Gateway {
         &self.shutdown
     }
 
+    fn verifier(&self) -> &Arc<TokenVerifier> {
+        &self.verifier
+    }
+
     async fn ready(&self) -> Result<(), String> {
         Ok(())
     }
 }
 
+/// One service behind the gateway, and the limits its routes share.
 #[derive(Clone)]
 struct Upstream {
     client: Client<HttpConnector, Body>,
     base: Arc<str>,
     timeout: Duration,
+    limits: Arc<RateLimits>,
 }
 
 pub async fn run(
@@ -82,10 +103,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let gateway = Arc::new(Gateway {
+        verifier: Arc::new(TokenVerifier::new(chassis.tokens.clone())),
         settings: chassis,
         metrics: Metrics::new(NAME),
-        shutdown,
+        shutdown: shutdown.clone(),
     });
+    let limits = Arc::new(RateLimits::new(&settings.rate_limits));
+    tokio::spawn(limits.clone().forget_idle_clients(shutdown));
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build_http();
@@ -93,24 +117,60 @@ pub async fn run(
         client: client.clone(),
         base: base.trim_end_matches('/').into(),
         timeout: Duration::from_millis(settings.upstream_timeout_ms),
+        limits: limits.clone(),
     };
-    let routes = Router::new()
-        .merge(routes_to(
-            &["/api/products", "/api/products/{*rest}"],
-            upstream(&urls.product_url),
-        ))
-        .merge(routes_to(
-            &["/api/orders", "/api/orders/{*rest}"],
-            upstream(&urls.order_url),
-        ));
+    let auth = Router::new()
+        .route("/api/auth/signup", post(public))
+        .route("/api/auth/login", post(public))
+        .route("/api/auth/jwks", get(public))
+        .with_state(upstream(&urls.auth_url));
+    let product = Router::new()
+        .route("/api/products", get(public).post(admin))
+        .route("/api/products/{id}", get(public))
+        .route("/api/products/{id}/stock", post(admin))
+        .with_state(upstream(&urls.product_url));
+    let order = Router::new()
+        .route("/api/orders", post(customer))
+        .route("/api/orders/{id}", get(customer))
+        .route("/api/orders/{id}/history", get(customer))
+        .with_state(upstream(&urls.order_url));
+    let routes = auth
+        .merge(product)
+        .merge(order)
+        .layer(middleware::from_fn_with_state(limits, limits::front_door));
     server::serve(gateway, listener, routes).await
 }
 
-fn routes_to(paths: &[&str], upstream: Upstream) -> Router {
-    paths
-        .iter()
-        .fold(Router::new(), |router, path| router.route(path, any(proxy)))
-        .with_state(upstream)
+async fn public(
+    State(upstream): State<Upstream>,
+    Extension(trace): Extension<TraceContext>,
+    request: Request,
+) -> Response {
+    forward(&upstream, trace, request).await
+}
+
+async fn customer(
+    State(upstream): State<Upstream>,
+    Extension(trace): Extension<TraceContext>,
+    caller: Caller,
+    request: Request,
+) -> Response {
+    if let Err(refusal) = upstream.limits.check_customer(caller.customer_id) {
+        return refusal;
+    }
+    forward(&upstream, trace, request).await
+}
+
+async fn admin(
+    State(upstream): State<Upstream>,
+    Extension(trace): Extension<TraceContext>,
+    Admin(caller): Admin,
+    request: Request,
+) -> Response {
+    if let Err(refusal) = upstream.limits.check_customer(caller.customer_id) {
+        return refusal;
+    }
+    forward(&upstream, trace, request).await
 }
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 section 7.6.1).
@@ -125,11 +185,7 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-async fn proxy(
-    State(upstream): State<Upstream>,
-    Extension(trace): Extension<TraceContext>,
-    mut request: Request,
-) -> Response {
+async fn forward(upstream: &Upstream, trace: TraceContext, mut request: Request) -> Response {
     let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let service_path = path_and_query
         .strip_prefix("/api")

@@ -10,7 +10,9 @@ use axum::{
     routing::{get, post},
 };
 use chassis::{
-    ServiceRuntime, outbox,
+    ServiceRuntime,
+    auth::Caller,
+    outbox,
     problem::{ApiJson, Problem},
     server::TRACEPARENT,
     trace::TraceContext,
@@ -24,9 +26,6 @@ use crate::{
     integration_event,
     store::{self, StoreError, StoredEvent},
 };
-
-/// Until tokens arrive (gateway issue), every order belongs to this guest customer.
-const GUEST_CUSTOMER: Uuid = Uuid::nil();
 
 #[derive(Clone)]
 struct AppState {
@@ -172,6 +171,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 async fn place_order(
     State(state): State<AppState>,
     Extension(trace): Extension<TraceContext>,
+    caller: Caller,
     headers: HeaderMap,
     ApiJson(request): ApiJson<PlaceOrderRequest>,
 ) -> Result<Response, ApiError> {
@@ -179,7 +179,7 @@ async fn place_order(
     let quantity = Quantity::parse(request.quantity).map_err(ApiError::Validation)?;
     let address = Address::parse(&request.address).map_err(ApiError::Validation)?;
     let fingerprint = serde_json::to_string(&request).expect("requests always serialise");
-    let customer_id = GUEST_CUSTOMER;
+    let customer_id = caller.customer_id;
     let rt = &state.rt;
 
     if let Some(key) = &key {
@@ -276,24 +276,30 @@ fn accepted_response(order_id: Uuid, body: String, replayed: bool) -> Response {
     response
 }
 
+/// The order and its stream, if it exists and `caller` may see it: its customer or an
+/// admin. Anyone else's order is "not found", so its existence does not leak.
 async fn load_order(
     rt: &ServiceRuntime,
+    caller: &Caller,
     raw_id: &str,
 ) -> Result<(Order, Vec<StoredEvent>), ApiError> {
     let not_found = || ApiError::NotFound(raw_id.to_owned());
     let order_id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
     let mut conn = rt.db.reader().acquire().await?;
     match store::load(&mut conn, order_id).await? {
-        (Some(order), stream) => Ok((order, stream)),
-        (None, _) => Err(not_found()),
+        (Some(order), stream) if order.customer_id == caller.customer_id || caller.is_admin() => {
+            Ok((order, stream))
+        }
+        _ => Err(not_found()),
     }
 }
 
 async fn get_order(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Order>, ApiError> {
-    let (order, _) = load_order(&state.rt, &id).await?;
+    let (order, _) = load_order(&state.rt, &caller, &id).await?;
     Ok(Json(order))
 }
 
@@ -305,9 +311,10 @@ struct History {
 
 async fn get_history(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<History>, ApiError> {
-    let (order, events) = load_order(&state.rt, &id).await?;
+    let (order, events) = load_order(&state.rt, &caller, &id).await?;
     Ok(Json(History {
         order_id: order.order_id,
         events,

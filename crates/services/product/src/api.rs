@@ -10,7 +10,9 @@ use axum::{
     routing::{get, post},
 };
 use chassis::{
-    ServiceRuntime, outbox,
+    ServiceRuntime,
+    auth::Admin,
+    outbox,
     problem::{ApiJson, Problem},
     trace::TraceContext,
 };
@@ -156,9 +158,10 @@ pub struct NewProduct {
     pub stock: i64,
 }
 
-/// Adds a product to the catalogue. Admin only once tokens exist (gateway issue).
+/// Adds a product to the catalogue (admin).
 async fn add_product(
     State(rt): State<Arc<ServiceRuntime>>,
+    _: Admin,
     Extension(trace): Extension<TraceContext>,
     ApiJson(input): ApiJson<NewProduct>,
 ) -> Result<Response, ApiError> {
@@ -217,10 +220,10 @@ struct StockChange {
     delta: i64,
 }
 
-/// Receives (positive delta) or writes off (negative) units on hand. Admin only once
-/// tokens exist.
+/// Receives (positive delta) or writes off (negative) units on hand (admin).
 async fn adjust_stock(
     State(rt): State<Arc<ServiceRuntime>>,
+    _: Admin,
     Extension(trace): Extension<TraceContext>,
     Path(id): Path<String>,
     ApiJson(change): ApiJson<StockChange>,

@@ -1,0 +1,59 @@
+//! `mall admin`: operator tools that work on a shop's data folder, running or not.
+
+use std::{io::BufRead, path::PathBuf};
+
+use anyhow::Context;
+use chassis::config::ChassisSettings;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Task {
+    /// Create an account. The password is read from MALL_NEW_USER_PASSWORD or, when that
+    /// is unset, from the first line of standard input; never from the command line.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Give the account the admin role.
+        #[arg(long)]
+        admin: bool,
+        /// The shop's data folder.
+        #[arg(long, env = "MALL_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        chassis: ChassisSettings,
+    },
+}
+
+pub async fn run(task: Task) -> anyhow::Result<()> {
+    match task {
+        Task::CreateUser {
+            email,
+            name,
+            admin,
+            data_dir,
+            chassis,
+        } => {
+            let password = match std::env::var("MALL_NEW_USER_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .lock()
+                        .read_line(&mut line)
+                        .context("cannot read the password from standard input")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let db = crate::shop::auth_database(&data_dir, &chassis).await?;
+            let id = auth::register(&db, &email, &name, &password, admin, None)
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            db.close().await;
+            let role = if admin { "admin" } else { "customer" };
+            println!("created {role} {email} with id {id}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The auth service: customer accounts, passwords (Argon2id), and tokens.
+//!
+//! Login issues a short-lived JWT signed with an Ed25519 key (`alg: EdDSA`, `kid` = the
+//! key's RFC 7638 thumbprint) carrying `iss`, `aud`, `sub` (the customer id) and `roles`.
+//! Every other service verifies it against `GET /auth/jwks` (see `chassis::auth`).
+
+mod api;
+pub mod domain;
+pub mod keys;
+mod store;
+
+use std::{path::PathBuf, sync::Arc};
+
+use chassis::{ServiceRuntime, db::Database, server};
+use tokio::net::TcpListener;
+
+pub use api::{ApiError, register};
+pub use keys::SigningKey;
+
+pub const NAME: &str = "auth";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuthSettings {
+    /// The token signing key: an Ed25519 private key, PKCS#8 PEM. `mall up` creates one
+    /// in the data folder on first start; `mall serve auth` needs it to exist.
+    #[arg(long, env = "MALL_AUTH_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+
+    /// How long an access token is valid, in seconds.
+    #[arg(long, env = "MALL_TOKEN_TTL_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(i64).range(30..=86_400))]
+    pub token_ttl_secs: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("migrating the auth database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("serving HTTP failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Creates or updates the auth tables.
+pub async fn migrate(db: &Database) -> Result<(), sqlx::migrate::MigrateError> {
+    sqlx::migrate!("./migrations").run(db.writer()).await
+}
+
+/// Migrates the database and serves the API until shutdown.
+pub async fn run(
+    rt: Arc<ServiceRuntime>,
+    listener: TcpListener,
+    key: SigningKey,
+    settings: AuthSettings,
+) -> Result<(), Error> {
+    migrate(&rt.db).await?;
+    let router = api::router(rt.clone(), Arc::new(key), settings.token_ttl_secs);
+    server::serve(rt.clone(), listener, router).await?;
+    rt.stopped().await;
+    Ok(())
+}
