@@ -13,42 +13,42 @@ async fn bad_orders_get_a_problem_naming_what_is_wrong_and_nothing_is_stored() {
 
     let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
         (
-            shop.client.post(&orders_url).header("content-type", "application/json").body("{\"product_id\": "),
+            shop.client.post(&orders_url).bearer_auth(&shop.token).header("content-type", "application/json").body("{\"product_id\": "),
             StatusCode::BAD_REQUEST,
             "parse the request body as json",
         ),
         (
-            shop.client.post(&orders_url).header("content-type", "text/plain").body(order(json!(1), "Seoul").to_string()),
+            shop.client.post(&orders_url).bearer_auth(&shop.token).header("content-type", "text/plain").body(order(json!(1), "Seoul").to_string()),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "content-type",
         ),
         (
-            shop.client.post(&orders_url).json(&json!({"product_id": "01a21bee-0000-7000-8000-000000000000", "quantity": 1, "address": "Seoul"})),
+            shop.client.post(&orders_url).bearer_auth(&shop.token).json(&json!({"product_id": "01a21bee-0000-7000-8000-000000000000", "quantity": 1, "address": "Seoul"})),
             StatusCode::UNPROCESSABLE_ENTITY,
             "does not exist",
         ),
         (
-            shop.client.post(&orders_url).json(&json!({"product_id": "not-a-uuid", "quantity": 1, "address": "Seoul"})),
+            shop.client.post(&orders_url).bearer_auth(&shop.token).json(&json!({"product_id": "not-a-uuid", "quantity": 1, "address": "Seoul"})),
             StatusCode::UNPROCESSABLE_ENTITY,
             "product_id",
         ),
-        (shop.client.post(&orders_url).json(&order(json!(0), "Seoul")), StatusCode::UNPROCESSABLE_ENTITY, "quantity"),
-        (shop.client.post(&orders_url).json(&order(json!(-3), "Seoul")), StatusCode::UNPROCESSABLE_ENTITY, "quantity"),
-        (shop.client.post(&orders_url).json(&order(json!(1_000_000_000_000_i64), "Seoul")), StatusCode::UNPROCESSABLE_ENTITY, "quantity"),
-        (shop.client.post(&orders_url).json(&order(json!(1e300), "Seoul")), StatusCode::UNPROCESSABLE_ENTITY, "quantity"),
-        (shop.client.post(&orders_url).json(&order(json!(1), "   ")), StatusCode::UNPROCESSABLE_ENTITY, "address"),
+        (shop.client.post(&orders_url).bearer_auth(&shop.token).json(&order(json!(0), "Seoul")), StatusCode::UNPROCESSABLE_ENTITY, "quantity"),
+        (shop.client.post(&orders_url).bearer_auth(&shop.token).json(&order(json!(-3), "Seoul")), StatusCode::UNPROCESSABLE_ENTITY, "quantity"),
+        (shop.client.post(&orders_url).bearer_auth(&shop.token).json(&order(json!(1_000_000_000_000_i64), "Seoul")), StatusCode::UNPROCESSABLE_ENTITY, "quantity"),
+        (shop.client.post(&orders_url).bearer_auth(&shop.token).json(&order(json!(1e300), "Seoul")), StatusCode::UNPROCESSABLE_ENTITY, "quantity"),
+        (shop.client.post(&orders_url).bearer_auth(&shop.token).json(&order(json!(1), "   ")), StatusCode::UNPROCESSABLE_ENTITY, "address"),
         (
-            shop.client.post(&orders_url).json(&json!({"product_id": product, "quantity": 1})),
+            shop.client.post(&orders_url).bearer_auth(&shop.token).json(&json!({"product_id": product, "quantity": 1})),
             StatusCode::UNPROCESSABLE_ENTITY,
             "address",
         ),
         (
-            shop.client.post(&orders_url).json(&order(json!(1), &"x".repeat(200_000))),
+            shop.client.post(&orders_url).bearer_auth(&shop.token).json(&order(json!(1), &"x".repeat(200_000))),
             StatusCode::PAYLOAD_TOO_LARGE,
             "",
         ),
         (
-            shop.client.post(&orders_url).header("Idempotency-Key", "").json(&order(json!(1), "Seoul")),
+            shop.client.post(&orders_url).bearer_auth(&shop.token).header("Idempotency-Key", "").json(&order(json!(1), "Seoul")),
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency-key",
         ),
@@ -82,7 +82,12 @@ async fn unknown_ids_and_paths_are_404_problems() {
         "/api/products/01a21bee-0000-7000-8000-000000000000",
         "/api/products/nope",
     ] {
-        assert_problem(shop.get(path).await, StatusCode::NOT_FOUND, "no ").await;
+        assert_problem(
+            shop.get_as(&shop.token, path).await,
+            StatusCode::NOT_FOUND,
+            "no ",
+        )
+        .await;
     }
     assert_problem(
         shop.get("/api/nothing-here").await,
@@ -114,7 +119,8 @@ async fn bad_products_and_stock_changes_are_refused_and_change_nothing() {
         ),
     ] {
         assert_problem(
-            shop.post("/api/products", &body).await,
+            shop.post_as(&shop.admin_token, "/api/products", &body)
+                .await,
             StatusCode::UNPROCESSABLE_ENTITY,
             mentions,
         )
@@ -122,20 +128,24 @@ async fn bad_products_and_stock_changes_are_refused_and_change_nothing() {
     }
     let stock_url = format!("/api/products/{product}/stock");
     assert_problem(
-        shop.post(&stock_url, &json!({"delta": 0})).await,
+        shop.post_as(&shop.admin_token, &stock_url, &json!({"delta": 0}))
+            .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "delta",
     )
     .await;
     assert_problem(
-        shop.post(&stock_url, &json!({"delta": -6})).await,
+        shop.post_as(&shop.admin_token, &stock_url, &json!({"delta": -6}))
+            .await,
         StatusCode::CONFLICT,
         "insufficient",
     )
     .await;
     assert_eq!(shop.stock_of(&product).await, 5);
 
-    let raised = shop.post(&stock_url, &json!({"delta": 7})).await;
+    let raised = shop
+        .post_as(&shop.admin_token, &stock_url, &json!({"delta": 7}))
+        .await;
     assert_eq!(raised.status(), StatusCode::OK);
     assert_eq!(shop.stock_of(&product).await, 12);
     let catalogue = shop.open_db("product.db").await;

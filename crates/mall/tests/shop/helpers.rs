@@ -13,13 +13,21 @@ use sqlx::{SqlitePool, sqlite::SqliteConnectOptions};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const SAGA_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running `mall up` in its own folder and ports. Killed when dropped.
+pub const ADMIN_EMAIL: &str = "admin@test.12st";
+pub const ADMIN_PASSWORD: &str = "admin password for tests";
+
+/// A running `mall up` in its own folder and ports, with an admin and one signed-up
+/// customer and their tokens. Killed when dropped.
 pub struct Shop {
     pub url: String,
     pub base_port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    env: Vec<(String, String)>,
     pub client: Client,
+    pub admin_token: String,
+    /// The token of the shop's first customer, used by the order helpers.
+    pub token: String,
 }
 
 /// `count` consecutive free ports, checked by binding them.
@@ -32,19 +40,86 @@ fn free_ports(count: u16) -> u16 {
     }
 }
 
+/// Rate limits high enough that tests which are not about them never meet them.
+const NO_RATE_LIMITS: [(&str, &str); 4] = [
+    ("MALL_RATE_LIMIT_IP_PER_SEC", "100000"),
+    ("MALL_RATE_LIMIT_IP_BURST", "100000"),
+    ("MALL_RATE_LIMIT_CUSTOMER_PER_SEC", "100000"),
+    ("MALL_RATE_LIMIT_CUSTOMER_BURST", "100000"),
+];
+
 impl Shop {
     pub async fn start() -> Shop {
+        Self::start_with(&NO_RATE_LIMITS).await
+    }
+
+    /// A shop whose `mall up` gets these environment variables.
+    pub async fn start_with(env: &[(&str, &str)]) -> Shop {
         let dir = tempfile::tempdir().unwrap();
-        let base_port = free_ports(4);
+        let base_port = free_ports(7);
+        let created = Command::new(env!("CARGO_BIN_EXE_mall"))
+            .args([
+                "admin",
+                "create-user",
+                "--admin",
+                "--email",
+                ADMIN_EMAIL,
+                "--name",
+                "Admin",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("MALL_NEW_USER_PASSWORD", ADMIN_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
         let mut shop = Shop {
             url: format!("http://127.0.0.1:{base_port}"),
             base_port,
             dir,
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             client: Client::new(),
+            admin_token: String::new(),
+            token: String::new(),
         };
         shop.launch().await;
+        shop.admin_token = shop.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        shop.token = shop.new_customer().await;
         shop
+    }
+
+    /// Signs up a new customer through the gateway and returns their token.
+    pub async fn new_customer(&self) -> String {
+        let email = format!("customer-{}@test.12st", uuid::Uuid::now_v7());
+        let signup = self
+            .post(
+                "/api/auth/signup",
+                &json!({"email": email, "password": "a good password", "name": "김민지"}),
+            )
+            .await;
+        assert_eq!(signup.status(), StatusCode::CREATED);
+        self.login(&email, "a good password").await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let response = self
+            .post(
+                "/api/auth/login",
+                &json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["token_type"], "Bearer");
+        body["access_token"].as_str().unwrap().to_owned()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -68,13 +143,14 @@ impl Shop {
             ])
             .arg(self.dir.path())
             .env("MALL_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log("stdout.log")))
             .stderr(Stdio::from(log("stderr.log")))
             .spawn()
             .unwrap();
         self.child = Some(child);
         let started = Instant::now();
-        for port_offset in [0, 1, 3] {
+        for port_offset in [0, 1, 3, 6] {
             let url = format!(
                 "http://127.0.0.1:{}/health/ready",
                 self.base_port + port_offset
@@ -149,10 +225,30 @@ impl Shop {
             .unwrap()
     }
 
+    pub async fn get_as(&self, token: &str, path: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> Response {
+        self.client
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Adds a product with `stock` units through the API; returns its id.
     pub async fn add_product(&self, price: u64, stock: u32) -> String {
         let response = self
-            .post(
+            .post_as(
+                &self.admin_token,
                 "/api/products",
                 &json!({"name": "Test product", "description": "for a test", "price": price, "stock": stock}),
             )
@@ -187,7 +283,7 @@ impl Shop {
         quantity: i64,
         key: Option<&str>,
     ) -> Response {
-        let mut request = self.client.post(format!("{}/api/orders", self.url)).json(
+        let mut request = self.client.post(format!("{}/api/orders", self.url)).bearer_auth(&self.token).json(
             &json!({"product_id": product_id, "quantity": quantity, "address": "1 Teheran-ro, Gangnam-gu, Seoul"}),
         );
         if let Some(key) = key {
@@ -197,7 +293,9 @@ impl Shop {
     }
 
     pub async fn order(&self, order_id: &str) -> Value {
-        let response = self.get(&format!("/api/orders/{order_id}")).await;
+        let response = self
+            .get_as(&self.token, &format!("/api/orders/{order_id}"))
+            .await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
     }

@@ -165,7 +165,7 @@ async fn an_event_delivered_twice_changes_nothing_the_second_time() {
     .await;
     assert_eq!(shop.stock_of(&product).await, 6);
     let history: Value = shop
-        .get(&format!("/api/orders/{order_id}/history"))
+        .get_as(&shop.token, &format!("/api/orders/{order_id}/history"))
         .await
         .json()
         .await
@@ -191,7 +191,7 @@ async fn history_lists_every_event_with_what_it_changed() {
     shop.final_order(&order_id).await;
 
     let history: Value = shop
-        .get(&format!("/api/orders/{order_id}/history"))
+        .get_as(&shop.token, &format!("/api/orders/{order_id}/history"))
         .await
         .json()
         .await
@@ -221,6 +221,7 @@ async fn the_trace_of_a_request_travels_into_the_events_it_causes_and_their_answ
     let response = shop
         .client
         .post(format!("{}/api/orders", shop.url))
+        .bearer_auth(&shop.token)
         .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
         .json(&serde_json::json!({"product_id": product, "quantity": 1, "address": "Seoul"}))
         .send()
@@ -261,7 +262,7 @@ async fn every_service_reports_health_and_metrics() {
     let order_id = shop.place_order(&product, 1).await;
     shop.final_order(&order_id).await;
 
-    for offset in [0, 1, 3] {
+    for offset in [0, 1, 3, 6] {
         let live = shop
             .client
             .get(format!(
