@@ -78,6 +78,10 @@ pub fn with_chassis<S: Service>(rt: Arc<S>, api: Router) -> Router {
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(middleware::from_fn_with_state(rt.clone(), observe::<S>))
             .layer(middleware::from_fn(problem_for_bare_errors))
+            .layer(middleware::from_fn_with_state(
+                limit,
+                refuse_declared_oversize,
+            ))
             .layer(CatchPanicLayer::new())
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -86,6 +90,36 @@ pub fn with_chassis<S: Service>(rt: Arc<S>, api: Router) -> Router {
             .layer(RequestBodyLimitLayer::new(limit))
             .layer(DefaultBodyLimit::max(limit)),
     )
+}
+
+/// Most of an oversized body read (and dropped) before answering 413, so the client, still
+/// sending, reads the answer instead of a connection reset.
+const OVERSIZE_DRAIN_BYTES: usize = 1024 * 1024;
+
+/// Answers 413 to a request whose `Content-Length` is over the limit. Bodies without a
+/// length are cut off by `RequestBodyLimitLayer` as they stream.
+async fn refuse_declared_oversize(
+    State(limit): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => {
+            let _ = axum::body::to_bytes(request.into_body(), OVERSIZE_DRAIN_BYTES).await;
+            Problem::from_status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some(format!(
+                    "the body is {length} bytes; at most {limit} are accepted"
+                )),
+            )
+            .into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// Continues the caller's trace (or starts one), logs one line per request and records

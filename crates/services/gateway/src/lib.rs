@@ -156,7 +156,7 @@ async fn customer(
     request: Request,
 ) -> Response {
     if let Err(refusal) = upstream.limits.check_customer(caller.customer_id) {
-        return refusal;
+        return refusal.into_response();
     }
     forward(&upstream, trace, request).await
 }
@@ -168,7 +168,7 @@ async fn admin(
     request: Request,
 ) -> Response {
     if let Err(refusal) = upstream.limits.check_customer(caller.customer_id) {
-        return refusal;
+        return refusal.into_response();
     }
     forward(&upstream, trace, request).await
 }

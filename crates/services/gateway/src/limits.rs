@@ -57,16 +57,22 @@ impl RateLimits {
         }
     }
 
-    pub fn check_customer(&self, customer: Uuid) -> Result<(), Response> {
+    pub fn check_customer(&self, customer: Uuid) -> Result<(), TooManyRequests> {
         self.by_customer
             .check_key(&customer)
-            .map_err(|not_until| too_many(not_until.wait_time_from(self.clock.now()), "customer"))
+            .map_err(|not_until| TooManyRequests {
+                wait: not_until.wait_time_from(self.clock.now()),
+                whose: "customer",
+            })
     }
 
-    fn check_ip(&self, ip: IpAddr) -> Result<(), Response> {
-        self.by_ip.check_key(&ip).map_err(|not_until| {
-            too_many(not_until.wait_time_from(self.clock.now()), "client address")
-        })
+    fn check_ip(&self, ip: IpAddr) -> Result<(), TooManyRequests> {
+        self.by_ip
+            .check_key(&ip)
+            .map_err(|not_until| TooManyRequests {
+                wait: not_until.wait_time_from(self.clock.now()),
+                whose: "client address",
+            })
     }
 
     /// Drops the state of clients that have been quiet, so the tables do not grow forever.
@@ -82,18 +88,26 @@ impl RateLimits {
     }
 }
 
-fn too_many(wait: Duration, whose: &str) -> Response {
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    Problem {
-        retry_after: Some(seconds.max(1)),
-        ..Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            "Too many requests",
-            format!("this {whose} sent too many requests; retry later"),
-        )
+/// A refusal: the client may try again after `wait`.
+pub struct TooManyRequests {
+    wait: Duration,
+    whose: &'static str,
+}
+
+impl IntoResponse for TooManyRequests {
+    fn into_response(self) -> Response {
+        let seconds = self.wait.as_secs() + u64::from(self.wait.subsec_nanos() > 0);
+        Problem {
+            retry_after: Some(seconds.max(1)),
+            ..Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                format!("this {} sent too many requests; retry later", self.whose),
+            )
+        }
+        .into_response()
     }
-    .into_response()
 }
 
 /// What every request meets first: identity headers from the client are removed (only a
@@ -115,7 +129,7 @@ pub async fn front_door(
     if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>()
         && let Err(refusal) = limits.check_ip(peer.ip())
     {
-        return refusal;
+        return refusal.into_response();
     }
     next.run(request).await
 }

@@ -1,0 +1,493 @@
+//! Who may do what: signup and login, and every forged, stale or misused token refused
+//! at the gateway and again at the service itself, with nothing changed.
+
+use std::time::Duration;
+
+use auth::{SigningKey, keys::generate_pem};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chassis::auth::{Claims, Role};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{Shop, assert_problem, count};
+
+#[tokio::test]
+async fn a_customer_signs_up_logs_in_orders_and_reads_the_order_through_the_gateway() {
+    let shop = Shop::start().await;
+    let product = shop.add_product(3_000, 5).await;
+    let signup = shop
+        .post(
+            "/api/auth/signup",
+            &json!({"email": " Lee.Seojun@Example.com ", "password": "long enough pass", "name": "이서준"}),
+        )
+        .await;
+    assert_eq!(signup.status(), StatusCode::CREATED);
+    let account: Value = signup.json().await.unwrap();
+    assert_eq!(account["email"], "lee.seojun@example.com");
+    assert!(account.get("password").is_none() && account.get("password_hash").is_none());
+
+    let token = shop
+        .login("LEE.SEOJUN@example.com", "long enough pass")
+        .await;
+    let placed = shop
+        .post_as(
+            &token,
+            "/api/orders",
+            &json!({"product_id": product, "quantity": 2, "address": "Busan"}),
+        )
+        .await;
+    assert_eq!(placed.status(), StatusCode::ACCEPTED);
+    let order_id = placed.json::<Value>().await.unwrap()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order: Value = shop
+        .get_as(&token, &format!("/api/orders/{order_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["customer_id"], account["customer_id"]);
+}
+
+#[tokio::test]
+async fn signup_and_login_refuse_what_they_should() {
+    let shop = Shop::start().await;
+    for (body, status, mentions) in [
+        (
+            json!({"email": "not-an-email", "password": "long enough pass", "name": "Kim"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "email",
+        ),
+        (
+            json!({"email": "kim@example.com", "password": "short", "name": "Kim"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "at least 8",
+        ),
+        (
+            json!({"email": "kim@example.com", "password": "kim@example.com", "name": "Kim"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "must not be the email",
+        ),
+        (
+            json!({"email": "kim@example.com", "password": "long enough pass", "name": " "}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+        ),
+        (
+            json!({"email": "kim@example.com", "password": "long enough pass"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+        ),
+    ] {
+        assert_problem(shop.post("/api/auth/signup", &body).await, status, mentions).await;
+    }
+    let account =
+        json!({"email": "kim@example.com", "password": "long enough pass", "name": "Kim"});
+    assert_eq!(
+        shop.post("/api/auth/signup", &account).await.status(),
+        StatusCode::CREATED
+    );
+    assert_problem(
+        shop.post("/api/auth/signup", &account).await,
+        StatusCode::CONFLICT,
+        "already registered",
+    )
+    .await;
+
+    for (email, password) in [
+        ("kim@example.com", "wrong password!"),
+        ("nobody@example.com", "long enough pass"),
+    ] {
+        let login = shop
+            .post(
+                "/api/auth/login",
+                &json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_problem(login, StatusCode::UNAUTHORIZED, "wrong email or password").await;
+    }
+    let accounts = shop.open_db("auth.db").await;
+    let hash: String =
+        sqlx::query_scalar("SELECT password_hash FROM customers WHERE email = 'kim@example.com'")
+            .fetch_one(&accounts)
+            .await
+            .unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+}
+
+fn claims(sub: Uuid, roles: Vec<Role>) -> Claims {
+    let now = chrono::Utc::now().timestamp();
+    Claims {
+        iss: "12st-mall".into(),
+        aud: "12st-mall".into(),
+        sub,
+        exp: now + 600,
+        nbf: now,
+        iat: now,
+        jti: Uuid::now_v7(),
+        roles,
+    }
+}
+
+fn b64(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+}
+
+/// The customer id (`sub`) inside a token, read without verifying it.
+fn subject(token: &str) -> Uuid {
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["sub"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn forged_stale_and_misaddressed_tokens_are_refused_by_the_gateway_and_the_service() {
+    let shop = Shop::start().await;
+    let product = shop.add_product(1_000, 10).await;
+    let real_key = SigningKey::load(&shop.data_dir().join("auth-signing-key.pem")).unwrap();
+    let customer = subject(&shop.token);
+    let now = chrono::Utc::now().timestamp();
+
+    let (header, payload, _) = {
+        let mut parts = shop.token.split('.');
+        (
+            parts.next().unwrap().to_owned(),
+            parts.next().unwrap().to_owned(),
+            (),
+        )
+    };
+    let signature = shop.token.rsplit('.').next().unwrap();
+    let mut raised =
+        serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(&payload).unwrap()).unwrap();
+    raised["roles"] = json!(["customer", "admin"]);
+    let changed_payload = format!("{header}.{}.{signature}", b64(&raised));
+
+    let other_key = SigningKey::from_pem(generate_pem().as_bytes()).unwrap();
+    let mut other_key_real_kid = Header::new(Algorithm::EdDSA);
+    other_key_real_kid.kid = Some(real_key.kid().to_owned());
+    let other_pem = generate_pem();
+    let signed_by_other_key = encode(
+        &other_key_real_kid,
+        &claims(customer, vec![Role::Customer]),
+        &EncodingKey::from_ed_pem(other_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+
+    let alg_none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": real_key.kid()})),
+        b64(&serde_json::to_value(claims(customer, vec![Role::Customer, Role::Admin])).unwrap())
+    );
+
+    let jwks: Value = shop.get("/api/auth/jwks").await.json().await.unwrap();
+    let public_x = jwks["keys"][0]["x"].as_str().unwrap().to_owned();
+    let mut hs256 = Header::new(Algorithm::HS256);
+    hs256.kid = Some(real_key.kid().to_owned());
+    let hmac_with_public_key = encode(
+        &hs256,
+        &claims(customer, vec![Role::Customer, Role::Admin]),
+        &EncodingKey::from_secret(&URL_SAFE_NO_PAD.decode(&public_x).unwrap()),
+    )
+    .unwrap();
+
+    let resign = |change: &dyn Fn(&mut Claims)| {
+        let mut forged = claims(customer, vec![Role::Customer]);
+        change(&mut forged);
+        real_key.sign(&forged)
+    };
+    let expired = resign(&|c| {
+        c.exp = now - 3_600;
+        c.iat = now - 7_200;
+        c.nbf = now - 7_200;
+    });
+    let not_yet_valid = resign(&|c| c.nbf = now + 3_600);
+    let wrong_issuer = resign(&|c| c.iss = "https://evil.example".into());
+    let wrong_audience = resign(&|c| c.aud = "another-shop".into());
+
+    let attacks = [
+        ("changed payload", changed_payload),
+        ("signed by another key", signed_by_other_key),
+        (
+            "signed by another key with its own kid",
+            other_key.sign(&claims(customer, vec![Role::Customer])),
+        ),
+        ("alg none", alg_none),
+        ("HS256 with the public key", hmac_with_public_key),
+        ("expired", expired),
+        ("not yet valid", not_yet_valid),
+        ("wrong issuer", wrong_issuer),
+        ("wrong audience", wrong_audience),
+        ("garbage", "not.a.token".to_owned()),
+    ];
+    let order = json!({"product_id": product, "quantity": 1, "address": "Seoul"});
+    let order_service = format!("http://127.0.0.1:{}/orders", shop.base_port + 1);
+    for (name, token) in &attacks {
+        for url in [format!("{}/api/orders", shop.url), order_service.clone()] {
+            let response = shop
+                .client
+                .post(&url)
+                .bearer_auth(token)
+                .json(&order)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{name} at {url}"
+            );
+            assert!(
+                response.headers().contains_key("www-authenticate"),
+                "{name}"
+            );
+            assert_problem(response, StatusCode::UNAUTHORIZED, "").await;
+        }
+        let as_admin = shop
+            .post_as(
+                token,
+                "/api/products",
+                &json!({"name": "Forged", "price": 1}),
+            )
+            .await;
+        assert_eq!(
+            as_admin.status(),
+            StatusCode::UNAUTHORIZED,
+            "{name} as admin"
+        );
+    }
+    let no_token = shop.post("/api/orders", &order).await;
+    assert_problem(no_token, StatusCode::UNAUTHORIZED, "bearer token").await;
+    let direct = shop
+        .client
+        .post(&order_service)
+        .json(&order)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(direct, StatusCode::UNAUTHORIZED, "bearer token").await;
+
+    let orders = shop.open_db("order.db").await;
+    assert_eq!(count(&orders, "SELECT COUNT(*) FROM order_events").await, 0);
+    let catalogue = shop.open_db("product.db").await;
+    assert_eq!(
+        count(
+            &catalogue,
+            "SELECT COUNT(*) FROM products WHERE name = 'Forged'"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_customer_sees_only_their_own_orders_and_no_admin_routes() {
+    let shop = Shop::start().await;
+    let product = shop.add_product(1_000, 10).await;
+    let order_id = shop.place_order(&product, 1).await;
+    let intruder = shop.new_customer().await;
+
+    for path in [
+        format!("/api/orders/{order_id}"),
+        format!("/api/orders/{order_id}/history"),
+    ] {
+        assert_problem(
+            shop.get_as(&intruder, &path).await,
+            StatusCode::NOT_FOUND,
+            "no order",
+        )
+        .await;
+        assert_eq!(
+            shop.get_as(&shop.token, &path).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            shop.get_as(&shop.admin_token, &path).await.status(),
+            StatusCode::OK
+        );
+    }
+    let direct = shop
+        .client
+        .get(format!(
+            "http://127.0.0.1:{}/orders/{order_id}",
+            shop.base_port + 1
+        ))
+        .bearer_auth(&intruder)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(direct, StatusCode::NOT_FOUND, "no order").await;
+
+    let new_product = json!({"name": "Not yours to add", "price": 1000});
+    assert_problem(
+        shop.post_as(&intruder, "/api/products", &new_product).await,
+        StatusCode::FORBIDDEN,
+        "admin",
+    )
+    .await;
+    let stock = shop
+        .post_as(
+            &intruder,
+            &format!("/api/products/{product}/stock"),
+            &json!({"delta": 100}),
+        )
+        .await;
+    assert_problem(stock, StatusCode::FORBIDDEN, "admin").await;
+    let direct = shop
+        .client
+        .post(format!("http://127.0.0.1:{}/products", shop.base_port + 3))
+        .bearer_auth(&intruder)
+        .json(&new_product)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(direct, StatusCode::FORBIDDEN, "admin").await;
+    assert_eq!(shop.stock_of(&product).await, 9);
+}
+
+#[tokio::test]
+async fn identity_headers_sent_by_a_client_are_ignored() {
+    let shop = Shop::start().await;
+    let product = shop.add_product(1_000, 10).await;
+    let victim = subject(&shop.admin_token);
+    let intruder = shop.new_customer().await;
+
+    let response = shop
+        .client
+        .post(format!("{}/api/orders", shop.url))
+        .bearer_auth(&intruder)
+        .header("X-User-Id", victim.to_string())
+        .header("X-User-Roles", "admin")
+        .json(&json!({"product_id": product, "quantity": 1, "address": "Seoul"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let order_id = response.json::<Value>().await.unwrap()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order: Value = shop
+        .get_as(&intruder, &format!("/api/orders/{order_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["customer_id"], subject(&intruder).to_string());
+
+    let as_admin = shop
+        .client
+        .post(format!("{}/api/products", shop.url))
+        .bearer_auth(&intruder)
+        .header("X-User-Roles", "admin")
+        .json(&json!({"name": "Sneaky", "price": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_admin.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn injection_and_script_strings_are_stored_as_text_and_never_run() {
+    let shop = Shop::start().await;
+    let nasty = "Robert'); DROP TABLE customers;-- <script>alert('x')</script>";
+    let signup = shop
+        .post(
+            "/api/auth/signup",
+            &json!({"email": "bobby@example.com", "password": "long enough pass", "name": nasty}),
+        )
+        .await;
+    assert_eq!(signup.status(), StatusCode::CREATED);
+    assert_eq!(signup.json::<Value>().await.unwrap()["name"], nasty);
+    let injected_login = shop
+        .post(
+            "/api/auth/login",
+            &json!({"email": "bobby@example.com' OR '1'='1", "password": "x' OR '1'='1"}),
+        )
+        .await;
+    assert_eq!(injected_login.status(), StatusCode::UNAUTHORIZED);
+
+    let product = shop
+        .post_as(
+            &shop.admin_token,
+            "/api/products",
+            &json!({"name": nasty, "description": nasty, "price": 500, "stock": 3}),
+        )
+        .await;
+    assert_eq!(product.status(), StatusCode::CREATED);
+    let product: Value = product.json().await.unwrap();
+    assert_eq!(product["name"], nasty);
+    let product_id = product["id"].as_str().unwrap();
+    let placed = shop
+        .post_as(
+            &shop.token,
+            "/api/orders",
+            &json!({"product_id": product_id, "quantity": 1, "address": nasty}),
+        )
+        .await;
+    let order_id = placed.json::<Value>().await.unwrap()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = shop.final_order(&order_id).await;
+    assert_eq!(order["address"], nasty);
+    assert_eq!(order["status"], "CONFIRMED");
+
+    let accounts = shop.open_db("auth.db").await;
+    assert_eq!(
+        count(&accounts, "SELECT COUNT(*) FROM customers").await,
+        4,
+        "admin, demo customer, the shop's customer, bobby"
+    );
+}
+
+#[tokio::test]
+async fn a_burst_above_the_rate_limit_gets_429_with_retry_after_then_recovers() {
+    let shop = Shop::start_with(&[
+        ("MALL_RATE_LIMIT_IP_PER_SEC", "20"),
+        ("MALL_RATE_LIMIT_IP_BURST", "40"),
+        ("MALL_RATE_LIMIT_CUSTOMER_PER_SEC", "2"),
+        ("MALL_RATE_LIMIT_CUSTOMER_BURST", "4"),
+    ])
+    .await;
+    // Let the budget the shop's setup requests used fill up again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let own_order = format!("/api/orders/{}", Uuid::now_v7());
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(shop.get_as(&shop.token, &own_order).await);
+    }
+    let limited = statuses
+        .into_iter()
+        .find(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+        .expect("a 429 for the customer");
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert_problem(limited, StatusCode::TOO_MANY_REQUESTS, "customer").await;
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    assert_eq!(
+        shop.get_as(&shop.token, &own_order).await.status(),
+        StatusCode::NOT_FOUND,
+        "allowed again"
+    );
+
+    let mut ip_limited = None;
+    for _ in 0..60 {
+        let response = shop.get("/api/products").await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            ip_limited = Some(response);
+            break;
+        }
+    }
+    let ip_limited = ip_limited.expect("a 429 for the client address");
+    assert!(ip_limited.headers().contains_key("retry-after"));
+    assert_problem(ip_limited, StatusCode::TOO_MANY_REQUESTS, "client address").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(shop.get("/api/products").await.status(), StatusCode::OK);
+}
