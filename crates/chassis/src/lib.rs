@@ -9,6 +9,7 @@
 //!   redelivered events recognised and skipped;
 //! - [`consumer`]: runs an event handler with retries and a dead-letter topic;
 //! - [`auth`]: bearer token verification against the issuer's JWKS, and the `Caller`;
+//! - [`openapi`]: each service's API document, generated from its handlers;
 //! - [`problem`], [`telemetry`], [`trace`]: errors, logs and metrics, W3C trace context.
 
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod inbox;
+pub mod openapi;
 pub mod outbox;
 pub mod problem;
 pub mod runtime;

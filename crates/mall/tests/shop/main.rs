@@ -2,6 +2,7 @@
 //! folder and speaks HTTP to its gateway; some also read the shop's files, as an operator
 //! would, to prove that nothing was stored or published.
 
+mod api_document;
 mod auth;
 mod bad_input;
 mod helpers;

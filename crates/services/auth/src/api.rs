@@ -8,18 +8,19 @@ use axum::{
     extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use chassis::{
     ServiceRuntime,
     auth::{Claims, Role},
     db::Database,
-    outbox,
+    openapi, outbox,
     problem::{ApiJson, Problem},
     trace::TraceContext,
 };
 use contracts::{Envelope, Event, events::CustomerRegistered};
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
@@ -36,17 +37,25 @@ struct AppState {
     token_ttl_secs: i64,
 }
 
+/// The routes and the OpenAPI document generated from them.
 pub fn router(rt: Arc<ServiceRuntime>, key: Arc<SigningKey>, token_ttl_secs: i64) -> Router {
-    Router::new()
-        .route("/auth/signup", post(signup))
-        .route("/auth/login", post(login))
-        .route("/auth/jwks", get(jwks))
-        .with_state(AppState {
-            rt,
-            key,
-            token_ttl_secs,
-        })
+    let state = AppState {
+        rt,
+        key,
+        token_ttl_secs,
+    };
+    let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(signup))
+        .routes(routes!(login))
+        .routes(routes!(jwks))
+        .with_state(state)
+        .split_for_parts();
+    openapi::serve_document(router, document)
 }
+
+#[derive(OpenApi)]
+#[openapi(info(title = "12st mall auth service", description = "Accounts and tokens"))]
+struct ApiDoc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -153,7 +162,7 @@ pub async fn register(
     Ok(id)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SignupRequest {
     email: String,
@@ -161,13 +170,19 @@ struct SignupRequest {
     name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Customer {
     customer_id: Uuid,
     email: String,
     name: String,
 }
 
+/// Opens an account: a valid email, a name, and a password of at least 8 characters
+/// that is not the email.
+#[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignupRequest,
+    responses((status = 201, body = Customer),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn signup(
     State(state): State<AppState>,
     Extension(trace): Extension<TraceContext>,
@@ -203,20 +218,25 @@ async fn signup(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
     email: String,
     password: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct TokenResponse {
     access_token: String,
     token_type: &'static str,
     expires_in: i64,
 }
 
+/// Exchanges an email and password for a bearer token.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn login(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<LoginRequest>,
@@ -256,6 +276,9 @@ async fn login(
     }))
 }
 
+/// The public keys that verify tokens (RFC 7517).
+#[utoipa::path(get, path = "/auth/jwks", tag = "auth",
+    responses((status = 200, description = "a JWK set", body = Object)))]
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],

@@ -134,9 +134,17 @@ pub async fn run(
         .route("/api/orders/{id}", get(customer))
         .route("/api/orders/{id}/history", get(customer))
         .with_state(upstream(&urls.order_url));
+    let documents = Router::new()
+        .route("/api/openapi.json", get(openapi_document))
+        .with_state(Arc::new([
+            upstream(&urls.auth_url),
+            upstream(&urls.product_url),
+            upstream(&urls.order_url),
+        ]));
     let routes = auth
         .merge(product)
         .merge(order)
+        .merge(documents)
         .layer(middleware::from_fn_with_state(limits, limits::front_door));
     server::serve(gateway, listener, routes).await
 }
@@ -171,6 +179,67 @@ async fn admin(
         return refusal.into_response();
     }
     forward(&upstream, trace, request).await
+}
+
+/// The shop's public API: each service's own document, fetched now so it is never stale,
+/// with its paths under `/api` as the gateway routes them.
+async fn openapi_document(State(upstreams): State<Arc<[Upstream; 3]>>) -> Response {
+    let mut merged = serde_json::json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "12st mall",
+            "description": "The public API, through the gateway. Bearer tokens come from POST /api/auth/login.",
+            "version": env!("CARGO_PKG_VERSION"),
+        },
+        "paths": {},
+        "components": {"schemas": {}, "securitySchemes": {}},
+    });
+    for upstream in upstreams.iter() {
+        let document = match fetch_document(upstream).await {
+            Ok(document) => document,
+            Err(error) => {
+                tracing::warn!(%error, upstream = %upstream.base, "cannot fetch an API document");
+                return Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream-unavailable",
+                    "A service's API document is unavailable",
+                    format!("{} did not answer", upstream.base),
+                )
+                .into_response();
+            }
+        };
+        for (path, item) in document["paths"].as_object().into_iter().flatten() {
+            merged["paths"][format!("/api{path}")] = item.clone();
+        }
+        for section in ["schemas", "securitySchemes"] {
+            for (name, value) in document["components"][section]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
+                merged["components"][section][name] = value.clone();
+            }
+        }
+    }
+    axum::Json(merged).into_response()
+}
+
+async fn fetch_document(upstream: &Upstream) -> Result<serde_json::Value, String> {
+    let uri: Uri = format!("{}/openapi.json", upstream.base)
+        .parse()
+        .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
+    let request = Request::get(uri)
+        .body(Body::empty())
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(upstream.timeout, upstream.client.request(request))
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 section 7.6.1).

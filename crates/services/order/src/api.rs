@@ -7,18 +7,19 @@ use axum::{
     extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use chassis::{
     ServiceRuntime,
     auth::Caller,
-    outbox,
+    openapi, outbox,
     problem::{ApiJson, Problem},
     server::TRACEPARENT,
     trace::TraceContext,
 };
 use contracts::topics;
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
@@ -33,13 +34,23 @@ struct AppState {
     catalogue: ProductCatalogue,
 }
 
+/// The routes and the OpenAPI document generated from them.
 pub fn router(rt: Arc<ServiceRuntime>, catalogue: ProductCatalogue) -> Router {
-    Router::new()
-        .route("/orders", post(place_order))
-        .route("/orders/{id}", get(get_order))
-        .route("/orders/{id}/history", get(get_history))
+    let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(place_order))
+        .routes(routes!(get_order))
+        .routes(routes!(get_history))
         .with_state(AppState { rt, catalogue })
+        .split_for_parts();
+    openapi::serve_document(router, document)
 }
+
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "12st mall order service",
+    description = "Orders, event-sourced"
+))]
+struct ApiDoc;
 
 /// Asks the product service for what an order needs to know of a product.
 #[derive(Clone)]
@@ -137,7 +148,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PlaceOrderRequest {
     product_id: Uuid,
@@ -145,7 +156,7 @@ struct PlaceOrderRequest {
     address: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 struct OrderAccepted {
     order_id: Uuid,
     status: OrderStatus,
@@ -168,6 +179,15 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
+/// Places an order: 202 PENDING while the saga runs. A repeated `Idempotency-Key` gets
+/// the first answer again.
+#[utoipa::path(post, path = "/orders", tag = "order", request_body = PlaceOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters")),
+    security(("bearer" = [])),
+    responses((status = 202, body = OrderAccepted),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn place_order(
     State(state): State<AppState>,
     Extension(trace): Extension<TraceContext>,
@@ -294,6 +314,13 @@ async fn load_order(
     }
 }
 
+/// One of the caller's orders.
+#[utoipa::path(get, path = "/orders/{id}", tag = "order",
+    params(("id" = String, Path, description = "order id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Order),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn get_order(
     State(state): State<AppState>,
     caller: Caller,
@@ -303,12 +330,19 @@ async fn get_order(
     Ok(Json(order))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct History {
     order_id: Uuid,
     events: Vec<StoredEvent>,
 }
 
+/// Every stored event of one of the caller's orders, with the fields it changed.
+#[utoipa::path(get, path = "/orders/{id}/history", tag = "order",
+    params(("id" = String, Path, description = "order id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = History),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn get_history(
     State(state): State<AppState>,
     caller: Caller,

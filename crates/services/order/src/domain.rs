@@ -3,12 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// Most units of a product one order may ask for.
 pub const MAX_QUANTITY: u32 = 1_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
 pub struct Quantity(u32);
 
@@ -26,7 +27,7 @@ impl Quantity {
 }
 
 /// Where the order goes: not blank, at most 500 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
 pub struct Address(String);
 
@@ -45,7 +46,7 @@ impl Address {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     /// Placed; the saga is running and the order is semantically locked.
@@ -55,7 +56,7 @@ pub enum OrderStatus {
 }
 
 /// What happened to an order, as stored in its stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", content = "data")]
 pub enum OrderEvent {
     OrderPlaced {
@@ -83,7 +84,7 @@ impl OrderEvent {
 }
 
 /// The state an order's events fold into.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Order {
     pub order_id: Uuid,
     pub customer_id: Uuid,
@@ -214,7 +215,7 @@ pub fn apply(order: Option<Order>, order_id: Uuid, event: &OrderEvent, at: DateT
 }
 
 /// One field an event changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldChange {
     pub field: String,
     pub from: serde_json::Value,

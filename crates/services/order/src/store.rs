@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::{FieldChange, Order, OrderEvent, apply, diff};
 
 /// An event as stored: its place in the stream, when, and what it changed.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct StoredEvent {
     pub version: u32,
     #[serde(flatten)]

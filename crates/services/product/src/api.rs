@@ -7,12 +7,11 @@ use axum::{
     extract::{Path, Query, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use chassis::{
     ServiceRuntime,
     auth::Admin,
-    outbox,
+    openapi, outbox,
     problem::{ApiJson, Problem},
     trace::TraceContext,
 };
@@ -22,6 +21,8 @@ use contracts::{
     events::{ProductAdded, StockAdjusted},
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
@@ -29,16 +30,26 @@ use crate::{
     store::{self, Product},
 };
 
+/// The routes and the OpenAPI document generated from them.
 pub fn router(rt: Arc<ServiceRuntime>) -> Router {
-    Router::new()
-        .route("/products", get(list_products).post(add_product))
-        .route("/products/{id}", get(get_product))
-        .route("/products/{id}/stock", post(adjust_stock))
+    let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_products, add_product))
+        .routes(routes!(get_product))
+        .routes(routes!(adjust_stock))
         .with_state(rt)
+        .split_for_parts();
+    openapi::serve_document(router, document)
 }
 
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "12st mall product service",
+    description = "Catalogue and stock"
+))]
+struct ApiDoc;
+
 /// A product as the public API shows it; `stock` is what can be ordered now.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProductView {
     pub id: Uuid,
     pub name: String,
@@ -92,14 +103,17 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(raw.to_owned()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Page {
+    /// Products per page, 1 to 200 (default 50).
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ProductPage {
     items: Vec<ProductView>,
     next_cursor: Option<Uuid>,
@@ -108,6 +122,10 @@ struct ProductPage {
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
 
+/// The catalogue, oldest first, a page at a time.
+#[utoipa::path(get, path = "/products", tag = "product", params(Page),
+    responses((status = 200, body = ProductPage),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn list_products(
     State(rt): State<Arc<ServiceRuntime>>,
     Query(page): Query<Page>,
@@ -135,6 +153,11 @@ async fn list_products(
     }))
 }
 
+/// One product with its price and the units available now.
+#[utoipa::path(get, path = "/products/{id}", tag = "product",
+    params(("id" = String, Path, description = "product id")),
+    responses((status = 200, body = ProductView),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn get_product(
     State(rt): State<Arc<ServiceRuntime>>,
     Path(id): Path<String>,
@@ -147,7 +170,7 @@ async fn get_product(
     Ok(Json(ProductView::from(&product)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
     pub name: String,
@@ -159,6 +182,12 @@ pub struct NewProduct {
 }
 
 /// Adds a product to the catalogue (admin).
+#[utoipa::path(post, path = "/products", tag = "product", request_body = NewProduct,
+    security(("bearer" = [])),
+    responses((status = 201, body = ProductView),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn add_product(
     State(rt): State<Arc<ServiceRuntime>>,
     _: Admin,
@@ -214,13 +243,23 @@ pub async fn create_product(
     Ok(product)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StockChange {
+    /// Units received (positive) or written off (negative); not zero.
     delta: i64,
 }
 
 /// Receives (positive delta) or writes off (negative) units on hand (admin).
+#[utoipa::path(post, path = "/products/{id}/stock", tag = "product", request_body = StockChange,
+    params(("id" = String, Path, description = "product id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = ProductView),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn adjust_stock(
     State(rt): State<Arc<ServiceRuntime>>,
     _: Admin,
