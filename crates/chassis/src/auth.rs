@@ -29,6 +29,8 @@ use crate::problem::Problem;
 pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
 /// Least time between two JWKS fetches caused by unknown key ids.
 pub const MIN_REFRESH: Duration = Duration::from_secs(10);
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+const LEEWAY_SECS: i64 = 5;
 
 #[derive(Args, Debug, Clone)]
 pub struct TokenSettings {
@@ -113,12 +115,18 @@ struct KeyCache {
     fetched_at: Option<Instant>,
 }
 
+/// Tokens kept after their signature checked out, so that a client's next requests with
+/// the same token cost a lookup instead of an Ed25519 verification. Bounded: when full it
+/// is emptied and refills with the tokens in use.
+const VERIFIED_CAPACITY: usize = 100_000;
+
 /// Verifies tokens against the issuer's published keys.
 pub struct TokenVerifier {
     settings: TokenSettings,
     client: reqwest::Client,
     cache: RwLock<KeyCache>,
     refreshing: tokio::sync::Mutex<()>,
+    verified: RwLock<HashMap<String, Claims>>,
 }
 
 impl TokenVerifier {
@@ -134,12 +142,40 @@ impl TokenVerifier {
                 fetched_at: None,
             }),
             refreshing: tokio::sync::Mutex::new(()),
+            verified: RwLock::new(HashMap::new()),
         }
     }
 
     /// The token's claims when its algorithm, key, signature, `exp`, `nbf`, `iss` and
     /// `aud` all check out.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        let known = self
+            .verified
+            .read()
+            .expect("verified token cache lock poisoned")
+            .get(token)
+            .cloned();
+        if let Some(claims) = known {
+            // Signature, issuer and audience cannot have changed; time can.
+            if claims.exp + LEEWAY_SECS < now {
+                return Err(AuthError::Invalid("ExpiredSignature".into()));
+            }
+            return Ok(claims);
+        }
+        let claims = self.verify_signed(token).await?;
+        let mut verified = self
+            .verified
+            .write()
+            .expect("verified token cache lock poisoned");
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    async fn verify_signed(&self, token: &str) -> Result<Claims, AuthError> {
         let invalid = |reason: &str| AuthError::Invalid(reason.to_owned());
         let header = decode_header(token).map_err(|_| invalid("malformed"))?;
         if header.alg != ALGORITHM {
@@ -152,7 +188,7 @@ impl TokenVerifier {
         validation.set_audience(&[&self.settings.audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS as u64;
         decode::<Claims>(token, &key, &validation)
             .map(|data| data.claims)
             .map_err(|error| AuthError::Invalid(error.to_string()))

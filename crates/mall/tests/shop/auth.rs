@@ -257,7 +257,17 @@ async fn forged_stale_and_misaddressed_tokens_are_refused_by_the_gateway_and_the
             StatusCode::UNAUTHORIZED,
             "{name} as admin"
         );
+        let on_a_public_route = shop.get_as(token, "/api/products").await;
+        assert_eq!(
+            on_a_public_route.status(),
+            StatusCode::UNAUTHORIZED,
+            "{name} is refused, not ignored, on a public route"
+        );
     }
+    assert_eq!(
+        shop.get_as(&shop.token, "/api/products").await.status(),
+        StatusCode::OK
+    );
     let no_token = shop.post("/api/orders", &order).await;
     assert_problem(no_token, StatusCode::UNAUTHORIZED, "bearer token").await;
     let direct = shop

@@ -14,7 +14,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Extension, Router,
     body::Body,
-    extract::{Request, State},
+    extract::{FromRequestParts, Request, State},
     http::{HeaderValue, Uri, header},
     middleware,
     response::{IntoResponse, Response},
@@ -149,12 +149,25 @@ pub async fn run(
     server::serve(gateway, listener, routes).await
 }
 
+/// A route anyone may call. A token that comes along anyway must be valid (a bad one is
+/// refused, not ignored), and then the customer's rate limit applies.
 async fn public(
     State(upstream): State<Upstream>,
     Extension(trace): Extension<TraceContext>,
     request: Request,
 ) -> Response {
-    forward(&upstream, trace, request).await
+    let (mut parts, body) = request.into_parts();
+    if parts.headers.contains_key(header::AUTHORIZATION) {
+        match Caller::from_request_parts(&mut parts, &()).await {
+            Ok(caller) => {
+                if let Err(refusal) = upstream.limits.check_customer(caller.customer_id) {
+                    return refusal.into_response();
+                }
+            }
+            Err(refusal) => return refusal.into_response(),
+        }
+    }
+    forward(&upstream, trace, Request::from_parts(parts, body)).await
 }
 
 async fn customer(
