@@ -58,6 +58,14 @@ pub struct ServiceUrls {
     #[arg(long, env = "MALL_ORDER_URL", default_value = "http://127.0.0.1:8081")]
     pub order_url: String,
 
+    /// Base URL of the delivery service.
+    #[arg(
+        long,
+        env = "MALL_DELIVERY_URL",
+        default_value = "http://127.0.0.1:8082"
+    )]
+    pub delivery_url: String,
+
     /// Base URL of the auth service.
     #[arg(long, env = "MALL_AUTH_URL", default_value = "http://127.0.0.1:8086")]
     pub auth_url: String,

@@ -38,12 +38,71 @@ pub struct OrderRejected {
     pub reason: String,
 }
 
-/// Stock for an order is set aside; it is no longer available to others.
+/// Stock for an order is set aside; it is no longer available to others. Carries what
+/// the next step of the saga (payment) needs to know of the order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StockReserved {
     pub order_id: Uuid,
     pub product_id: Uuid,
     pub quantity: u32,
+    pub customer_id: Uuid,
+    pub amount: u64,
+}
+
+/// Units reserved or sold for an order are available again (the order was rejected or
+/// cancelled).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StockReleased {
+    pub order_id: Uuid,
+    pub product_id: Uuid,
+    pub quantity: u32,
+}
+
+/// The customer cancelled the order; every step done for it is to be undone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderCancelled {
+    pub order_id: Uuid,
+}
+
+/// The payment provider authorised (and captured) the order's amount.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentAuthorized {
+    pub order_id: Uuid,
+    pub payment_id: Uuid,
+    pub amount: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentDeclined {
+    pub order_id: Uuid,
+    pub amount: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentRefunded {
+    pub order_id: Uuid,
+    pub payment_id: Uuid,
+    pub amount: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryStarted {
+    pub order_id: Uuid,
+    pub delivery_id: Uuid,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryCompleted {
+    pub order_id: Uuid,
+    pub delivery_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryCancelled {
+    pub order_id: Uuid,
+    pub delivery_id: Uuid,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -96,7 +155,15 @@ event!(CustomerRegistered, topics::CUSTOMER);
 event!(OrderPlaced, topics::ORDER);
 event!(OrderConfirmed, topics::ORDER);
 event!(OrderRejected, topics::ORDER);
+event!(OrderCancelled, topics::ORDER);
 event!(StockReserved, topics::RESERVATION);
+event!(StockReleased, topics::RESERVATION);
+event!(PaymentAuthorized, topics::PAYMENT);
+event!(PaymentDeclined, topics::PAYMENT);
+event!(PaymentRefunded, topics::PAYMENT);
+event!(DeliveryStarted, topics::DELIVERY);
+event!(DeliveryCompleted, topics::DELIVERY);
+event!(DeliveryCancelled, topics::DELIVERY);
 event!(StockReservationFailed, topics::RESERVATION);
 event!(ProductAdded, topics::PRODUCT);
 event!(StockAdjusted, topics::PRODUCT);

@@ -33,6 +33,35 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
             "StockReservationFailed",
             schema(schema_for!(events::StockReservationFailed)),
         ),
+        (
+            "OrderCancelled",
+            schema(schema_for!(events::OrderCancelled)),
+        ),
+        ("StockReleased", schema(schema_for!(events::StockReleased))),
+        (
+            "PaymentAuthorized",
+            schema(schema_for!(events::PaymentAuthorized)),
+        ),
+        (
+            "PaymentDeclined",
+            schema(schema_for!(events::PaymentDeclined)),
+        ),
+        (
+            "PaymentRefunded",
+            schema(schema_for!(events::PaymentRefunded)),
+        ),
+        (
+            "DeliveryStarted",
+            schema(schema_for!(events::DeliveryStarted)),
+        ),
+        (
+            "DeliveryCompleted",
+            schema(schema_for!(events::DeliveryCompleted)),
+        ),
+        (
+            "DeliveryCancelled",
+            schema(schema_for!(events::DeliveryCancelled)),
+        ),
         ("ProductAdded", schema(schema_for!(events::ProductAdded))),
         ("StockAdjusted", schema(schema_for!(events::StockAdjusted))),
         ("DeadLettered", schema(schema_for!(events::DeadLettered))),

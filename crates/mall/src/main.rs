@@ -25,7 +25,7 @@ enum Command {
     /// Run the whole shop in this process: every service on its own port with its own
     /// SQLite database under --data-dir, the embedded event log between them, and a demo
     /// catalogue and a demo customer on first start. Ports: gateway = base, order = base+1,
-    /// product = base+3, auth = base+6.
+    /// delivery = base+2, product = base+3, payment = base+4, auth = base+6.
     Up {
         #[command(flatten)]
         place: Placement,
@@ -40,6 +40,8 @@ enum Command {
         gateway: gateway::GatewaySettings,
         #[command(flatten)]
         auth: auth::AuthSettings,
+        #[command(flatten)]
+        payment: payment::PaymentSettings,
     },
     /// Run one service, configured by flags or environment variables (12-factor), as a
     /// container or a Kubernetes pod would.
@@ -60,6 +62,8 @@ enum Command {
         gateway: gateway::GatewaySettings,
         #[command(flatten)]
         auth: auth::AuthSettings,
+        #[command(flatten)]
+        payment: payment::PaymentSettings,
         /// Seed the demo catalogue into an empty product database.
         #[arg(long, env = "MALL_SEED_DEMO")]
         seed_demo: bool,
@@ -93,6 +97,8 @@ pub enum ServiceName {
     Order,
     Product,
     Auth,
+    Payment,
+    Delivery,
 }
 
 impl ServiceName {
@@ -103,6 +109,8 @@ impl ServiceName {
             ServiceName::Order => 1,
             ServiceName::Product => 3,
             ServiceName::Auth => 6,
+            ServiceName::Payment => 4,
+            ServiceName::Delivery => 2,
         }
     }
 }
@@ -120,12 +128,14 @@ fn main() -> anyhow::Result<()> {
                 order,
                 gateway,
                 auth,
+                payment,
             } => {
                 let options = shop::ServeOptions {
                     urls: shop::urls_for(place.bind, base_port)?,
                     order,
                     gateway,
                     auth,
+                    payment,
                     seed_demo: true,
                 };
                 shop::up(place, base_port, chassis, options).await
@@ -139,6 +149,7 @@ fn main() -> anyhow::Result<()> {
                 order,
                 gateway,
                 auth,
+                payment,
                 seed_demo,
             } => {
                 let port = port.unwrap_or(8080 + service.port_offset());
@@ -147,6 +158,7 @@ fn main() -> anyhow::Result<()> {
                     order,
                     gateway,
                     auth,
+                    payment,
                     seed_demo,
                 };
                 shop::serve(service, place, port, chassis, options).await

@@ -25,6 +25,7 @@ pub struct ServeOptions {
     pub order: order::OrderSettings,
     pub gateway: gateway::GatewaySettings,
     pub auth: auth::AuthSettings,
+    pub payment: payment::PaymentSettings,
     pub seed_demo: bool,
 }
 
@@ -39,6 +40,7 @@ pub fn urls_for(bind: IpAddr, base_port: u16) -> anyhow::Result<ServiceUrls> {
     Ok(ServiceUrls {
         product_url: url(ServiceName::Product)?,
         order_url: url(ServiceName::Order)?,
+        delivery_url: url(ServiceName::Delivery)?,
         auth_url: url(ServiceName::Auth)?,
     })
 }
@@ -54,6 +56,8 @@ pub async fn up(
         ServiceName::Auth,
         ServiceName::Product,
         ServiceName::Order,
+        ServiceName::Payment,
+        ServiceName::Delivery,
         ServiceName::Gateway,
     ];
     let mut listeners = Vec::new();
@@ -232,6 +236,15 @@ impl Shop {
                 let rt = self.runtime(order::NAME, chassis).await?;
                 let (urls, settings) = (options.urls.clone(), options.order.clone());
                 running.spawn(async move { Ok(order::run(rt, listener, &urls, settings).await?) });
+            }
+            ServiceName::Payment => {
+                let rt = self.runtime(payment::NAME, chassis).await?;
+                let settings = options.payment.clone();
+                running.spawn(async move { Ok(payment::run(rt, listener, settings).await?) });
+            }
+            ServiceName::Delivery => {
+                let rt = self.runtime(delivery::NAME, chassis).await?;
+                running.spawn(async move { Ok(delivery::run(rt, listener).await?) });
             }
             ServiceName::Gateway => {
                 let (chassis, urls, settings) = (

@@ -22,6 +22,8 @@ async fn the_gateway_serves_the_merged_openapi_document_of_the_public_api() {
         ("post", "/api/orders", true),
         ("get", "/api/orders/{id}", true),
         ("get", "/api/orders/{id}/history", true),
+        ("post", "/api/orders/{id}/cancel", true),
+        ("post", "/api/deliveries/{order_id}/complete", true),
     ];
     for (method, path, protected) in operations {
         let operation = &document["paths"][path][method];

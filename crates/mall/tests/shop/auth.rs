@@ -443,7 +443,7 @@ async fn injection_and_script_strings_are_stored_as_text_and_never_run() {
         .to_owned();
     let order = shop.final_order(&order_id).await;
     assert_eq!(order["address"], nasty);
-    assert_eq!(order["status"], "CONFIRMED");
+    assert_eq!(order["status"], "DELIVERING");
 
     let accounts = shop.open_db("auth.db").await;
     assert_eq!(

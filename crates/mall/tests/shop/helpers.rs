@@ -150,7 +150,7 @@ impl Shop {
             .unwrap();
         self.child = Some(child);
         let started = Instant::now();
-        for port_offset in [0, 1, 3, 6] {
+        for port_offset in [0, 1, 2, 3, 4, 6] {
             let url = format!(
                 "http://127.0.0.1:{}/health/ready",
                 self.base_port + port_offset
@@ -300,17 +300,18 @@ impl Shop {
         response.json().await.unwrap()
     }
 
-    /// Polls the order until it leaves PENDING; returns it.
+    /// Polls the order until the automatic part of its saga is over (REJECTED, or
+    /// DELIVERING: confirmed and handed to delivery, or CANCELLED); returns it.
     pub async fn final_order(&self, order_id: &str) -> Value {
         let started = Instant::now();
         loop {
             let order = self.order(order_id).await;
-            if order["status"] != "PENDING" {
+            if !matches!(order["status"].as_str(), Some("PENDING" | "CONFIRMED")) {
                 return order;
             }
             assert!(
                 started.elapsed() < SAGA_TIMEOUT,
-                "order {order_id} still PENDING after {SAGA_TIMEOUT:?}: {}",
+                "order {order_id} still in its saga after {SAGA_TIMEOUT:?}: {}",
                 self.stderr()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -8,3 +8,4 @@ mod bad_input;
 mod helpers;
 mod orders;
 mod recovery;
+mod saga;

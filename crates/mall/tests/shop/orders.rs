@@ -17,7 +17,7 @@ async fn an_order_for_available_stock_is_confirmed_and_the_stock_goes_down() {
     let order_id = shop.place_order(&product, 3).await;
     let order = shop.final_order(&order_id).await;
 
-    assert_eq!(order["status"], "CONFIRMED");
+    assert_eq!(order["status"], "DELIVERING");
     assert_eq!(order["quantity"], 3);
     assert_eq!(order["amount"], 36_000);
     assert_eq!(order["product_id"], product.as_str());
@@ -49,7 +49,7 @@ async fn fifty_concurrent_orders_for_the_last_ten_units_confirm_exactly_ten() {
     let orders = join_all(order_ids.iter().map(|id| shop.final_order(id))).await;
 
     let with_status = |status: &str| orders.iter().filter(|o| o["status"] == status).count();
-    assert_eq!(with_status("CONFIRMED"), 10);
+    assert_eq!(with_status("DELIVERING"), 10);
     assert_eq!(with_status("REJECTED"), 40);
     assert_eq!(shop.stock_of(&product).await, 0);
     let db = shop.open_db("product.db").await;
@@ -72,7 +72,7 @@ async fn the_same_idempotency_key_twice_gives_one_order() {
     assert_eq!(first, second);
 
     let order_id = first["order_id"].as_str().unwrap();
-    assert_eq!(shop.final_order(order_id).await["status"], "CONFIRMED");
+    assert_eq!(shop.final_order(order_id).await["status"], "DELIVERING");
     assert_eq!(shop.stock_of(&product).await, 8);
     let orders = shop.open_db("order.db").await;
     assert_eq!(
@@ -128,7 +128,7 @@ async fn an_event_delivered_twice_changes_nothing_the_second_time() {
     let shop = Shop::start().await;
     let product = shop.add_product(1_000, 10).await;
     let order_id = shop.place_order(&product, 4).await;
-    assert_eq!(shop.final_order(&order_id).await["status"], "CONFIRMED");
+    assert_eq!(shop.final_order(&order_id).await["status"], "DELIVERING");
 
     let placed = find_event(&shop, topics::ORDER, "OrderPlaced", &order_id).await;
     let reserved = find_event(&shop, topics::RESERVATION, "StockReserved", &order_id).await;
@@ -170,7 +170,13 @@ async fn an_event_delivered_twice_changes_nothing_the_second_time() {
         .json()
         .await
         .unwrap();
-    assert_eq!(history["events"].as_array().unwrap().len(), 2);
+    let types: Vec<_> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].clone())
+        .collect();
+    assert_eq!(types, ["OrderPlaced", "OrderConfirmed", "DeliveryStarted"]);
     let log = shop.open_db("bus.db").await;
     assert_eq!(
         count(
@@ -243,7 +249,9 @@ async fn the_trace_of_a_request_travels_into_the_events_it_causes_and_their_answ
     for (topic, event_type) in [
         (topics::ORDER, "OrderPlaced"),
         (topics::RESERVATION, "StockReserved"),
+        (topics::PAYMENT, "PaymentAuthorized"),
         (topics::ORDER, "OrderConfirmed"),
+        (topics::DELIVERY, "DeliveryStarted"),
     ] {
         let event = find_event(&shop, topic, event_type, &order_id).await;
         let traceparent = event.traceparent.unwrap_or_default();

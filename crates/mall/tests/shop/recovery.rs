@@ -26,7 +26,10 @@ async fn orders_interrupted_by_a_crash_reach_a_final_state_after_restart() {
 
     shop.restart().await;
     let finals = join_all(order_ids.iter().map(|id| shop.final_order(id))).await;
-    let confirmed = finals.iter().filter(|o| o["status"] == "CONFIRMED").count();
+    let confirmed = finals
+        .iter()
+        .filter(|o| o["status"] == "DELIVERING")
+        .count();
     assert_eq!(confirmed, 20);
     assert_eq!(
         finals.iter().filter(|o| o["status"] == "REJECTED").count(),
@@ -48,7 +51,7 @@ async fn a_graceful_stop_keeps_everything_and_the_demo_catalogue_is_seeded_once(
     shop.terminate();
 
     shop.restart().await;
-    assert_eq!(shop.final_order(&order_id).await["status"], "CONFIRMED");
+    assert_eq!(shop.final_order(&order_id).await["status"], "DELIVERING");
     assert_eq!(shop.stock_of(&product).await, 3);
     let catalogue = shop.open_db("product.db").await;
     assert_eq!(count(&catalogue, "SELECT COUNT(*) FROM products").await, 7);

@@ -133,17 +133,23 @@ pub async fn run(
         .route("/api/orders", post(customer))
         .route("/api/orders/{id}", get(customer))
         .route("/api/orders/{id}/history", get(customer))
+        .route("/api/orders/{id}/cancel", post(customer))
         .with_state(upstream(&urls.order_url));
+    let delivery = Router::new()
+        .route("/api/deliveries/{order_id}/complete", post(admin))
+        .with_state(upstream(&urls.delivery_url));
     let documents = Router::new()
         .route("/api/openapi.json", get(openapi_document))
         .with_state(Arc::new([
             upstream(&urls.auth_url),
             upstream(&urls.product_url),
             upstream(&urls.order_url),
+            upstream(&urls.delivery_url),
         ]));
     let routes = auth
         .merge(product)
         .merge(order)
+        .merge(delivery)
         .merge(documents)
         .layer(middleware::from_fn_with_state(limits, limits::front_door));
     server::serve(gateway, listener, routes).await
@@ -196,7 +202,7 @@ async fn admin(
 
 /// The shop's public API: each service's own document, fetched now so it is never stale,
 /// with its paths under `/api` as the gateway routes them.
-async fn openapi_document(State(upstreams): State<Arc<[Upstream; 3]>>) -> Response {
+async fn openapi_document(State(upstreams): State<Arc<[Upstream; 4]>>) -> Response {
     let mut merged = serde_json::json!({
         "openapi": "3.1.0",
         "info": {

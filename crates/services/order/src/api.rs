@@ -11,20 +11,20 @@ use axum::{
 use chassis::{
     ServiceRuntime,
     auth::Caller,
-    openapi, outbox,
+    openapi,
     problem::{ApiJson, Problem},
     server::TRACEPARENT,
     trace::TraceContext,
 };
-use contracts::topics;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
-    domain::{Address, Order, OrderCommand, OrderError, OrderStatus, Quantity, decide},
-    integration_event,
+    CommandError,
+    domain::{Address, Order, OrderCommand, OrderError, OrderStatus, Quantity},
+    execute,
     store::{self, StoreError, StoredEvent},
 };
 
@@ -40,6 +40,7 @@ pub fn router(rt: Arc<ServiceRuntime>, catalogue: ProductCatalogue) -> Router {
         .routes(routes!(place_order))
         .routes(routes!(get_order))
         .routes(routes!(get_history))
+        .routes(routes!(cancel_order))
         .with_state(AppState { rt, catalogue })
         .split_for_parts();
     openapi::serve_document(router, document)
@@ -109,7 +110,7 @@ enum ApiError {
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyKeyReused,
     #[error(transparent)]
-    Order(#[from] OrderError),
+    Command(#[from] CommandError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -120,7 +121,22 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let detail = self.to_string();
         match self {
-            ApiError::Validation(_) | ApiError::Order(_) => Problem::validation(detail),
+            ApiError::Validation(_) => Problem::validation(detail),
+            ApiError::Command(CommandError::Order(OrderError::NotCancellable(_))) => Problem::new(
+                StatusCode::CONFLICT,
+                "not-cancellable",
+                "The order can no longer be cancelled",
+                detail,
+            ),
+            ApiError::Command(CommandError::Order(_)) => Problem::validation(detail),
+            ApiError::Command(CommandError::Store(StoreError::Conflict(_)))
+            | ApiError::Store(StoreError::Conflict(_)) => Problem::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "The order changed meanwhile",
+                "try again",
+            ),
+            ApiError::Command(error) => Problem::internal(&error),
             ApiError::UnknownProduct(_) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown-product",
@@ -134,12 +150,6 @@ impl IntoResponse for ApiError {
                 "idempotency-key-reused",
                 "Idempotency-Key reused",
                 detail,
-            ),
-            ApiError::Store(StoreError::Conflict(_)) => Problem::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "The order changed meanwhile",
-                "try again",
             ),
             ApiError::Store(error) => Problem::internal(&error),
             ApiError::Database(error) => Problem::internal(&error),
@@ -213,16 +223,13 @@ async fn place_order(
         .price(request.product_id, trace)
         .await?
         .ok_or(ApiError::UnknownProduct(request.product_id))?;
-    let events = decide(
-        None,
-        OrderCommand::Place {
-            customer_id,
-            product_id: request.product_id,
-            quantity,
-            unit_price,
-            address,
-        },
-    )?;
+    let command = OrderCommand::Place {
+        customer_id,
+        product_id: request.product_id,
+        quantity,
+        unit_price,
+        address,
+    };
 
     let order_id = Uuid::now_v7();
     let mut tx = rt.db.begin_write().await?;
@@ -232,17 +239,9 @@ async fn place_order(
             return Ok(answer);
         }
     }
-    let order = store::append(&mut tx, order_id, None, &events)
+    let order = execute(&mut tx, order_id, command, trace, None)
         .await?
         .expect("a placed order exists");
-    for event in &events {
-        outbox::enqueue(
-            &mut tx,
-            topics::ORDER,
-            &integration_event(&order, event, trace, None),
-        )
-        .await?;
-    }
     let accepted = serde_json::to_string(&OrderAccepted {
         order_id,
         status: order.status,
@@ -353,4 +352,30 @@ async fn get_history(
         order_id: order.order_id,
         events,
     }))
+}
+
+/// Cancels one of the caller's orders, until its delivery is completed. Stock, payment and
+/// delivery are undone by their services when they see `OrderCancelled`.
+#[utoipa::path(post, path = "/orders/{id}/cancel", tag = "order",
+    params(("id" = String, Path, description = "order id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Order),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn cancel_order(
+    State(state): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, ApiError> {
+    let (order, _) = load_order(&state.rt, &caller, &id).await?;
+    let mut tx = state.rt.db.begin_write().await?;
+    let order = execute(&mut tx, order.order_id, OrderCommand::Cancel, trace, None)
+        .await?
+        .expect("a loaded order exists");
+    tx.commit().await?;
+    state.rt.outbox.wake();
+    tracing::info!(order_id = %order.order_id, "order cancelled");
+    Ok(Json(order))
 }

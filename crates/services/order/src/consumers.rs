@@ -1,69 +1,49 @@
-//! Order's part in the saga: the stock answer confirms or rejects a PENDING order.
+//! Order's part in the saga: answers from product, payment and delivery move the order on.
 
-use chassis::{
-    consumer::{Delivery, EventHandler, HandlerError},
-    outbox,
-};
-use contracts::{
-    events::{StockReservationFailed, StockReserved},
-    topics,
+use chassis::consumer::{Delivery, EventHandler, HandlerError};
+use contracts::events::{
+    DeliveryCompleted, DeliveryStarted, PaymentAuthorized, PaymentDeclined, StockReservationFailed,
 };
 use sqlx::SqliteConnection;
-use uuid::Uuid;
 
-use crate::{
-    domain::{OrderCommand, decide},
-    integration_event, store,
-};
+use crate::{domain::OrderCommand, execute};
 
-pub struct StockAnswers;
+pub struct SagaAnswers;
 
-impl EventHandler for StockAnswers {
+impl EventHandler for SagaAnswers {
     async fn handle(
         &self,
         conn: &mut SqliteConnection,
         delivery: &Delivery<'_>,
     ) -> Result<(), HandlerError> {
         let envelope = delivery.envelope;
-        let (order_id, command) = if envelope.is::<StockReserved>() {
-            let reserved: StockReserved = envelope.decode()?;
-            (reserved.order_id, OrderCommand::ConfirmStock)
+        let (order_id, command) = if envelope.is::<PaymentAuthorized>() {
+            let authorized: PaymentAuthorized = envelope.decode()?;
+            (authorized.order_id, OrderCommand::Confirm)
         } else if envelope.is::<StockReservationFailed>() {
             let failed: StockReservationFailed = envelope.decode()?;
             (
                 failed.order_id,
-                OrderCommand::RejectStock {
+                OrderCommand::Reject {
                     reason: failed.reason,
                 },
             )
+        } else if envelope.is::<PaymentDeclined>() {
+            let declined: PaymentDeclined = envelope.decode()?;
+            let reason = format!("payment declined: {}", declined.reason);
+            (declined.order_id, OrderCommand::Reject { reason })
+        } else if envelope.is::<DeliveryStarted>() {
+            let started: DeliveryStarted = envelope.decode()?;
+            (started.order_id, OrderCommand::StartDelivery)
+        } else if envelope.is::<DeliveryCompleted>() {
+            let completed: DeliveryCompleted = envelope.decode()?;
+            (completed.order_id, OrderCommand::CompleteDelivery)
         } else {
             return Ok(());
         };
-        execute(conn, delivery, order_id, command).await
+        execute(conn, order_id, command, delivery.trace, Some(envelope))
+            .await
+            .map(|_| ())
+            .map_err(|e| HandlerError::Failed(format!("order {order_id}: {e}")))
     }
-}
-
-/// Loads the order, decides, appends the events and their integration events.
-async fn execute(
-    conn: &mut SqliteConnection,
-    delivery: &Delivery<'_>,
-    order_id: Uuid,
-    command: OrderCommand,
-) -> Result<(), HandlerError> {
-    let failed = |e: &dyn std::fmt::Display| HandlerError::Failed(format!("order {order_id}: {e}"));
-    let (order, _) = store::load(conn, order_id).await.map_err(|e| failed(&e))?;
-    let events = decide(order.as_ref(), command).map_err(|e| failed(&e))?;
-    if events.is_empty() {
-        tracing::info!(%order_id, "late or repeated saga answer ignored");
-        return Ok(());
-    }
-    let order = store::append(conn, order_id, order, &events)
-        .await
-        .map_err(|e| failed(&e))?
-        .expect("an order with events exists");
-    for event in &events {
-        let envelope = integration_event(&order, event, delivery.trace, Some(delivery.envelope));
-        outbox::enqueue(conn, topics::ORDER, &envelope).await?;
-    }
-    Ok(())
 }

@@ -51,8 +51,25 @@ impl Address {
 pub enum OrderStatus {
     /// Placed; the saga is running and the order is semantically locked.
     Pending,
+    /// Stock reserved and payment authorised.
     Confirmed,
+    /// Stock or payment refused; nothing is held for it any more.
     Rejected,
+    /// Cancelled by the customer; what was done for it is being undone.
+    Cancelled,
+    /// On its way.
+    Delivering,
+    Delivered,
+}
+
+impl OrderStatus {
+    /// Whether the customer may still cancel: until the delivery is completed.
+    pub fn cancellable(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Pending | OrderStatus::Confirmed | OrderStatus::Delivering
+        )
+    }
 }
 
 /// What happened to an order, as stored in its stream.
@@ -71,6 +88,9 @@ pub enum OrderEvent {
     OrderRejected {
         reason: String,
     },
+    OrderCancelled,
+    DeliveryStarted,
+    DeliveryCompleted,
 }
 
 impl OrderEvent {
@@ -79,6 +99,9 @@ impl OrderEvent {
             OrderEvent::OrderPlaced { .. } => "OrderPlaced",
             OrderEvent::OrderConfirmed => "OrderConfirmed",
             OrderEvent::OrderRejected { .. } => "OrderRejected",
+            OrderEvent::OrderCancelled => "OrderCancelled",
+            OrderEvent::DeliveryStarted => "DeliveryStarted",
+            OrderEvent::DeliveryCompleted => "DeliveryCompleted",
         }
     }
 }
@@ -112,10 +135,16 @@ pub enum OrderCommand {
         unit_price: u64,
         address: Address,
     },
-    /// Product set the stock aside.
-    ConfirmStock,
-    /// Product could not; `reason` says why.
-    RejectStock { reason: String },
+    /// Stock is reserved and the payment authorised.
+    Confirm,
+    /// Product or payment refused; `reason` says why.
+    Reject { reason: String },
+    /// The customer cancels.
+    Cancel,
+    /// Delivery took the order.
+    StartDelivery,
+    /// Delivery handed the order over.
+    CompleteDelivery,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,6 +155,8 @@ pub enum OrderError {
     NotPlaced,
     #[error("the amount is too large")]
     AmountTooLarge,
+    #[error("an order that is {0:?} cannot be cancelled")]
+    NotCancellable(OrderStatus),
 }
 
 /// Decides what a command does to the order (`None` before it is placed).
@@ -157,11 +188,25 @@ pub fn decide(order: Option<&Order>, command: OrderCommand) -> Result<Vec<OrderE
         }
         (Some(_), OrderCommand::Place { .. }) => Err(OrderError::AlreadyPlaced),
         (None, _) => Err(OrderError::NotPlaced),
-        (Some(order), _) if order.status != OrderStatus::Pending => Ok(vec![]),
-        (Some(_), OrderCommand::ConfirmStock) => Ok(vec![OrderEvent::OrderConfirmed]),
-        (Some(_), OrderCommand::RejectStock { reason }) => {
-            Ok(vec![OrderEvent::OrderRejected { reason }])
+        (Some(order), OrderCommand::Cancel) if order.status.cancellable() => {
+            Ok(vec![OrderEvent::OrderCancelled])
         }
+        (Some(order), OrderCommand::Cancel) => Err(OrderError::NotCancellable(order.status)),
+        (Some(order), command) => Ok(match (order.status, command) {
+            (OrderStatus::Pending, OrderCommand::Confirm) => vec![OrderEvent::OrderConfirmed],
+            (OrderStatus::Pending, OrderCommand::Reject { reason }) => {
+                vec![OrderEvent::OrderRejected { reason }]
+            }
+            (OrderStatus::Confirmed, OrderCommand::StartDelivery) => {
+                vec![OrderEvent::DeliveryStarted]
+            }
+            (OrderStatus::Delivering, OrderCommand::CompleteDelivery) => {
+                vec![OrderEvent::DeliveryCompleted]
+            }
+            // Late or repeated answers, and answers for a cancelled order, change nothing;
+            // the other services undo their own steps on OrderCancelled.
+            _ => vec![],
+        }),
     }
 }
 
@@ -193,12 +238,10 @@ pub fn apply(order: Option<Order>, order_id: Uuid, event: &OrderEvent, at: DateT
             updated_at: at,
             version: 1,
         },
-        (Some(order), OrderEvent::OrderConfirmed) => Order {
-            status: OrderStatus::Confirmed,
-            updated_at: at,
-            version: order.version + 1,
-            ..order
-        },
+        (Some(order), OrderEvent::OrderConfirmed) => order.moved_to(OrderStatus::Confirmed, at),
+        (Some(order), OrderEvent::OrderCancelled) => order.moved_to(OrderStatus::Cancelled, at),
+        (Some(order), OrderEvent::DeliveryStarted) => order.moved_to(OrderStatus::Delivering, at),
+        (Some(order), OrderEvent::DeliveryCompleted) => order.moved_to(OrderStatus::Delivered, at),
         (Some(order), OrderEvent::OrderRejected { reason }) => Order {
             status: OrderStatus::Rejected,
             reason: Some(reason.clone()),
@@ -211,6 +254,17 @@ pub fn apply(order: Option<Order>, order_id: Uuid, event: &OrderEvent, at: DateT
             event.name(),
             order.map(|o| o.status)
         ),
+    }
+}
+
+impl Order {
+    fn moved_to(self, status: OrderStatus, at: DateTime<Utc>) -> Order {
+        Order {
+            status,
+            updated_at: at,
+            version: self.version + 1,
+            ..self
+        }
     }
 }
 
@@ -284,17 +338,72 @@ mod tests {
     }
 
     #[test]
-    fn stock_reserved_confirms_a_pending_order() {
+    fn an_authorised_payment_confirms_a_pending_order() {
         let order = given(vec![place(1, 1_000)]);
-        let events = decide(order.as_ref(), OrderCommand::ConfirmStock).unwrap();
+        let events = decide(order.as_ref(), OrderCommand::Confirm).unwrap();
         assert_eq!(events, vec![OrderEvent::OrderConfirmed]);
+    }
+
+    #[test]
+    fn a_confirmed_order_is_delivered_in_two_steps() {
+        let order = given(vec![
+            place(1, 1_000),
+            OrderCommand::Confirm,
+            OrderCommand::StartDelivery,
+            OrderCommand::CompleteDelivery,
+        ])
+        .unwrap();
+        assert_eq!(order.status, OrderStatus::Delivered);
+        assert_eq!(order.version, 4);
+    }
+
+    #[test]
+    fn an_order_can_be_cancelled_until_it_is_delivered() {
+        for steps in [
+            vec![],
+            vec![OrderCommand::Confirm],
+            vec![OrderCommand::Confirm, OrderCommand::StartDelivery],
+        ] {
+            let mut commands = vec![place(1, 1_000)];
+            commands.extend(steps);
+            let order = given(commands);
+            assert_eq!(
+                decide(order.as_ref(), OrderCommand::Cancel).unwrap(),
+                vec![OrderEvent::OrderCancelled]
+            );
+        }
+        let delivered = given(vec![
+            place(1, 1_000),
+            OrderCommand::Confirm,
+            OrderCommand::StartDelivery,
+            OrderCommand::CompleteDelivery,
+        ]);
+        assert_eq!(
+            decide(delivered.as_ref(), OrderCommand::Cancel),
+            Err(OrderError::NotCancellable(OrderStatus::Delivered))
+        );
+        let cancelled = given(vec![place(1, 1_000), OrderCommand::Cancel]);
+        assert!(decide(cancelled.as_ref(), OrderCommand::Cancel).is_err());
+    }
+
+    #[test]
+    fn a_payment_answer_after_a_cancel_changes_nothing() {
+        let cancelled = given(vec![place(1, 1_000), OrderCommand::Cancel]);
+        assert_eq!(
+            decide(cancelled.as_ref(), OrderCommand::Confirm).unwrap(),
+            vec![]
+        );
+        assert_eq!(
+            decide(cancelled.as_ref(), OrderCommand::StartDelivery).unwrap(),
+            vec![]
+        );
     }
 
     #[test]
     fn stock_failure_rejects_with_the_reason() {
         let order = given(vec![
             place(1, 1_000),
-            OrderCommand::RejectStock {
+            OrderCommand::Reject {
                 reason: "insufficient stock".into(),
             },
         ])
@@ -305,10 +414,10 @@ mod tests {
 
     #[test]
     fn a_late_or_repeated_saga_answer_changes_nothing() {
-        let confirmed = given(vec![place(1, 1_000), OrderCommand::ConfirmStock]);
+        let confirmed = given(vec![place(1, 1_000), OrderCommand::Confirm]);
         for command in [
-            OrderCommand::ConfirmStock,
-            OrderCommand::RejectStock {
+            OrderCommand::Confirm,
+            OrderCommand::Reject {
                 reason: "late".into(),
             },
         ] {
@@ -324,7 +433,7 @@ mod tests {
             Err(OrderError::AlreadyPlaced)
         );
         assert_eq!(
-            decide(None, OrderCommand::ConfirmStock),
+            decide(None, OrderCommand::Confirm),
             Err(OrderError::NotPlaced)
         );
     }

@@ -16,7 +16,14 @@ use chassis::{ServiceRuntime, config::ServiceUrls, server, trace::TraceContext};
 use contracts::{Envelope, events, topics};
 use tokio::net::TcpListener;
 
-use crate::domain::{Order, OrderEvent};
+use chassis::outbox;
+use sqlx::SqliteConnection;
+use uuid::Uuid;
+
+use crate::{
+    domain::{Order, OrderCommand, OrderError, OrderEvent, decide},
+    store::StoreError,
+};
 
 pub const NAME: &str = "order";
 
@@ -51,19 +58,59 @@ pub async fn run(
         urls.product_url.clone(),
         Duration::from_millis(settings.product_timeout_ms),
     )?;
-    rt.consume(&[topics::RESERVATION], consumers::StockAnswers);
+    rt.consume(
+        &[topics::RESERVATION, topics::PAYMENT, topics::DELIVERY],
+        consumers::SagaAnswers,
+    );
     server::serve(rt.clone(), listener, api::router(rt.clone(), catalogue)).await?;
     rt.stopped().await;
     Ok(())
 }
 
-/// The integration event other services see for an order event.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CommandError {
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Loads the order, decides, appends the events and the integration events they cause;
+/// returns the order as it is now (`None` if there is no such order and nothing to do).
+pub(crate) async fn execute(
+    conn: &mut SqliteConnection,
+    order_id: Uuid,
+    command: OrderCommand,
+    trace: TraceContext,
+    cause: Option<&Envelope>,
+) -> Result<Option<Order>, CommandError> {
+    let (order, _) = store::load(conn, order_id).await?;
+    let events = decide(order.as_ref(), command)?;
+    if events.is_empty() {
+        tracing::info!(%order_id, "late or repeated saga answer ignored");
+        return Ok(order);
+    }
+    let order = store::append(conn, order_id, order, &events).await?;
+    if let Some(order) = &order {
+        for event in &events {
+            if let Some(envelope) = integration_event(order, event, trace, cause) {
+                outbox::enqueue(conn, topics::ORDER, &envelope).await?;
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// The integration event other services see for an order event, if they see one: the
+/// delivery steps are delivery's own events, mirrored here.
 fn integration_event(
     order: &Order,
     event: &OrderEvent,
     trace: TraceContext,
     cause: Option<&Envelope>,
-) -> Envelope {
+) -> Option<Envelope> {
     let id = order.order_id;
     let envelope = match event {
         OrderEvent::OrderPlaced { .. } => Envelope::new(
@@ -92,10 +139,14 @@ fn integration_event(
             },
             id,
         ),
+        OrderEvent::OrderCancelled => {
+            Envelope::new(NAME, id, &events::OrderCancelled { order_id: id }, id)
+        }
+        OrderEvent::DeliveryStarted | OrderEvent::DeliveryCompleted => return None,
     };
-    match cause {
+    let envelope = match cause {
         Some(cause) => envelope.caused_by(cause),
         None => envelope,
-    }
-    .with_traceparent(Some(trace.to_string()))
+    };
+    Some(envelope.with_traceparent(Some(trace.to_string())))
 }

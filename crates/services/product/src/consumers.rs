@@ -1,5 +1,6 @@
-//! Product's part in the order saga: reserve stock for a placed order, and count it as
-//! sold once the order is confirmed.
+//! Product's part in the order saga: reserve stock for a placed order, count it as sold
+//! once the order is confirmed, and release it when the order is rejected or cancelled.
+//! Events of one order arrive in order (one topic, keyed by order id).
 
 use chassis::{
     consumer::{Delivery, EventHandler, HandlerError},
@@ -7,11 +8,19 @@ use chassis::{
 };
 use contracts::{
     Event,
-    events::{OrderConfirmed, OrderPlaced, StockReservationFailed, StockReserved},
+    events::{
+        OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected, StockReleased,
+        StockReservationFailed, StockReserved,
+    },
 };
 use sqlx::SqliteConnection;
+use uuid::Uuid;
 
-use crate::{NAME, domain::Quantity, store};
+use crate::{
+    NAME,
+    domain::{Quantity, Stock, StockError},
+    store,
+};
 
 pub struct OrderEvents;
 
@@ -25,7 +34,14 @@ impl EventHandler for OrderEvents {
         if envelope.is::<OrderPlaced>() {
             reserve_stock(conn, delivery, envelope.decode()?).await
         } else if envelope.is::<OrderConfirmed>() {
-            sell_reserved(conn, envelope.decode()?).await
+            let confirmed: OrderConfirmed = envelope.decode()?;
+            settle(conn, delivery, confirmed.order_id, Settlement::Sell).await
+        } else if envelope.is::<OrderRejected>() {
+            let rejected: OrderRejected = envelope.decode()?;
+            settle(conn, delivery, rejected.order_id, Settlement::Release).await
+        } else if envelope.is::<OrderCancelled>() {
+            let cancelled: OrderCancelled = envelope.decode()?;
+            settle(conn, delivery, cancelled.order_id, Settlement::Release).await
         } else {
             Ok(())
         }
@@ -65,6 +81,8 @@ async fn reserve_stock(
                 order_id: placed.order_id,
                 product_id: placed.product_id,
                 quantity: placed.quantity,
+                customer_id: placed.customer_id,
+                amount: placed.amount,
             },
         ),
         Err(reason) => {
@@ -85,28 +103,54 @@ async fn reserve_stock(
     Ok(())
 }
 
-async fn sell_reserved(
+/// What becomes of an order's reserved units.
+#[derive(Clone, Copy)]
+enum Settlement {
+    /// Confirmed: reserved units are sold.
+    Sell,
+    /// Rejected or cancelled: reserved or sold units are available again.
+    Release,
+}
+
+async fn settle(
     conn: &mut SqliteConnection,
-    confirmed: OrderConfirmed,
+    delivery: &Delivery<'_>,
+    order_id: Uuid,
+    settlement: Settlement,
 ) -> Result<(), HandlerError> {
-    let Some(reservation) = store::find_reservation(conn, confirmed.order_id).await? else {
-        return Err(HandlerError::Failed(format!(
-            "order {} was confirmed without a reservation",
-            confirmed.order_id
-        )));
-    };
-    if reservation.status != "RESERVED" {
+    let Some(reservation) = store::find_reservation(conn, order_id).await? else {
+        // Nothing was reserved (the reservation failed): nothing to settle.
         return Ok(());
-    }
+    };
     let quantity = Quantity::parse(reservation.quantity).map_err(HandlerError::Failed)?;
     let product = store::find_product(conn, reservation.product_id)
         .await?
         .ok_or_else(|| HandlerError::Failed("reserved product vanished".into()))?;
-    let stock = product
-        .stock()
-        .sell(quantity)
-        .map_err(|e| HandlerError::Failed(e.to_string()))?;
+    let stock = product.stock();
+    let rule_broken = |e: StockError| HandlerError::Failed(e.to_string());
+    let (stock, status): (Stock, &'static str) = match (settlement, reservation.status.as_str()) {
+        (Settlement::Sell, "RESERVED") => (stock.sell(quantity).map_err(rule_broken)?, "SOLD"),
+        (Settlement::Release, "RESERVED") => {
+            (stock.release(quantity).map_err(rule_broken)?, "RELEASED")
+        }
+        (Settlement::Release, "SOLD") => {
+            (stock.take_back(quantity).map_err(rule_broken)?, "RELEASED")
+        }
+        _ => return Ok(()),
+    };
     store::save_stock(conn, product.id, stock).await?;
-    store::mark_reservation_sold(conn, confirmed.order_id).await?;
+    store::set_reservation_status(conn, order_id, status).await?;
+    if status == "RELEASED" {
+        let released = delivery.answer(
+            NAME,
+            order_id,
+            &StockReleased {
+                order_id,
+                product_id: product.id,
+                quantity: quantity.units(),
+            },
+        );
+        outbox::enqueue(conn, StockReleased::TOPIC, &released).await?;
+    }
     Ok(())
 }

@@ -114,8 +114,10 @@ pub enum StockError {
     Insufficient { available: u32, requested: u32 },
     #[error("stock would exceed {MAX_STOCK} units")]
     TooMuch,
-    #[error("only {reserved} units are reserved, cannot sell {requested}")]
+    #[error("only {reserved} units are reserved, cannot sell or release {requested}")]
     NotReserved { reserved: u32, requested: u32 },
+    #[error("only {sold} units are sold, cannot take back {requested}")]
+    NotSold { sold: u32, requested: u32 },
 }
 
 impl fmt::Display for Stock {
@@ -168,6 +170,38 @@ impl Stock {
         Ok(Stock {
             reserved,
             sold: self.sold + quantity.units(),
+            ..self
+        })
+    }
+
+    /// Reserved units of a rejected or cancelled order are available again.
+    pub fn release(self, quantity: Quantity) -> Result<Self, StockError> {
+        let reserved =
+            self.reserved
+                .checked_sub(quantity.units())
+                .ok_or(StockError::NotReserved {
+                    reserved: self.reserved,
+                    requested: quantity.units(),
+                })?;
+        Ok(Stock {
+            available: self.available + quantity.units(),
+            reserved,
+            ..self
+        })
+    }
+
+    /// Sold units of a cancelled order come back and are available again.
+    pub fn take_back(self, quantity: Quantity) -> Result<Self, StockError> {
+        let sold = self
+            .sold
+            .checked_sub(quantity.units())
+            .ok_or(StockError::NotSold {
+                sold: self.sold,
+                requested: quantity.units(),
+            })?;
+        Ok(Stock {
+            available: self.available + quantity.units(),
+            sold,
             ..self
         })
     }
@@ -235,6 +269,25 @@ mod tests {
         let sold = stock.sell(quantity(2)).unwrap();
         assert_eq!((sold.available, sold.reserved, sold.sold), (3, 0, 2));
         assert!(sold.sell(quantity(1)).is_err());
+    }
+
+    #[test]
+    fn releasing_and_taking_back_make_units_available_and_keep_the_total() {
+        let reserved = Stock::new(5).unwrap().reserve(quantity(2)).unwrap();
+        let released = reserved.release(quantity(2)).unwrap();
+        assert_eq!(
+            (released.available, released.reserved, released.sold),
+            (5, 0, 0)
+        );
+        assert!(released.release(quantity(1)).is_err());
+
+        let sold = reserved.sell(quantity(2)).unwrap();
+        let returned = sold.take_back(quantity(2)).unwrap();
+        assert_eq!(
+            (returned.available, returned.reserved, returned.sold),
+            (5, 0, 0)
+        );
+        assert!(returned.take_back(quantity(1)).is_err());
     }
 
     #[test]

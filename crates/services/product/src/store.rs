@@ -139,11 +139,14 @@ pub async fn find_reservation(
         .await
 }
 
-pub async fn mark_reservation_sold(
+/// Moves a reservation to `status` (`SOLD` or `RELEASED`).
+pub async fn set_reservation_status(
     conn: &mut SqliteConnection,
     order_id: Uuid,
+    status: &'static str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE reservations SET status = 'SOLD', updated_at = ? WHERE order_id = ?")
+    sqlx::query("UPDATE reservations SET status = ?, updated_at = ? WHERE order_id = ?")
+        .bind(status)
         .bind(Utc::now())
         .bind(order_id)
         .execute(conn)

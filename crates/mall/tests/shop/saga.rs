@@ -1,0 +1,240 @@
+//! The saga across product, payment, delivery and order, and every compensation.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Shop, assert_problem};
+
+/// The value `read` gives once it equals `expected`, polling for a while.
+async fn eventually<F, Fut>(what: &str, expected: &str, read: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let started = Instant::now();
+    loop {
+        let value = read().await;
+        if value == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{what} is {value:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A column of the row about `order_id` in a service's table, as text ("-" when none).
+async fn status_in(shop: &Shop, file: &str, table: &'static str, order_id: &str) -> String {
+    let db = shop.open_db(file).await;
+    let sql = match table {
+        "payments" => "SELECT status FROM payments WHERE order_id = ?",
+        "deliveries" => "SELECT status FROM deliveries WHERE order_id = ?",
+        _ => "SELECT status FROM reservations WHERE order_id = ?",
+    };
+    let status: Option<String> = sqlx::query_scalar(sql)
+        .bind(order_id.parse::<uuid::Uuid>().unwrap())
+        .fetch_optional(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    status.unwrap_or_else(|| "-".into())
+}
+
+#[tokio::test]
+async fn a_declined_payment_rejects_the_order_and_releases_its_stock() {
+    let shop = Shop::start().await;
+    // The simulated provider declines amounts ending in 402 and amounts over its limit.
+    for (price, reason) in [
+        (10_402, "card declined by the issuer"),
+        (6_000_000, "amount exceeds the card limit"),
+    ] {
+        let product = shop.add_product(price, 5).await;
+        let order_id = shop.place_order(&product, 1).await;
+        let order = shop.final_order(&order_id).await;
+        assert_eq!(order["status"], "REJECTED");
+        assert_eq!(order["reason"], format!("payment declined: {reason}"));
+        eventually("the stock", "5", || async {
+            shop.stock_of(&product).await.to_string()
+        })
+        .await;
+        eventually("the reservation", "RELEASED", || {
+            status_in(&shop, "product.db", "reservations", &order_id)
+        })
+        .await;
+        assert_eq!(
+            status_in(&shop, "payment.db", "payments", &order_id).await,
+            "DECLINED"
+        );
+        assert_eq!(
+            status_in(&shop, "delivery.db", "deliveries", &order_id).await,
+            "AWAITING"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_confirmed_order_returns_the_stock_refunds_and_cancels_the_delivery() {
+    let shop = Shop::start().await;
+    let product = shop.add_product(7_000, 5).await;
+    let order_id = shop.place_order(&product, 2).await;
+    assert_eq!(shop.final_order(&order_id).await["status"], "DELIVERING");
+    assert_eq!(shop.stock_of(&product).await, 3);
+
+    let cancelled = shop
+        .post_as(
+            &shop.token,
+            &format!("/api/orders/{order_id}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    assert_eq!(
+        cancelled.json::<Value>().await.unwrap()["status"],
+        "CANCELLED"
+    );
+
+    eventually("the stock", "5", || async {
+        shop.stock_of(&product).await.to_string()
+    })
+    .await;
+    eventually("the payment", "REFUNDED", || {
+        status_in(&shop, "payment.db", "payments", &order_id)
+    })
+    .await;
+    eventually("the delivery", "CANCELLED", || {
+        status_in(&shop, "delivery.db", "deliveries", &order_id)
+    })
+    .await;
+    assert_eq!(shop.order(&order_id).await["status"], "CANCELLED");
+
+    let again = shop
+        .post_as(
+            &shop.token,
+            &format!("/api/orders/{order_id}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_problem(again, StatusCode::CONFLICT, "cannot be cancelled").await;
+}
+
+#[tokio::test]
+async fn an_order_cancelled_while_pending_is_never_left_charged_or_holding_stock() {
+    let shop = Shop::start().await;
+    let product = shop.add_product(3_000, 50).await;
+    let order_ids = futures::future::join_all((0..10).map(|_| shop.place_order(&product, 1))).await;
+    for order_id in &order_ids {
+        let cancelled = shop
+            .post_as(
+                &shop.token,
+                &format!("/api/orders/{order_id}/cancel"),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(
+            cancelled.status(),
+            StatusCode::OK,
+            "cancel is allowed in every state before delivery"
+        );
+    }
+    eventually("the stock", "50", || async {
+        shop.stock_of(&product).await.to_string()
+    })
+    .await;
+    for order_id in &order_ids {
+        assert_eq!(shop.order(order_id).await["status"], "CANCELLED");
+        let started = Instant::now();
+        loop {
+            let payment = status_in(&shop, "payment.db", "payments", order_id).await;
+            let delivery = status_in(&shop, "delivery.db", "deliveries", order_id).await;
+            // Charged and refunded, or cancelled before the charge; never left charged.
+            if matches!(payment.as_str(), "REFUNDED" | "CANCELLED") && delivery == "CANCELLED" {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{order_id}: payment {payment}, delivery {delivery}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_admin_completes_the_delivery_and_then_the_order_cannot_be_cancelled() {
+    let shop = Shop::start().await;
+    let product = shop.add_product(4_000, 5).await;
+    let order_id = shop.place_order(&product, 1).await;
+    assert_eq!(shop.final_order(&order_id).await["status"], "DELIVERING");
+    let complete = format!("/api/deliveries/{order_id}/complete");
+
+    assert_problem(
+        shop.post_as(&shop.token, &complete, &json!({})).await,
+        StatusCode::FORBIDDEN,
+        "admin",
+    )
+    .await;
+    let completed = shop.post_as(&shop.admin_token, &complete, &json!({})).await;
+    assert_eq!(completed.status(), StatusCode::OK);
+    eventually("the order", "DELIVERED", || async {
+        shop.order(&order_id).await["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    })
+    .await;
+    assert_eq!(
+        shop.post_as(&shop.admin_token, &complete, &json!({}))
+            .await
+            .status(),
+        StatusCode::OK,
+        "idempotent"
+    );
+
+    let cancel = shop
+        .post_as(
+            &shop.token,
+            &format!("/api/orders/{order_id}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_problem(cancel, StatusCode::CONFLICT, "cannot be cancelled").await;
+    assert_eq!(
+        status_in(&shop, "payment.db", "payments", &order_id).await,
+        "AUTHORIZED"
+    );
+    assert_eq!(shop.stock_of(&product).await, 4);
+
+    let unknown = format!("/api/deliveries/{}/complete", uuid::Uuid::now_v7());
+    assert_problem(
+        shop.post_as(&shop.admin_token, &unknown, &json!({})).await,
+        StatusCode::NOT_FOUND,
+        "no delivery",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_customer_cannot_cancel_someone_elses_order() {
+    let shop = Shop::start().await;
+    let product = shop.add_product(4_000, 5).await;
+    let order_id = shop.place_order(&product, 1).await;
+    shop.final_order(&order_id).await;
+    let intruder = shop.new_customer().await;
+    let cancel = shop
+        .post_as(
+            &intruder,
+            &format!("/api/orders/{order_id}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_problem(cancel, StatusCode::NOT_FOUND, "no order").await;
+    assert_eq!(shop.order(&order_id).await["status"], "DELIVERING");
+    assert_eq!(
+        status_in(&shop, "payment.db", "payments", &order_id).await,
+        "AUTHORIZED"
+    );
+}

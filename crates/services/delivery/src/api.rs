@@ -1,0 +1,112 @@
+//! HTTP API of deliveries: `/deliveries/{order_id}/complete` (public as `/api/...`).
+
+use std::sync::Arc;
+
+use axum::{
+    Extension, Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use chassis::{
+    ServiceRuntime, auth::Admin, openapi, outbox, problem::Problem, trace::TraceContext,
+};
+use contracts::{Envelope, Event, events::DeliveryCompleted};
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use crate::{NAME, store};
+
+pub fn router(rt: Arc<ServiceRuntime>) -> Router {
+    let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(complete_delivery))
+        .with_state(rt)
+        .split_for_parts();
+    openapi::serve_document(router, document)
+}
+
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "12st mall delivery service",
+    description = "Deliveries of orders"
+))]
+struct ApiDoc;
+
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error("no delivery for order {0}")]
+    NotFound(String),
+    #[error("the delivery of this order is {0}, it cannot be completed")]
+    NotCompletable(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let detail = self.to_string();
+        match self {
+            ApiError::NotFound(_) => Problem::not_found(detail),
+            ApiError::NotCompletable(_) => Problem::new(
+                StatusCode::CONFLICT,
+                "not-completable",
+                "The delivery cannot be completed",
+                detail,
+            ),
+            ApiError::Database(error) => Problem::internal(&error),
+        }
+        .into_response()
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct DeliveryView {
+    order_id: Uuid,
+    delivery_id: Uuid,
+    status: String,
+}
+
+/// Marks an order's delivery as handed over (admin). Completing it again changes nothing.
+#[utoipa::path(post, path = "/deliveries/{order_id}/complete", tag = "delivery",
+    params(("order_id" = String, Path, description = "order id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = DeliveryView),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn complete_delivery(
+    State(rt): State<Arc<ServiceRuntime>>,
+    Extension(trace): Extension<TraceContext>,
+    _: Admin,
+    Path(raw_id): Path<String>,
+) -> Result<Json<DeliveryView>, ApiError> {
+    let order_id = Uuid::parse_str(&raw_id).map_err(|_| ApiError::NotFound(raw_id.clone()))?;
+    let mut tx = rt.db.begin_write().await?;
+    let shipment = store::find(&mut tx, order_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(raw_id.clone()))?;
+    match shipment.status.as_str() {
+        "COMPLETED" => {}
+        "STARTED" => {
+            store::set_status(&mut tx, order_id, "COMPLETED").await?;
+            let completed = DeliveryCompleted {
+                order_id,
+                delivery_id: shipment.delivery_id,
+            };
+            let envelope = Envelope::new(NAME, order_id, &completed, order_id)
+                .with_traceparent(Some(trace.to_string()));
+            outbox::enqueue(&mut tx, DeliveryCompleted::TOPIC, &envelope).await?;
+        }
+        other => return Err(ApiError::NotCompletable(other.to_lowercase())),
+    }
+    tx.commit().await?;
+    rt.outbox.wake();
+    Ok(Json(DeliveryView {
+        order_id,
+        delivery_id: shipment.delivery_id,
+        status: "COMPLETED".into(),
+    }))
+}

@@ -1,0 +1,149 @@
+//! Payment's part in the saga: charge once stock is reserved, refund when the order is
+//! cancelled. The two arrive on different topics, so either may come first: a cancel
+//! that comes before the charge leaves a CANCELLED row, and the charge is then skipped.
+
+use std::time::Duration;
+
+use chassis::{
+    consumer::{Delivery, EventHandler, HandlerError},
+    outbox,
+};
+use contracts::{
+    Event,
+    events::{OrderCancelled, PaymentAuthorized, PaymentDeclined, PaymentRefunded, StockReserved},
+};
+use sqlx::SqliteConnection;
+use uuid::Uuid;
+
+use crate::{
+    NAME,
+    provider::{self, Verdict},
+    store::{self, NewPayment},
+};
+
+pub struct Charges {
+    pub limit: u64,
+    pub latency: Duration,
+}
+
+impl EventHandler for Charges {
+    async fn handle(
+        &self,
+        conn: &mut SqliteConnection,
+        delivery: &Delivery<'_>,
+    ) -> Result<(), HandlerError> {
+        let envelope = delivery.envelope;
+        if envelope.is::<StockReserved>() {
+            self.charge(conn, delivery, envelope.decode()?).await
+        } else if envelope.is::<OrderCancelled>() {
+            let cancelled: OrderCancelled = envelope.decode()?;
+            refund(conn, delivery, cancelled.order_id).await
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Charges {
+    async fn charge(
+        &self,
+        conn: &mut SqliteConnection,
+        delivery: &Delivery<'_>,
+        reserved: StockReserved,
+    ) -> Result<(), HandlerError> {
+        if let Some(existing) = store::find(conn, reserved.order_id).await? {
+            tracing::info!(order_id = %reserved.order_id, status = existing.status, "not charging again");
+            return Ok(());
+        }
+        tokio::time::sleep(self.latency).await;
+        let order_id = reserved.order_id;
+        let answer = match provider::decide(reserved.amount, self.limit) {
+            Verdict::Authorized => {
+                let payment_id = Uuid::now_v7();
+                store::insert(
+                    conn,
+                    NewPayment {
+                        order_id,
+                        payment_id: Some(payment_id),
+                        customer_id: Some(reserved.customer_id),
+                        amount: Some(reserved.amount),
+                        status: "AUTHORIZED",
+                        reason: None,
+                    },
+                )
+                .await?;
+                delivery.answer(
+                    NAME,
+                    order_id,
+                    &PaymentAuthorized {
+                        order_id,
+                        payment_id,
+                        amount: reserved.amount,
+                    },
+                )
+            }
+            Verdict::Declined(reason) => {
+                store::insert(
+                    conn,
+                    NewPayment {
+                        order_id,
+                        payment_id: None,
+                        customer_id: Some(reserved.customer_id),
+                        amount: Some(reserved.amount),
+                        status: "DECLINED",
+                        reason: Some(&reason),
+                    },
+                )
+                .await?;
+                delivery.answer(
+                    NAME,
+                    order_id,
+                    &PaymentDeclined {
+                        order_id,
+                        amount: reserved.amount,
+                        reason,
+                    },
+                )
+            }
+        };
+        outbox::enqueue(conn, PaymentAuthorized::TOPIC, &answer).await?;
+        Ok(())
+    }
+}
+
+async fn refund(
+    conn: &mut SqliteConnection,
+    delivery: &Delivery<'_>,
+    order_id: Uuid,
+) -> Result<(), HandlerError> {
+    match store::find(conn, order_id).await? {
+        None => {
+            store::insert(
+                conn,
+                NewPayment {
+                    order_id,
+                    payment_id: None,
+                    customer_id: None,
+                    amount: None,
+                    status: "CANCELLED",
+                    reason: Some("order cancelled before payment"),
+                },
+            )
+            .await?;
+        }
+        Some(payment) if payment.status == "AUTHORIZED" => {
+            store::set_status(conn, order_id, "REFUNDED").await?;
+            let refunded = PaymentRefunded {
+                order_id,
+                payment_id: payment
+                    .payment_id
+                    .ok_or_else(|| HandlerError::Failed("authorized payment without id".into()))?,
+                amount: payment.amount.unwrap_or_default() as u64,
+            };
+            let envelope = delivery.answer(NAME, order_id, &refunded);
+            outbox::enqueue(conn, PaymentRefunded::TOPIC, &envelope).await?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}

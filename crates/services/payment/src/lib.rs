@@ -1,0 +1,56 @@
+//! The payment service: charges an order once its stock is reserved and refunds it when
+//! it is cancelled, against a SIMULATED payment provider ([`provider`]); never charges
+//! one order twice (one row per order, and the inbox).
+
+mod consumers;
+pub mod provider;
+mod store;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::Router;
+use chassis::{ServiceRuntime, server};
+use contracts::topics;
+use tokio::net::TcpListener;
+
+pub const NAME: &str = "payment";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PaymentSettings {
+    /// The simulated provider declines amounts above this, in KRW.
+    #[arg(long, env = "MALL_PAYMENT_LIMIT_KRW", default_value_t = 5_000_000)]
+    pub limit_krw: u64,
+
+    /// The simulated provider's answer time, in milliseconds.
+    #[arg(long, env = "MALL_PAYMENT_LATENCY_MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub latency_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("migrating the payment database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("serving HTTP failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Migrates the database, consumes the saga's events and serves health and metrics until
+/// shutdown.
+pub async fn run(
+    rt: Arc<ServiceRuntime>,
+    listener: TcpListener,
+    settings: PaymentSettings,
+) -> Result<(), Error> {
+    sqlx::migrate!("./migrations").run(rt.db.writer()).await?;
+    rt.consume(
+        &[topics::RESERVATION, topics::ORDER],
+        consumers::Charges {
+            limit: settings.limit_krw,
+            latency: Duration::from_millis(settings.latency_ms),
+        },
+    );
+    server::serve(rt.clone(), listener, Router::new()).await?;
+    rt.stopped().await;
+    Ok(())
+}
