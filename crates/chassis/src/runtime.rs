@@ -71,6 +71,11 @@ impl ServiceRuntime {
         ));
     }
 
+    /// Runs a background task of the service, waited for at shutdown.
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
     /// Waits for the relay (which flushes the outbox last) and the consumers to stop.
     pub async fn stopped(&self) {
         self.tasks.close();

@@ -41,7 +41,7 @@ fn free_ports(count: u16) -> u16 {
 }
 
 /// Rate limits high enough that tests which are not about them never meet them.
-const NO_RATE_LIMITS: [(&str, &str); 4] = [
+pub const NO_RATE_LIMITS: [(&str, &str); 4] = [
     ("MALL_RATE_LIMIT_IP_PER_SEC", "100000"),
     ("MALL_RATE_LIMIT_IP_BURST", "100000"),
     ("MALL_RATE_LIMIT_CUSTOMER_PER_SEC", "100000"),

@@ -238,3 +238,36 @@ async fn a_customer_cannot_cancel_someone_elses_order() {
         "AUTHORIZED"
     );
 }
+
+#[tokio::test]
+async fn a_saga_past_its_deadline_is_rejected_and_a_late_charge_refunded() {
+    let mut env = crate::helpers::NO_RATE_LIMITS.to_vec();
+    env.extend([
+        ("MALL_PAYMENT_LATENCY_MS", "2500"),
+        ("MALL_SAGA_DEADLINE_SECS", "1"),
+    ]);
+    let shop = Shop::start_with(&env).await;
+    let product = shop.add_product(2_000, 5).await;
+    let order_id = shop.place_order(&product, 1).await;
+
+    let order = shop.final_order(&order_id).await;
+    assert_eq!(order["status"], "REJECTED");
+    assert_eq!(order["reason"], "no answer from the saga within 1 s");
+    eventually("the stock", "5", || async {
+        shop.stock_of(&product).await.to_string()
+    })
+    .await;
+    eventually("the late charge", "REFUNDED", || {
+        status_in(&shop, "payment.db", "payments", &order_id)
+    })
+    .await;
+    eventually("the delivery", "CANCELLED", || {
+        status_in(&shop, "delivery.db", "deliveries", &order_id)
+    })
+    .await;
+    assert_eq!(
+        shop.order(&order_id).await["status"],
+        "REJECTED",
+        "the late payment changed nothing"
+    );
+}

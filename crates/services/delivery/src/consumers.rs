@@ -1,5 +1,5 @@
 //! Delivery's part in the saga: keep the address of a placed order, start its delivery
-//! once it is confirmed, cancel it when the order is cancelled. All three come on the
+//! once it is confirmed, cancel it when the order is cancelled or rejected. All three come on the
 //! order topic keyed by order id, so they arrive in order.
 
 use chassis::{
@@ -8,7 +8,10 @@ use chassis::{
 };
 use contracts::{
     Event,
-    events::{DeliveryCancelled, DeliveryStarted, OrderCancelled, OrderConfirmed, OrderPlaced},
+    events::{
+        DeliveryCancelled, DeliveryStarted, OrderCancelled, OrderConfirmed, OrderPlaced,
+        OrderRejected,
+    },
 };
 use sqlx::SqliteConnection;
 
@@ -47,8 +50,12 @@ impl EventHandler for OrderEvents {
                 )
                 .await?;
             }
-        } else if envelope.is::<OrderCancelled>() {
-            let order_id = envelope.decode::<OrderCancelled>()?.order_id;
+        } else if envelope.is::<OrderCancelled>() || envelope.is::<OrderRejected>() {
+            let order_id = if envelope.is::<OrderCancelled>() {
+                envelope.decode::<OrderCancelled>()?.order_id
+            } else {
+                envelope.decode::<OrderRejected>()?.order_id
+            };
             if let Some(shipment) = store::find(conn, order_id).await? {
                 match shipment.status.as_str() {
                     "AWAITING" => store::set_status(conn, order_id, "CANCELLED").await?,

@@ -7,6 +7,7 @@
 
 mod api;
 mod consumers;
+mod deadline;
 pub mod domain;
 mod store;
 
@@ -29,6 +30,12 @@ pub const NAME: &str = "order";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct OrderSettings {
+    /// A saga with no answer this long after the order was placed is rejected and
+    /// compensated.
+    #[arg(long, env = "MALL_SAGA_DEADLINE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub saga_deadline_secs: u64,
+
     /// How long order waits for product before answering 503.
     #[arg(long, env = "MALL_PRODUCT_TIMEOUT_MS", default_value_t = 2_000,
           value_parser = clap::value_parser!(u64).range(10..=60_000))]
@@ -62,6 +69,10 @@ pub async fn run(
         &[topics::RESERVATION, topics::PAYMENT, topics::DELIVERY],
         consumers::SagaAnswers,
     );
+    rt.spawn(deadline::reject_silent_sagas(
+        rt.clone(),
+        Duration::from_secs(settings.saga_deadline_secs),
+    ));
     server::serve(rt.clone(), listener, api::router(rt.clone(), catalogue)).await?;
     rt.stopped().await;
     Ok(())

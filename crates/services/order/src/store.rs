@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use crate::domain::{FieldChange, Order, OrderEvent, apply, diff};
+use crate::domain::{FieldChange, Order, OrderEvent, OrderStatus, apply, diff};
 
 /// An event as stored: its place in the stream, when, and what it changed.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -87,9 +87,38 @@ pub async fn append(
             Some(db) if db.is_unique_violation() => StoreError::Conflict(order_id),
             _ => StoreError::Database(error),
         })?;
+        match (order.as_ref().map(|o| o.status), next.status) {
+            (None, OrderStatus::Pending) => {
+                sqlx::query("INSERT INTO pending_orders (order_id, placed_at) VALUES (?, ?)")
+                    .bind(order_id)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            (Some(OrderStatus::Pending), status) if status != OrderStatus::Pending => {
+                sqlx::query("DELETE FROM pending_orders WHERE order_id = ?")
+                    .bind(order_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            _ => {}
+        }
         order = Some(next);
     }
     Ok(order)
+}
+
+/// Orders still PENDING that were placed before `placed_before`.
+pub async fn pending_since(
+    pool: &sqlx::SqlitePool,
+    placed_before: DateTime<Utc>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT order_id FROM pending_orders WHERE placed_at < ? ORDER BY placed_at LIMIT 500",
+    )
+    .bind(placed_before)
+    .fetch_all(pool)
+    .await
 }
 
 /// The first answer given to `key`, with the fingerprint of the request it answered.

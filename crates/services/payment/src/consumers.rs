@@ -1,6 +1,7 @@
 //! Payment's part in the saga: charge once stock is reserved, refund when the order is
-//! cancelled. The two arrive on different topics, so either may come first: a cancel
-//! that comes before the charge leaves a CANCELLED row, and the charge is then skipped.
+//! cancelled or rejected. They arrive on different topics, so either may come first: a
+//! cancel that comes before the charge leaves a CANCELLED row, and the charge is then
+//! skipped.
 
 use std::time::Duration;
 
@@ -10,7 +11,10 @@ use chassis::{
 };
 use contracts::{
     Event,
-    events::{OrderCancelled, PaymentAuthorized, PaymentDeclined, PaymentRefunded, StockReserved},
+    events::{
+        OrderCancelled, OrderRejected, PaymentAuthorized, PaymentDeclined, PaymentRefunded,
+        StockReserved,
+    },
 };
 use sqlx::SqliteConnection;
 use uuid::Uuid;
@@ -38,6 +42,10 @@ impl EventHandler for Charges {
         } else if envelope.is::<OrderCancelled>() {
             let cancelled: OrderCancelled = envelope.decode()?;
             refund(conn, delivery, cancelled.order_id).await
+        } else if envelope.is::<OrderRejected>() {
+            // Rejected after a charge only when the saga's deadline passed meanwhile.
+            let rejected: OrderRejected = envelope.decode()?;
+            refund(conn, delivery, rejected.order_id).await
         } else {
             Ok(())
         }

@@ -1,0 +1,45 @@
+//! The saga's deadline: an order still PENDING this long after it was placed is rejected,
+//! and the other services compensate on `OrderRejected` (stock released, a late charge
+//! refunded, the delivery dropped).
+
+use std::{sync::Arc, time::Duration};
+
+use chassis::{ServiceRuntime, trace::TraceContext};
+
+use crate::{domain::OrderCommand, execute, store};
+
+pub async fn reject_silent_sagas(rt: Arc<ServiceRuntime>, deadline: Duration) {
+    let every = (deadline / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = rt.shutdown.cancelled() => return,
+        }
+        if let Err(error) = reject_expired(&rt, deadline).await {
+            tracing::warn!(%error, "checking saga deadlines failed; will retry");
+        }
+    }
+}
+
+async fn reject_expired(
+    rt: &ServiceRuntime,
+    deadline: Duration,
+) -> Result<(), crate::CommandError> {
+    let placed_before = chrono::Utc::now() - deadline;
+    for order_id in store::pending_since(rt.db.reader(), placed_before).await? {
+        let reason = format!("no answer from the saga within {} s", deadline.as_secs());
+        let mut tx = rt.db.begin_write().await?;
+        execute(
+            &mut tx,
+            order_id,
+            OrderCommand::Reject { reason },
+            TraceContext::root(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        rt.outbox.wake();
+        tracing::warn!(%order_id, "saga deadline passed: order rejected");
+    }
+    Ok(())
+}
