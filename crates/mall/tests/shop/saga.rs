@@ -69,10 +69,10 @@ async fn a_declined_payment_rejects_the_order_and_releases_its_stock() {
             status_in(&shop, "payment.db", "payments", &order_id).await,
             "DECLINED"
         );
-        assert_eq!(
-            status_in(&shop, "delivery.db", "deliveries", &order_id).await,
-            "AWAITING"
-        );
+        eventually("the delivery", "CANCELLED", || {
+            status_in(&shop, "delivery.db", "deliveries", &order_id)
+        })
+        .await;
     }
 }
 
