@@ -58,6 +58,13 @@ pub struct StockReleased {
     pub quantity: u32,
 }
 
+/// The customer changed where the order goes (or undid such a change).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderAddressChanged {
+    pub order_id: Uuid,
+    pub address: String,
+}
+
 /// The customer cancelled the order; every step done for it is to be undone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderCancelled {
@@ -156,6 +163,7 @@ event!(OrderPlaced, topics::ORDER);
 event!(OrderConfirmed, topics::ORDER);
 event!(OrderRejected, topics::ORDER);
 event!(OrderCancelled, topics::ORDER);
+event!(OrderAddressChanged, topics::ORDER);
 event!(StockReserved, topics::RESERVATION);
 event!(StockReleased, topics::RESERVATION);
 event!(PaymentAuthorized, topics::PAYMENT);

@@ -37,6 +37,10 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
             "OrderCancelled",
             schema(schema_for!(events::OrderCancelled)),
         ),
+        (
+            "OrderAddressChanged",
+            schema(schema_for!(events::OrderAddressChanged)),
+        ),
         ("StockReleased", schema(schema_for!(events::StockReleased))),
         (
             "PaymentAuthorized",

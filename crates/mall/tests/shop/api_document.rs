@@ -23,6 +23,8 @@ async fn the_gateway_serves_the_merged_openapi_document_of_the_public_api() {
         ("get", "/api/orders/{id}", true),
         ("get", "/api/orders/{id}/history", true),
         ("post", "/api/orders/{id}/cancel", true),
+        ("patch", "/api/orders/{id}", true),
+        ("post", "/api/orders/{id}/undo", true),
         ("post", "/api/deliveries/{order_id}/complete", true),
     ];
     for (method, path, protected) in operations {

@@ -44,6 +44,17 @@ async fn status_in(shop: &Shop, file: &str, table: &'static str, order_id: &str)
     status.unwrap_or_else(|| "-".into())
 }
 
+async fn delivery_address(shop: &Shop, order_id: &str) -> String {
+    let db = shop.open_db("delivery.db").await;
+    let address = sqlx::query_scalar("SELECT address FROM deliveries WHERE order_id = ?")
+        .bind(order_id.parse::<uuid::Uuid>().unwrap())
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    address
+}
+
 #[tokio::test]
 async fn a_declined_payment_rejects_the_order_and_releases_its_stock() {
     let shop = Shop::start().await;
@@ -269,5 +280,88 @@ async fn a_saga_past_its_deadline_is_rejected_and_a_late_charge_refunded() {
         shop.order(&order_id).await["status"],
         "REJECTED",
         "the late payment changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn an_address_change_is_undone_by_a_compensating_event_and_delivery_follows() {
+    let shop = Shop::start().await;
+    let product = shop.add_product(4_000, 5).await;
+    let order_id = shop.place_order(&product, 1).await;
+    assert_eq!(shop.final_order(&order_id).await["status"], "DELIVERING");
+    let path = format!("/api/orders/{order_id}");
+    let change = |address: &str| {
+        shop.client
+            .patch(format!("{}{path}", shop.url))
+            .bearer_auth(&shop.token)
+            .json(&json!({"address": address}))
+            .send()
+    };
+
+    let changed = change("2 Haeundae-ro, Busan").await.unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_eq!(
+        changed.json::<Value>().await.unwrap()["address"],
+        "2 Haeundae-ro, Busan"
+    );
+    eventually("the delivery address", "2 Haeundae-ro, Busan", || {
+        delivery_address(&shop, &order_id)
+    })
+    .await;
+    assert_problem(
+        change("  ").await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "address",
+    )
+    .await;
+
+    let intruder = shop.new_customer().await;
+    let undo = format!("{path}/undo");
+    assert_problem(
+        shop.post_as(&intruder, &undo, &json!({})).await,
+        StatusCode::NOT_FOUND,
+        "no order",
+    )
+    .await;
+    let undone = shop.post_as(&shop.token, &undo, &json!({})).await;
+    assert_eq!(undone.status(), StatusCode::OK);
+    assert_eq!(
+        undone.json::<Value>().await.unwrap()["address"],
+        "1 Teheran-ro, Gangnam-gu, Seoul"
+    );
+    eventually(
+        "the delivery address",
+        "1 Teheran-ro, Gangnam-gu, Seoul",
+        || delivery_address(&shop, &order_id),
+    )
+    .await;
+    assert_problem(
+        shop.post_as(&shop.token, &undo, &json!({})).await,
+        StatusCode::CONFLICT,
+        "nothing",
+    )
+    .await;
+
+    let history: Value = shop
+        .get_as(&shop.token, &format!("{path}/history"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events = history["events"].as_array().unwrap();
+    let types: Vec<_> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "OrderPlaced",
+            "OrderConfirmed",
+            "DeliveryStarted",
+            "AddressChanged",
+            "AddressChangeUndone"
+        ]
+    );
+    assert_eq!(
+        events[4]["changes"],
+        json!([{"field": "address", "from": "2 Haeundae-ro, Busan", "to": "1 Teheran-ro, Gangnam-gu, Seoul"}])
     );
 }

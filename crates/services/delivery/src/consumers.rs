@@ -9,8 +9,8 @@ use chassis::{
 use contracts::{
     Event,
     events::{
-        DeliveryCancelled, DeliveryStarted, OrderCancelled, OrderConfirmed, OrderPlaced,
-        OrderRejected,
+        DeliveryCancelled, DeliveryStarted, OrderAddressChanged, OrderCancelled, OrderConfirmed,
+        OrderPlaced, OrderRejected,
     },
 };
 use sqlx::SqliteConnection;
@@ -50,6 +50,9 @@ impl EventHandler for OrderEvents {
                 )
                 .await?;
             }
+        } else if envelope.is::<OrderAddressChanged>() {
+            let changed: OrderAddressChanged = envelope.decode()?;
+            store::change_address(conn, changed.order_id, &changed.address).await?;
         } else if envelope.is::<OrderCancelled>() || envelope.is::<OrderRejected>() {
             let order_id = if envelope.is::<OrderCancelled>() {
                 envelope.decode::<OrderCancelled>()?.order_id

@@ -41,6 +41,23 @@ pub async fn insert_awaiting(
     Ok(())
 }
 
+/// Sends a delivery not yet handed over to `address`.
+pub async fn change_address(
+    conn: &mut SqliteConnection,
+    order_id: Uuid,
+    address: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deliveries SET address = ?, updated_at = ? WHERE order_id = ? AND status IN ('AWAITING', 'STARTED')",
+    )
+    .bind(address)
+    .bind(Utc::now())
+    .bind(order_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn set_status(
     conn: &mut SqliteConnection,
     order_id: Uuid,

@@ -131,7 +131,8 @@ pub async fn run(
         .with_state(upstream(&urls.product_url));
     let order = Router::new()
         .route("/api/orders", post(customer))
-        .route("/api/orders/{id}", get(customer))
+        .route("/api/orders/{id}", get(customer).patch(customer))
+        .route("/api/orders/{id}/undo", post(customer))
         .route("/api/orders/{id}/history", get(customer))
         .route("/api/orders/{id}/cancel", post(customer))
         .with_state(upstream(&urls.order_url));

@@ -38,7 +38,8 @@ struct AppState {
 pub fn router(rt: Arc<ServiceRuntime>, catalogue: ProductCatalogue) -> Router {
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(place_order))
-        .routes(routes!(get_order))
+        .routes(routes!(get_order, change_address))
+        .routes(routes!(undo_last_change))
         .routes(routes!(get_history))
         .routes(routes!(cancel_order))
         .with_state(AppState { rt, catalogue })
@@ -122,10 +123,14 @@ impl IntoResponse for ApiError {
         let detail = self.to_string();
         match self {
             ApiError::Validation(_) => Problem::validation(detail),
-            ApiError::Command(CommandError::Order(OrderError::NotCancellable(_))) => Problem::new(
+            ApiError::Command(CommandError::Order(
+                OrderError::NotCancellable(_)
+                | OrderError::NotChangeable(_)
+                | OrderError::NothingToUndo,
+            )) => Problem::new(
                 StatusCode::CONFLICT,
-                "not-cancellable",
-                "The order can no longer be cancelled",
+                "not-allowed-now",
+                "The order cannot do that in its state",
                 detail,
             ),
             ApiError::Command(CommandError::Order(_)) => Problem::validation(detail),
@@ -354,6 +359,24 @@ async fn get_history(
     }))
 }
 
+/// Runs a customer's command on one of their orders and answers with the order.
+async fn command_own_order(
+    state: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+    command: OrderCommand,
+    trace: TraceContext,
+) -> Result<Json<Order>, ApiError> {
+    let (order, _) = load_order(&state.rt, caller, raw_id).await?;
+    let mut tx = state.rt.db.begin_write().await?;
+    let order = execute(&mut tx, order.order_id, command, trace, None)
+        .await?
+        .expect("a loaded order exists");
+    tx.commit().await?;
+    state.rt.outbox.wake();
+    Ok(Json(order))
+}
+
 /// Cancels one of the caller's orders, until its delivery is completed. Stock, payment and
 /// delivery are undone by their services when they see `OrderCancelled`.
 #[utoipa::path(post, path = "/orders/{id}/cancel", tag = "order",
@@ -369,13 +392,58 @@ async fn cancel_order(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Order>, ApiError> {
-    let (order, _) = load_order(&state.rt, &caller, &id).await?;
-    let mut tx = state.rt.db.begin_write().await?;
-    let order = execute(&mut tx, order.order_id, OrderCommand::Cancel, trace, None)
-        .await?
-        .expect("a loaded order exists");
-    tx.commit().await?;
-    state.rt.outbox.wake();
-    tracing::info!(order_id = %order.order_id, "order cancelled");
-    Ok(Json(order))
+    command_own_order(&state, &caller, &id, OrderCommand::Cancel, trace).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct OrderChange {
+    /// The new delivery address: not blank, at most 500 characters.
+    address: String,
+}
+
+/// Changes the delivery address of a confirmed order not yet delivered (while PENDING
+/// the order is locked).
+#[utoipa::path(patch, path = "/orders/{id}", tag = "order", request_body = OrderChange,
+    params(("id" = String, Path, description = "order id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Order),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn change_address(
+    State(state): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(change): ApiJson<OrderChange>,
+) -> Result<Json<Order>, ApiError> {
+    let address = Address::parse(&change.address).map_err(ApiError::Validation)?;
+    command_own_order(
+        &state,
+        &caller,
+        &id,
+        OrderCommand::ChangeAddress { address },
+        trace,
+    )
+    .await
+}
+
+/// Undoes the caller's last change to the order by appending a compensating event;
+/// history keeps both.
+#[utoipa::path(post, path = "/orders/{id}/undo", tag = "order",
+    params(("id" = String, Path, description = "order id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Order),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn undo_last_change(
+    State(state): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, ApiError> {
+    command_own_order(&state, &caller, &id, OrderCommand::Undo, trace).await
 }

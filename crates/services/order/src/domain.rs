@@ -63,6 +63,12 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Whether the customer may change the order: once the saga confirmed it (while
+    /// PENDING it is locked) and until it is delivered.
+    pub fn changeable(self) -> bool {
+        matches!(self, OrderStatus::Confirmed | OrderStatus::Delivering)
+    }
+
     /// Whether the customer may still cancel: until the delivery is completed.
     pub fn cancellable(self) -> bool {
         matches!(
@@ -91,6 +97,14 @@ pub enum OrderEvent {
     OrderCancelled,
     DeliveryStarted,
     DeliveryCompleted,
+    /// The customer changed where the order goes.
+    AddressChanged {
+        address: Address,
+    },
+    /// The customer undid their last address change: `address` is the one restored.
+    AddressChangeUndone {
+        address: Address,
+    },
 }
 
 impl OrderEvent {
@@ -102,6 +116,8 @@ impl OrderEvent {
             OrderEvent::OrderCancelled => "OrderCancelled",
             OrderEvent::DeliveryStarted => "DeliveryStarted",
             OrderEvent::DeliveryCompleted => "DeliveryCompleted",
+            OrderEvent::AddressChanged { .. } => "AddressChanged",
+            OrderEvent::AddressChangeUndone { .. } => "AddressChangeUndone",
         }
     }
 }
@@ -124,6 +140,9 @@ pub struct Order {
     /// How many events the order has; the next one is `version + 1`.
     #[serde(skip)]
     pub version: u32,
+    /// Addresses the customer changed away from, newest last: what undo restores.
+    #[serde(skip)]
+    pub earlier_addresses: Vec<Address>,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +164,10 @@ pub enum OrderCommand {
     StartDelivery,
     /// Delivery handed the order over.
     CompleteDelivery,
+    /// The customer sends the order elsewhere.
+    ChangeAddress { address: Address },
+    /// The customer takes back their last change.
+    Undo,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,6 +180,10 @@ pub enum OrderError {
     AmountTooLarge,
     #[error("an order that is {0:?} cannot be cancelled")]
     NotCancellable(OrderStatus),
+    #[error("an order that is {0:?} cannot be changed")]
+    NotChangeable(OrderStatus),
+    #[error("there is nothing to undo")]
+    NothingToUndo,
 }
 
 /// Decides what a command does to the order (`None` before it is placed).
@@ -192,6 +219,22 @@ pub fn decide(order: Option<&Order>, command: OrderCommand) -> Result<Vec<OrderE
             Ok(vec![OrderEvent::OrderCancelled])
         }
         (Some(order), OrderCommand::Cancel) => Err(OrderError::NotCancellable(order.status)),
+        (Some(order), OrderCommand::ChangeAddress { .. } | OrderCommand::Undo)
+            if !order.status.changeable() =>
+        {
+            Err(OrderError::NotChangeable(order.status))
+        }
+        (Some(order), OrderCommand::ChangeAddress { address }) => Ok(if address == order.address {
+            vec![]
+        } else {
+            vec![OrderEvent::AddressChanged { address }]
+        }),
+        (Some(order), OrderCommand::Undo) => match order.earlier_addresses.last() {
+            Some(address) => Ok(vec![OrderEvent::AddressChangeUndone {
+                address: address.clone(),
+            }]),
+            None => Err(OrderError::NothingToUndo),
+        },
         (Some(order), command) => Ok(match (order.status, command) {
             (OrderStatus::Pending, OrderCommand::Confirm) => vec![OrderEvent::OrderConfirmed],
             (OrderStatus::Pending, OrderCommand::Reject { reason }) => {
@@ -237,11 +280,24 @@ pub fn apply(order: Option<Order>, order_id: Uuid, event: &OrderEvent, at: DateT
             created_at: at,
             updated_at: at,
             version: 1,
+            earlier_addresses: vec![],
         },
         (Some(order), OrderEvent::OrderConfirmed) => order.moved_to(OrderStatus::Confirmed, at),
         (Some(order), OrderEvent::OrderCancelled) => order.moved_to(OrderStatus::Cancelled, at),
         (Some(order), OrderEvent::DeliveryStarted) => order.moved_to(OrderStatus::Delivering, at),
         (Some(order), OrderEvent::DeliveryCompleted) => order.moved_to(OrderStatus::Delivered, at),
+        (Some(mut order), OrderEvent::AddressChanged { address }) => {
+            let earlier = std::mem::replace(&mut order.address, address.clone());
+            order.earlier_addresses.push(earlier);
+            let status = order.status;
+            order.moved_to(status, at)
+        }
+        (Some(mut order), OrderEvent::AddressChangeUndone { address }) => {
+            order.earlier_addresses.pop();
+            order.address = address.clone();
+            let status = order.status;
+            order.moved_to(status, at)
+        }
         (Some(order), OrderEvent::OrderRejected { reason }) => Order {
             status: OrderStatus::Rejected,
             reason: Some(reason.clone()),
@@ -384,6 +440,57 @@ mod tests {
         );
         let cancelled = given(vec![place(1, 1_000), OrderCommand::Cancel]);
         assert!(decide(cancelled.as_ref(), OrderCommand::Cancel).is_err());
+    }
+
+    #[test]
+    fn an_address_change_is_undone_by_a_compensating_event() {
+        let order = given(vec![
+            place(1, 1_000),
+            OrderCommand::Confirm,
+            OrderCommand::ChangeAddress {
+                address: Address::parse("2 Haeundae-ro, Busan").unwrap(),
+            },
+            OrderCommand::ChangeAddress {
+                address: Address::parse("3 Jeju-daero, Jeju").unwrap(),
+            },
+        ]);
+        let events = decide(order.as_ref(), OrderCommand::Undo).unwrap();
+        assert_eq!(
+            events,
+            vec![OrderEvent::AddressChangeUndone {
+                address: Address::parse("2 Haeundae-ro, Busan").unwrap()
+            }]
+        );
+        let undone = given(vec![
+            place(1, 1_000),
+            OrderCommand::Confirm,
+            OrderCommand::ChangeAddress {
+                address: Address::parse("2 Haeundae-ro, Busan").unwrap(),
+            },
+            OrderCommand::Undo,
+        ])
+        .unwrap();
+        assert_eq!(undone.address.as_str(), "1 Teheran-ro, Seoul");
+        assert_eq!(undone.version, 4, "undo appends, never deletes");
+        assert_eq!(
+            decide(Some(&undone), OrderCommand::Undo),
+            Err(OrderError::NothingToUndo)
+        );
+    }
+
+    #[test]
+    fn a_pending_or_finished_order_cannot_be_changed() {
+        let change = || OrderCommand::ChangeAddress {
+            address: Address::parse("elsewhere").unwrap(),
+        };
+        let pending = given(vec![place(1, 1_000)]);
+        assert_eq!(
+            decide(pending.as_ref(), change()),
+            Err(OrderError::NotChangeable(OrderStatus::Pending))
+        );
+        let cancelled = given(vec![place(1, 1_000), OrderCommand::Cancel]);
+        assert!(decide(cancelled.as_ref(), change()).is_err());
+        assert!(decide(cancelled.as_ref(), OrderCommand::Undo).is_err());
     }
 
     #[test]

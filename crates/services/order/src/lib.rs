@@ -153,6 +153,17 @@ fn integration_event(
         OrderEvent::OrderCancelled => {
             Envelope::new(NAME, id, &events::OrderCancelled { order_id: id }, id)
         }
+        OrderEvent::AddressChanged { address } | OrderEvent::AddressChangeUndone { address } => {
+            Envelope::new(
+                NAME,
+                id,
+                &events::OrderAddressChanged {
+                    order_id: id,
+                    address: address.as_str().to_owned(),
+                },
+                id,
+            )
+        }
         OrderEvent::DeliveryStarted | OrderEvent::DeliveryCompleted => return None,
     };
     let envelope = match cause {
