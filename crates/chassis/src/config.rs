@@ -66,6 +66,10 @@ pub struct ServiceUrls {
     )]
     pub delivery_url: String,
 
+    /// Base URL of the my page service.
+    #[arg(long, env = "MALL_MYPAGE_URL", default_value = "http://127.0.0.1:8085")]
+    pub mypage_url: String,
+
     /// Base URL of the auth service.
     #[arg(long, env = "MALL_AUTH_URL", default_value = "http://127.0.0.1:8086")]
     pub auth_url: String,

@@ -25,7 +25,7 @@ enum Command {
     /// Run the whole shop in this process: every service on its own port with its own
     /// SQLite database under --data-dir, the embedded event log between them, and a demo
     /// catalogue and a demo customer on first start. Ports: gateway = base, order = base+1,
-    /// delivery = base+2, product = base+3, payment = base+4, auth = base+6.
+    /// delivery = base+2, product = base+3, payment = base+4, mypage = base+5, auth = base+6.
     Up {
         #[command(flatten)]
         place: Placement,
@@ -99,6 +99,7 @@ pub enum ServiceName {
     Auth,
     Payment,
     Delivery,
+    Mypage,
 }
 
 impl ServiceName {
@@ -111,6 +112,7 @@ impl ServiceName {
             ServiceName::Auth => 6,
             ServiceName::Payment => 4,
             ServiceName::Delivery => 2,
+            ServiceName::Mypage => 5,
         }
     }
 }

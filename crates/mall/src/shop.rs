@@ -41,6 +41,7 @@ pub fn urls_for(bind: IpAddr, base_port: u16) -> anyhow::Result<ServiceUrls> {
         product_url: url(ServiceName::Product)?,
         order_url: url(ServiceName::Order)?,
         delivery_url: url(ServiceName::Delivery)?,
+        mypage_url: url(ServiceName::Mypage)?,
         auth_url: url(ServiceName::Auth)?,
     })
 }
@@ -58,6 +59,7 @@ pub async fn up(
         ServiceName::Order,
         ServiceName::Payment,
         ServiceName::Delivery,
+        ServiceName::Mypage,
         ServiceName::Gateway,
     ];
     let mut listeners = Vec::new();
@@ -245,6 +247,10 @@ impl Shop {
             ServiceName::Delivery => {
                 let rt = self.runtime(delivery::NAME, chassis).await?;
                 running.spawn(async move { Ok(delivery::run(rt, listener).await?) });
+            }
+            ServiceName::Mypage => {
+                let rt = self.runtime(mypage::NAME, chassis).await?;
+                running.spawn(async move { Ok(mypage::run(rt, listener).await?) });
             }
             ServiceName::Gateway => {
                 let (chassis, urls, settings) = (

@@ -25,6 +25,7 @@ async fn the_gateway_serves_the_merged_openapi_document_of_the_public_api() {
         ("post", "/api/orders/{id}/cancel", true),
         ("patch", "/api/orders/{id}", true),
         ("post", "/api/orders/{id}/undo", true),
+        ("get", "/api/mypage", true),
         ("post", "/api/deliveries/{order_id}/complete", true),
     ];
     for (method, path, protected) in operations {

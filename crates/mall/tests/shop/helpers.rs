@@ -150,7 +150,7 @@ impl Shop {
             .unwrap();
         self.child = Some(child);
         let started = Instant::now();
-        for port_offset in [0, 1, 2, 3, 4, 6] {
+        for port_offset in [0, 1, 2, 3, 4, 5, 6] {
             let url = format!(
                 "http://127.0.0.1:{}/health/ready",
                 self.base_port + port_offset

@@ -6,6 +6,7 @@ mod api_document;
 mod auth;
 mod bad_input;
 mod helpers;
+mod mypage;
 mod orders;
 mod recovery;
 mod saga;

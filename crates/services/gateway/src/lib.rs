@@ -136,6 +136,9 @@ pub async fn run(
         .route("/api/orders/{id}/history", get(customer))
         .route("/api/orders/{id}/cancel", post(customer))
         .with_state(upstream(&urls.order_url));
+    let mypage = Router::new()
+        .route("/api/mypage", get(customer))
+        .with_state(upstream(&urls.mypage_url));
     let delivery = Router::new()
         .route("/api/deliveries/{order_id}/complete", post(admin))
         .with_state(upstream(&urls.delivery_url));
@@ -146,11 +149,13 @@ pub async fn run(
             upstream(&urls.product_url),
             upstream(&urls.order_url),
             upstream(&urls.delivery_url),
+            upstream(&urls.mypage_url),
         ]));
     let routes = auth
         .merge(product)
         .merge(order)
         .merge(delivery)
+        .merge(mypage)
         .merge(documents)
         .layer(middleware::from_fn_with_state(limits, limits::front_door));
     server::serve(gateway, listener, routes).await
@@ -203,7 +208,7 @@ async fn admin(
 
 /// The shop's public API: each service's own document, fetched now so it is never stale,
 /// with its paths under `/api` as the gateway routes them.
-async fn openapi_document(State(upstreams): State<Arc<[Upstream; 4]>>) -> Response {
+async fn openapi_document(State(upstreams): State<Arc<[Upstream; 5]>>) -> Response {
     let mut merged = serde_json::json!({
         "openapi": "3.1.0",
         "info": {
