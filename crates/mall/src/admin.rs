@@ -8,6 +8,17 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum Task {
+    /// Verify the shop's invariants (stock, payments, deliveries, my page) from every
+    /// service's database, once the bus is drained. Prints each with its counts; exits
+    /// non-zero on a violation.
+    Check {
+        /// The shop's data folder.
+        #[arg(long, env = "MALL_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// How long to wait for the bus to drain, in seconds.
+        #[arg(long, default_value_t = 30)]
+        wait_secs: u64,
+    },
     /// Create an account. The password is read from MALL_NEW_USER_PASSWORD or, when that
     /// is unset, from the first line of standard input; never from the command line.
     CreateUser {
@@ -28,6 +39,16 @@ pub enum Task {
 
 pub async fn run(task: Task) -> anyhow::Result<()> {
     match task {
+        Task::Check {
+            data_dir,
+            wait_secs,
+        } => {
+            if crate::check::run(&data_dir, std::time::Duration::from_secs(wait_secs)).await? {
+                Ok(())
+            } else {
+                anyhow::bail!("invariants violated")
+            }
+        }
         Task::CreateUser {
             email,
             name,

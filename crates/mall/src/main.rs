@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod check;
 mod shop;
 
 use std::{net::IpAddr, path::PathBuf};

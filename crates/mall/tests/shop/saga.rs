@@ -365,3 +365,80 @@ async fn an_address_change_is_undone_by_a_compensating_event_and_delivery_follow
         json!([{"field": "address", "from": "2 Haeundae-ro, Busan", "to": "1 Teheran-ro, Gangnam-gu, Seoul"}])
     );
 }
+
+fn admin_check(shop: &Shop) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
+        .args(["admin", "check", "--wait-secs", "20", "--data-dir"])
+        .arg(shop.data_dir())
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_invariants_hold_after_every_kind_of_saga_and_a_broken_one_is_reported() {
+    let shop = Shop::start().await;
+    let product = shop.add_product(5_000, 6).await;
+    let declining = shop.add_product(20_402, 3).await;
+    let mut orders = Vec::new();
+    for (product, quantity) in [
+        (&product, 2),
+        (&product, 1),
+        (&product, 10),
+        (&declining, 1),
+        (&product, 1),
+    ] {
+        orders.push(shop.place_order(product, quantity).await);
+    }
+    for order_id in &orders {
+        shop.final_order(order_id).await;
+    }
+    shop.post_as(
+        &shop.token,
+        &format!("/api/orders/{}/cancel", orders[1]),
+        &json!({}),
+    )
+    .await;
+    shop.post_as(
+        &shop.admin_token,
+        &format!("/api/deliveries/{}/complete", orders[0]),
+        &json!({}),
+    )
+    .await;
+
+    let (healthy, report) = admin_check(&shop);
+    assert!(healthy, "{report}");
+    assert!(report.contains("bus drained: yes"), "{report}");
+    for invariant in [
+        "stock on hand + reserved + sold = stock ever added",
+        "captured payments = confirmed, not-cancelled orders",
+        "one delivery per order",
+        "my page equals the owning services",
+    ] {
+        assert!(
+            report.contains(&format!("ok  {invariant}")),
+            "{invariant}: {report}"
+        );
+    }
+
+    let catalogue = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        shop.data_dir().join("product.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE products SET available = available + 1 WHERE id = ?")
+        .bind(product.parse::<uuid::Uuid>().unwrap())
+        .execute(&catalogue)
+        .await
+        .unwrap();
+    let (healthy, report) = admin_check(&shop);
+    assert!(!healthy, "{report}");
+    assert!(
+        report.contains("VIOLATED  stock on hand + reserved + sold = stock ever added"),
+        "{report}"
+    );
+}
