@@ -3,11 +3,28 @@
 use std::{io::BufRead, path::PathBuf};
 
 use anyhow::Context;
+use chassis::bus::embedded::EmbeddedLog;
 use chassis::config::ChassisSettings;
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
+
+/// A read model that can be rebuilt from the log.
+#[derive(ValueEnum, Clone, Copy)]
+pub enum View {
+    Mypage,
+}
 
 #[derive(Subcommand)]
 pub enum Task {
+    /// Rebuild a read model from the event log into a fresh table and swap it in, while
+    /// the shop keeps running and the page keeps answering.
+    Rebuild {
+        view: View,
+        /// The shop's data folder.
+        #[arg(long, env = "MALL_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        chassis: ChassisSettings,
+    },
     /// Verify the shop's invariants (stock, payments, deliveries, my page) from every
     /// service's database, once the bus is drained. Prints each with its counts; exits
     /// non-zero on a violation.
@@ -39,6 +56,30 @@ pub enum Task {
 
 pub async fn run(task: Task) -> anyhow::Result<()> {
     match task {
+        Task::Rebuild {
+            view: View::Mypage,
+            data_dir,
+            chassis,
+        } => {
+            let path = data_dir.join(format!("{}.db", mypage::NAME));
+            anyhow::ensure!(
+                path.exists(),
+                "{} does not exist: has the shop run here?",
+                path.display()
+            );
+            let db =
+                chassis::runtime::open_service_database(&path, chassis.sqlite_synchronous).await?;
+            let bus = EmbeddedLog::open(
+                &data_dir.join("bus.db"),
+                chassis.sqlite_synchronous,
+                chassis.bus_partitions,
+            )
+            .await?;
+            let replayed = mypage::rebuild(&db, &bus).await?;
+            db.close().await;
+            println!("my page rebuilt from {replayed} events and swapped in");
+            Ok(())
+        }
         Task::Check {
             data_dir,
             wait_secs,

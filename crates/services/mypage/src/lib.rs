@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use chassis::{
     ServiceRuntime,
+    bus::{EventBus, Subscription},
     consumer::{Delivery, EventHandler, HandlerError},
+    db::Database,
     server,
 };
 use contracts::topics;
@@ -38,10 +40,61 @@ impl EventHandler for Projection {
         delivery: &Delivery<'_>,
     ) -> Result<(), HandlerError> {
         for change in projection::changes(delivery.envelope)? {
-            store::apply(conn, &change).await?;
+            store::apply(conn, store::LIVE, &change).await?;
         }
         Ok(())
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error(transparent)]
+    Bus(#[from] chassis::bus::BusError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Decode(#[from] contracts::DecodeError),
+}
+
+/// Replays the whole log into a fresh table and swaps it in, while the page (and its
+/// consumer) keep running on the live table. The last catch-up and the swap happen in one
+/// transaction holding the write lock; an event the live consumer applies around the swap
+/// may be applied twice, which the rank-based statuses make harmless. Returns the number
+/// of events replayed.
+pub async fn rebuild(db: &Database, bus: &dyn EventBus) -> Result<u64, RebuildError> {
+    let group = format!("{NAME}-rebuild-{}", uuid::Uuid::now_v7());
+    let mut replay = bus.subscribe(&group, &group, &TOPICS).await?;
+    let mut tx = db.begin_write().await?;
+    store::create_rebuild_table(&mut tx).await?;
+    tx.commit().await?;
+    let mut replayed = 0;
+    loop {
+        let mut tx = db.begin_write().await?;
+        let events = replay_batch(&mut tx, replay.as_mut()).await?;
+        replayed += events;
+        if events == 0 {
+            store::swap_in_rebuild(&mut tx).await?;
+            tx.commit().await?;
+            break;
+        }
+        tx.commit().await?;
+    }
+    replay.close().await?;
+    Ok(replayed)
+}
+
+async fn replay_batch(
+    conn: &mut SqliteConnection,
+    replay: &mut dyn Subscription,
+) -> Result<u64, RebuildError> {
+    let records = replay.next_batch(1_000, std::time::Duration::ZERO).await?;
+    for record in &records {
+        for change in projection::changes(&record.envelope)? {
+            store::apply(conn, store::REBUILD, &change).await?;
+        }
+    }
+    replay.commit(&records).await?;
+    Ok(records.len() as u64)
 }
 
 /// Migrates the database, projects events and serves the page until shutdown.

@@ -2,13 +2,23 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::projection::{Change, Column};
 
-pub async fn apply(conn: &mut SqliteConnection, change: &Change) -> Result<(), sqlx::Error> {
+/// The table the page reads.
+pub const LIVE: &str = "mypage_orders";
+/// Where a rebuild replays the log before it is swapped in.
+pub const REBUILD: &str = "mypage_orders_rebuild";
+
+/// Applies `change` to `table` ([`LIVE`] or [`REBUILD`]).
+pub async fn apply(
+    conn: &mut SqliteConnection,
+    table: &'static str,
+    change: &Change,
+) -> Result<(), sqlx::Error> {
     let now = Utc::now();
     match change {
         Change::Placed {
@@ -18,13 +28,13 @@ pub async fn apply(conn: &mut SqliteConnection, change: &Change) -> Result<(), s
             quantity,
             amount,
         } => {
-            sqlx::query(
-                "INSERT INTO mypage_orders (order_id, customer_id, product_id, quantity, amount, updated_at)
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {table} (order_id, customer_id, product_id, quantity, amount, updated_at)
                  VALUES (?, ?, ?, ?, ?, ?)
                  ON CONFLICT (order_id) DO UPDATE SET customer_id = excluded.customer_id,
                      product_id = excluded.product_id, quantity = excluded.quantity,
-                     amount = excluded.amount",
-            )
+                     amount = excluded.amount"
+            )))
             .bind(order_id)
             .bind(customer_id)
             .bind(product_id)
@@ -41,27 +51,18 @@ pub async fn apply(conn: &mut SqliteConnection, change: &Change) -> Result<(), s
             rank,
         } => {
             // A status only moves to a higher rank: late or repeated events change nothing.
-            let sql = match column {
-                Column::Order => {
-                    "INSERT INTO mypage_orders (order_id, order_status, order_rank, updated_at) VALUES (?, ?, ?, ?)
-                     ON CONFLICT (order_id) DO UPDATE SET order_status = excluded.order_status,
-                         order_rank = excluded.order_rank, updated_at = excluded.updated_at
-                     WHERE excluded.order_rank > mypage_orders.order_rank"
-                }
-                Column::Payment => {
-                    "INSERT INTO mypage_orders (order_id, payment_status, payment_rank, updated_at) VALUES (?, ?, ?, ?)
-                     ON CONFLICT (order_id) DO UPDATE SET payment_status = excluded.payment_status,
-                         payment_rank = excluded.payment_rank, updated_at = excluded.updated_at
-                     WHERE excluded.payment_rank > mypage_orders.payment_rank"
-                }
-                Column::Delivery => {
-                    "INSERT INTO mypage_orders (order_id, delivery_status, delivery_rank, updated_at) VALUES (?, ?, ?, ?)
-                     ON CONFLICT (order_id) DO UPDATE SET delivery_status = excluded.delivery_status,
-                         delivery_rank = excluded.delivery_rank, updated_at = excluded.updated_at
-                     WHERE excluded.delivery_rank > mypage_orders.delivery_rank"
-                }
+            let (status_column, rank_column) = match column {
+                Column::Order => ("order_status", "order_rank"),
+                Column::Payment => ("payment_status", "payment_rank"),
+                Column::Delivery => ("delivery_status", "delivery_rank"),
             };
-            sqlx::query(sql)
+            let sql = format!(
+                "INSERT INTO {table} (order_id, {status_column}, {rank_column}, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (order_id) DO UPDATE SET {status_column} = excluded.{status_column},
+                     {rank_column} = excluded.{rank_column}, updated_at = excluded.updated_at
+                 WHERE excluded.{rank_column} > {table}.{rank_column}"
+            );
+            sqlx::query(AssertSqlSafe(sql))
                 .bind(order_id)
                 .bind(*status)
                 .bind(rank)
@@ -95,4 +96,37 @@ pub async fn orders_of(pool: &SqlitePool, customer_id: Uuid) -> Result<Vec<MyOrd
     .bind(customer_id)
     .fetch_all(pool)
     .await
+}
+
+/// Makes an empty [`REBUILD`] table shaped like the live one.
+pub async fn create_rebuild_table(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {REBUILD}")))
+        .execute(&mut *conn)
+        .await?;
+    let live_schema: String =
+        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
+            .bind(LIVE)
+            .fetch_one(&mut *conn)
+            .await?;
+    let rebuild_schema = live_schema.replacen(LIVE, REBUILD, 1);
+    sqlx::query(AssertSqlSafe(rebuild_schema))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Puts the [`REBUILD`] table in place of the live one, in the caller's transaction.
+pub async fn swap_in_rebuild(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    // Index names are global: each generation gets its own.
+    let index = format!("mypage_by_customer_{}", Utc::now().timestamp_micros());
+    for statement in [
+        format!("CREATE INDEX {index} ON {REBUILD} (customer_id, order_id)"),
+        format!("DROP TABLE {LIVE}"),
+        format!("ALTER TABLE {REBUILD} RENAME TO {LIVE}"),
+    ] {
+        sqlx::query(AssertSqlSafe(statement))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
