@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod check;
+mod loadgen;
 mod shop;
 
 use std::{net::IpAddr, path::PathBuf};
@@ -74,6 +75,9 @@ enum Command {
         #[command(subcommand)]
         task: admin::Task,
     },
+    /// Drive real customers through a running shop's gateway and report confirmed
+    /// orders/s and saga latency (JSON result and SVG plot in --out).
+    Loadgen(loadgen::Settings),
     /// Measure a part of the shop and print the figures.
     Bench {
         #[command(subcommand)]
@@ -167,6 +171,7 @@ fn main() -> anyhow::Result<()> {
                 shop::serve(service, place, port, chassis, options).await
             }
             Command::Admin { task } => admin::run(task).await,
+            Command::Loadgen(settings) => loadgen::run(settings).await,
             Command::Bench { target } => bench::run(target).await,
         }
     })
