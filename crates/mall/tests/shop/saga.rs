@@ -442,3 +442,58 @@ async fn the_invariants_hold_after_every_kind_of_saga_and_a_broken_one_is_report
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn a_randomized_workload_of_a_thousand_orders_leaves_every_invariant_intact() {
+    use rand::Rng;
+    let shop = Shop::start().await;
+    let plenty = shop.add_product(3_000, 100_000).await;
+    let scarce = shop.add_product(3_000, 40).await;
+    let declining = shop.add_product(7_402, 100_000).await;
+    let customers = futures::future::join_all((0..8).map(|_| shop.new_customer())).await;
+
+    let (shop, customers) = (&shop, &customers);
+    let (plenty, scarce, declining) = (&plenty, &scarce, &declining);
+    let one = |i: usize| {
+        let (kind, quantity, cancel) = {
+            let mut rng = rand::rng();
+            let kind = match rng.random_range(0..100) {
+                0..70 => plenty,
+                70..85 => scarce,
+                _ => declining,
+            };
+            (kind, rng.random_range(1..=3), rng.random_bool(0.15))
+        };
+        let token = &customers[i % customers.len()];
+        async move {
+            let placed = shop
+                .post_as(
+                    token,
+                    "/api/orders",
+                    &json!({"product_id": kind, "quantity": quantity, "address": "Seoul"}),
+                )
+                .await;
+            assert_eq!(placed.status(), StatusCode::ACCEPTED);
+            let order_id = placed.json::<Value>().await.unwrap()["order_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            if cancel {
+                let cancelled = shop
+                    .post_as(token, &format!("/api/orders/{order_id}/cancel"), &json!({}))
+                    .await;
+                assert!(matches!(
+                    cancelled.status(),
+                    StatusCode::OK | StatusCode::CONFLICT
+                ));
+            }
+        }
+    };
+    for chunk in (0..1_000).collect::<Vec<_>>().chunks(50) {
+        futures::future::join_all(chunk.iter().map(|&i| one(i))).await;
+    }
+
+    let (healthy, report) = admin_check(&shop);
+    assert!(healthy, "{report}");
+    assert!(report.contains("bus drained: yes"), "{report}");
+}
