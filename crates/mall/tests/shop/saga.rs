@@ -493,7 +493,7 @@ async fn a_randomized_workload_of_a_thousand_orders_leaves_every_invariant_intac
         futures::future::join_all(chunk.iter().map(|&i| one(i))).await;
     }
 
-    let (healthy, report) = admin_check(&shop);
+    let (healthy, report) = admin_check(shop);
     assert!(healthy, "{report}");
     assert!(report.contains("bus drained: yes"), "{report}");
 }
