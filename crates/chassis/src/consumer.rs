@@ -1,7 +1,11 @@
 //! Runs a service's event handler over a subscription: each event in its own transaction
 //! with the inbox and the outbox, bounded retries with backoff, then the dead-letter topic.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use contracts::{DecodeError, Envelope, Event, events::DeadLettered, topics};
 use rand::Rng;
@@ -18,6 +22,8 @@ use crate::{
 
 /// Most events taken from the bus at once.
 const BATCH: usize = 100;
+/// Consumer lag is measured at most this often (it costs a query per partition).
+const LAG_REPORT_EVERY: Duration = Duration::from_secs(1);
 /// How long a consumer waits for new events before it checks for shutdown again.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 
@@ -80,6 +86,7 @@ pub(crate) async fn run<H: EventHandler>(
             }
         }
     };
+    let mut lag_reported_at = None;
     while !rt.shutdown.is_cancelled() {
         let batch = tokio::select! {
             batch = subscription.next_batch(BATCH, IDLE_WAIT) => batch,
@@ -93,8 +100,16 @@ pub(crate) async fn run<H: EventHandler>(
                 continue;
             }
         };
-        if let Err(error) = handle_batch(&rt, &group, &handler, subscription.as_mut(), &batch).await
-        {
+        let handled = handle_batch(
+            &rt,
+            &group,
+            &handler,
+            subscription.as_mut(),
+            &batch,
+            &mut lag_reported_at,
+        )
+        .await;
+        if let Err(error) = handled {
             tracing::warn!(%error, group, "batch not committed; it will be read again");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -110,8 +125,23 @@ async fn handle_batch<H: EventHandler>(
     handler: &H,
     subscription: &mut dyn Subscription,
     batch: &[Record],
+    lag_reported_at: &mut Option<Instant>,
 ) -> Result<(), crate::bus::BusError> {
-    for record in batch {
+    let handled_together = batch.len() > 1
+        && match handle_together(rt, group, handler, batch).await {
+            Ok(outcomes) => {
+                for (record, outcome) in batch.iter().zip(outcomes) {
+                    count(rt, group, record, outcome);
+                }
+                rt.outbox.wake();
+                true
+            }
+            Err(error) => {
+                tracing::info!(%error, group, "a batch failed; handling its events one by one");
+                false
+            }
+        };
+    for record in batch.iter().filter(|_| !handled_together) {
         let trace = TraceContext::continue_from(record.envelope.traceparent.as_deref());
         let span = tracing::info_span!(
             "consume",
@@ -127,7 +157,8 @@ async fn handle_batch<H: EventHandler>(
             .await?;
     }
     subscription.commit(batch).await?;
-    if !batch.is_empty() {
+    if !batch.is_empty() && lag_reported_at.is_none_or(|at| at.elapsed() >= LAG_REPORT_EVERY) {
+        *lag_reported_at = Some(Instant::now());
         for lag in subscription.lag().await? {
             rt.metrics
                 .consumer_lag
@@ -140,6 +171,33 @@ async fn handle_batch<H: EventHandler>(
         }
     }
     Ok(())
+}
+
+/// Handles a whole batch in one transaction: one commit for many events, which is what
+/// keeps a busy consumer from being bound by commits. Any failure rolls all of it back,
+/// and the caller handles the events one by one instead, with retries and dead letters.
+async fn handle_together<H: EventHandler>(
+    rt: &ServiceRuntime,
+    group: &str,
+    handler: &H,
+    batch: &[Record],
+) -> Result<Vec<&'static str>, HandlerError> {
+    let mut tx = rt.db.begin_write().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for record in batch {
+        if inbox::first_delivery(&mut tx, group, record.envelope.id).await? {
+            let delivery = Delivery {
+                envelope: &record.envelope,
+                trace: TraceContext::continue_from(record.envelope.traceparent.as_deref()),
+            };
+            handler.handle(&mut tx, &delivery).await?;
+            outcomes.push("handled");
+        } else {
+            outcomes.push("duplicate");
+        }
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 async fn handle_with_retries<H: EventHandler>(
@@ -239,13 +297,7 @@ fn backoff(attempt: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        sync::{
-            Arc,
-            atomic::{AtomicU32, Ordering},
-        },
-        time::Duration,
-    };
+    use std::{sync::Arc, time::Duration};
 
     use contracts::{
         Envelope,
@@ -270,22 +322,23 @@ mod tests {
         assert!(backoff(30) <= Duration::from_millis(7_500));
     }
 
-    /// Fails every event whose subject is "poison"; counts the events it handled.
-    #[derive(Clone, Default)]
-    struct PoisonSensitive {
-        handled: Arc<AtomicU32>,
-    }
+    /// Fails every event whose subject is "poison"; records the others it handled, in the
+    /// transaction it is given (as real handlers do).
+    struct PoisonSensitive;
 
     impl EventHandler for PoisonSensitive {
         async fn handle(
             &self,
-            _conn: &mut SqliteConnection,
+            conn: &mut SqliteConnection,
             delivery: &Delivery<'_>,
         ) -> Result<(), HandlerError> {
             if delivery.envelope.subject == "poison" {
                 return Err(HandlerError::Failed("cannot digest poison".into()));
             }
-            self.handled.fetch_add(1, Ordering::SeqCst);
+            sqlx::query("INSERT INTO handled (event_id) VALUES (?)")
+                .bind(delivery.envelope.id)
+                .execute(conn)
+                .await?;
             Ok(())
         }
     }
@@ -328,12 +381,21 @@ mod tests {
         )
         .await
         .unwrap();
-        let handler = PoisonSensitive::default();
+        sqlx::query("CREATE TABLE handled (event_id BLOB NOT NULL)")
+            .execute(rt.db.writer())
+            .await
+            .unwrap();
+        let handled = || async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM handled")
+                .fetch_one(rt.db.reader())
+                .await
+                .unwrap()
+        };
         let first = event("fine");
         bus.publish(vec![first.clone(), event("poison"), event("fine"), first])
             .await
             .unwrap();
-        rt.consume(&["t"], handler.clone());
+        rt.consume(&["t"], PoisonSensitive);
 
         let mut dead_letters = bus
             .subscribe("inspector", "i", &[&topics::dead_letter("t", "svc")])
@@ -350,14 +412,14 @@ mod tests {
         assert_eq!(dead.error, "cannot digest poison");
 
         for _ in 0..200 {
-            if handler.handled.load(Ordering::SeqCst) >= 2 {
+            if handled().await >= 2 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(
-            handler.handled.load(Ordering::SeqCst),
+            handled().await,
             2,
             "both fine events once each; the redelivered first one is skipped"
         );
