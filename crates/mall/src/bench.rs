@@ -35,6 +35,15 @@ pub enum Target {
         #[arg(long, value_enum, default_value_t = Durability::Normal)]
         durability: Durability,
     },
+    /// The storage's commit rate: small transactions (one row each) on one service
+    /// database, as the shop's services make them. The physical bound of the saga.
+    Commits {
+        /// Commits to make.
+        #[arg(long, default_value_t = 20_000)]
+        commits: u64,
+        #[arg(long, value_enum, default_value_t = Durability::Normal)]
+        durability: Durability,
+    },
 }
 
 pub async fn run(target: Target) -> anyhow::Result<()> {
@@ -46,6 +55,10 @@ pub async fn run(target: Target) -> anyhow::Result<()> {
             partitions,
             durability,
         } => bus(events, producers, batch, partitions, durability).await,
+        Target::Commits {
+            commits,
+            durability,
+        } => commit_rate(commits, durability).await,
     }
 }
 
@@ -134,6 +147,30 @@ async fn bus(
         ms(latency.value_at_quantile(0.90)),
         ms(latency.value_at_quantile(0.99)),
         ms(latency.max())
+    );
+    Ok(())
+}
+
+async fn commit_rate(commits: u64, durability: Durability) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = chassis::db::Database::open(&dir.path().join("commits.db"), durability, 1).await?;
+    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
+        .execute(db.writer())
+        .await?;
+    let started = Instant::now();
+    for i in 0..commits {
+        let mut tx = db.begin_write().await?;
+        sqlx::query("INSERT INTO t (id, payload) VALUES (?, ?)")
+            .bind(i as i64)
+            .bind("an event's worth of text")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "{commits} commits (BEGIN IMMEDIATE, one INSERT, COMMIT; synchronous={durability:?}) in {elapsed:.2} s: {:.0} commits/s",
+        commits as f64 / elapsed
     );
     Ok(())
 }
