@@ -62,6 +62,13 @@ pub enum OrderStatus {
     Delivered,
 }
 
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = serde_json::to_value(self).expect("a status always serialises");
+        f.write_str(name.as_str().unwrap_or_default())
+    }
+}
+
 impl OrderStatus {
     /// Whether the customer may change the order: once the saga confirmed it (while
     /// PENDING it is locked) and until it is delivered.
@@ -178,9 +185,9 @@ pub enum OrderError {
     NotPlaced,
     #[error("the amount is too large")]
     AmountTooLarge,
-    #[error("an order that is {0:?} cannot be cancelled")]
+    #[error("an order that is {0} cannot be cancelled")]
     NotCancellable(OrderStatus),
-    #[error("an order that is {0:?} cannot be changed")]
+    #[error("an order that is {0} cannot be changed")]
     NotChangeable(OrderStatus),
     #[error("there is nothing to undo")]
     NothingToUndo,
