@@ -169,41 +169,48 @@ async fn public(
     request: Request,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
-    if parts.headers.contains_key(header::AUTHORIZATION) {
-        match Caller::from_request_parts(&mut parts, &()).await {
-            Ok(caller) => {
-                if let Err(refusal) = upstream.limits.check_customer(caller.customer_id) {
-                    return refusal.into_response();
-                }
-            }
-            Err(refusal) => return refusal.into_response(),
-        }
+    if !parts.headers.contains_key(header::AUTHORIZATION) {
+        return forward(&upstream, trace, Request::from_parts(parts, body)).await;
     }
-    forward(&upstream, trace, Request::from_parts(parts, body)).await
+    match Caller::from_request_parts(&mut parts, &()).await {
+        Ok(caller) => {
+            forward_for(&upstream, &caller, trace, Request::from_parts(parts, body)).await
+        }
+        Err(refusal) => refusal.into_response(),
+    }
 }
 
+/// A route for any signed-in customer.
 async fn customer(
     State(upstream): State<Upstream>,
     Extension(trace): Extension<TraceContext>,
     caller: Caller,
     request: Request,
 ) -> Response {
-    if let Err(refusal) = upstream.limits.check_customer(caller.customer_id) {
-        return refusal.into_response();
-    }
-    forward(&upstream, trace, request).await
+    forward_for(&upstream, &caller, trace, request).await
 }
 
+/// A route for admins only.
 async fn admin(
     State(upstream): State<Upstream>,
     Extension(trace): Extension<TraceContext>,
     Admin(caller): Admin,
     request: Request,
 ) -> Response {
-    if let Err(refusal) = upstream.limits.check_customer(caller.customer_id) {
-        return refusal.into_response();
+    forward_for(&upstream, &caller, trace, request).await
+}
+
+/// Forwards a verified caller's request within their rate limit.
+async fn forward_for(
+    upstream: &Upstream,
+    caller: &Caller,
+    trace: TraceContext,
+    request: Request,
+) -> Response {
+    match upstream.limits.check_customer(caller.customer_id) {
+        Ok(()) => forward(upstream, trace, request).await,
+        Err(refusal) => refusal.into_response(),
     }
-    forward(&upstream, trace, request).await
 }
 
 /// The shop's public API: each service's own document, fetched now so it is never stale,
