@@ -1,7 +1,4 @@
 //! Catalogue and stock rules. Pure: no I/O, every value valid by construction.
-
-use std::fmt;
-
 /// Most units of one product the shop holds or moves at once.
 pub const MAX_STOCK: u32 = 1_000_000;
 /// Most units one order may ask for.
@@ -120,14 +117,12 @@ pub enum StockError {
     NotSold { sold: u32, requested: u32 },
 }
 
-impl fmt::Display for Stock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} available, {} reserved, {} sold",
-            self.available, self.reserved, self.sold
-        )
-    }
+/// Where a unit of stock is.
+#[derive(Clone, Copy)]
+enum Bucket {
+    Available,
+    Reserved,
+    Sold,
 }
 
 impl Stock {
@@ -144,66 +139,51 @@ impl Stock {
 
     /// Sets `quantity` aside for an order; never more than is available.
     pub fn reserve(self, quantity: Quantity) -> Result<Self, StockError> {
-        let available =
-            self.available
-                .checked_sub(quantity.units())
-                .ok_or(StockError::Insufficient {
-                    available: self.available,
-                    requested: quantity.units(),
-                })?;
-        Ok(Stock {
-            available,
-            reserved: self.reserved + quantity.units(),
-            ..self
-        })
+        self.shift(Bucket::Available, Bucket::Reserved, quantity)
     }
 
     /// A confirmed order's reserved units become sold.
     pub fn sell(self, quantity: Quantity) -> Result<Self, StockError> {
-        let reserved =
-            self.reserved
-                .checked_sub(quantity.units())
-                .ok_or(StockError::NotReserved {
-                    reserved: self.reserved,
-                    requested: quantity.units(),
-                })?;
-        Ok(Stock {
-            reserved,
-            sold: self.sold + quantity.units(),
-            ..self
-        })
+        self.shift(Bucket::Reserved, Bucket::Sold, quantity)
     }
 
     /// Reserved units of a rejected or cancelled order are available again.
     pub fn release(self, quantity: Quantity) -> Result<Self, StockError> {
-        let reserved =
-            self.reserved
-                .checked_sub(quantity.units())
-                .ok_or(StockError::NotReserved {
-                    reserved: self.reserved,
-                    requested: quantity.units(),
-                })?;
-        Ok(Stock {
-            available: self.available + quantity.units(),
-            reserved,
-            ..self
-        })
+        self.shift(Bucket::Reserved, Bucket::Available, quantity)
     }
 
     /// Sold units of a cancelled order come back and are available again.
     pub fn take_back(self, quantity: Quantity) -> Result<Self, StockError> {
-        let sold = self
-            .sold
-            .checked_sub(quantity.units())
-            .ok_or(StockError::NotSold {
-                sold: self.sold,
-                requested: quantity.units(),
-            })?;
-        Ok(Stock {
-            available: self.available + quantity.units(),
-            sold,
-            ..self
-        })
+        self.shift(Bucket::Sold, Bucket::Available, quantity)
+    }
+
+    /// Moves `quantity` units from one bucket to another; the total stays the same.
+    fn shift(mut self, from: Bucket, to: Bucket, quantity: Quantity) -> Result<Self, StockError> {
+        let (held, requested) = (*self.bucket(from), quantity.units());
+        *self.bucket(from) = held.checked_sub(requested).ok_or(match from {
+            Bucket::Available => StockError::Insufficient {
+                available: held,
+                requested,
+            },
+            Bucket::Reserved => StockError::NotReserved {
+                reserved: held,
+                requested,
+            },
+            Bucket::Sold => StockError::NotSold {
+                sold: held,
+                requested,
+            },
+        })?;
+        *self.bucket(to) += requested;
+        Ok(self)
+    }
+
+    fn bucket(&mut self, bucket: Bucket) -> &mut u32 {
+        match bucket {
+            Bucket::Available => &mut self.available,
+            Bucket::Reserved => &mut self.reserved,
+            Bucket::Sold => &mut self.sold,
+        }
     }
 
     /// Receives or writes off units on hand; reserved units are not touched.
