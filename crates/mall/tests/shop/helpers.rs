@@ -323,6 +323,14 @@ impl Shop {
         open_read_only(&self.dir.path().join(file)).await
     }
 
+    /// A writable connection to one of the shop's SQLite files, for tests that damage
+    /// data on purpose.
+    pub async fn open_db_to_damage(&self, file: &str) -> SqlitePool {
+        SqlitePool::connect_with(SqliteConnectOptions::new().filename(self.dir.path().join(file)))
+            .await
+            .unwrap()
+    }
+
     /// The value of a counter in a service's `/metrics`, summed over series whose
     /// labels contain every `label=value` of `labels`.
     pub async fn metric(&self, port_offset: u16, name: &str, labels: &[&str]) -> f64 {

@@ -130,12 +130,7 @@ async fn a_rebuild_replays_the_log_into_a_fresh_table_while_the_page_keeps_answe
     .await;
 
     // The read model is damaged: one row gone, one wrong.
-    let page_db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        shop.data_dir().join("mypage.db").display()
-    ))
-    .await
-    .unwrap();
+    let page_db = shop.open_db_to_damage("mypage.db").await;
     sqlx::query("DELETE FROM mypage_orders WHERE order_id = ?")
         .bind(kept.parse::<uuid::Uuid>().unwrap())
         .execute(&page_db)

@@ -27,14 +27,16 @@ where
     }
 }
 
-/// A column of the row about `order_id` in a service's table, as text ("-" when none).
-async fn status_in(shop: &Shop, file: &str, table: &'static str, order_id: &str) -> String {
-    let db = shop.open_db(file).await;
-    let sql = match table {
-        "payments" => "SELECT status FROM payments WHERE order_id = ?",
-        "deliveries" => "SELECT status FROM deliveries WHERE order_id = ?",
-        _ => "SELECT status FROM reservations WHERE order_id = ?",
+/// The status `service` (product, payment or delivery) keeps for `order_id` in its own
+/// database, as text ("-" when it has none).
+async fn status_in(shop: &Shop, service: &str, order_id: &str) -> String {
+    let sql = match service {
+        "product" => "SELECT status FROM reservations WHERE order_id = ?",
+        "payment" => "SELECT status FROM payments WHERE order_id = ?",
+        "delivery" => "SELECT status FROM deliveries WHERE order_id = ?",
+        other => panic!("{other} keeps no status per order"),
     };
+    let db = shop.open_db(&format!("{service}.db")).await;
     let status: Option<String> = sqlx::query_scalar(sql)
         .bind(order_id.parse::<uuid::Uuid>().unwrap())
         .fetch_optional(&db)
@@ -42,6 +44,23 @@ async fn status_in(shop: &Shop, file: &str, table: &'static str, order_id: &str)
         .unwrap();
     db.close().await;
     status.unwrap_or_else(|| "-".into())
+}
+
+/// Waits until an order's compensation is done: `product` back to `units`, the payment
+/// `payment`, the delivery cancelled.
+async fn compensated(shop: &Shop, product: &str, units: &str, order_id: &str, payment: &str) {
+    eventually("the stock", units, || async {
+        shop.stock_of(product).await.to_string()
+    })
+    .await;
+    eventually("the payment", payment, || {
+        status_in(shop, "payment", order_id)
+    })
+    .await;
+    eventually("the delivery", "CANCELLED", || {
+        status_in(shop, "delivery", order_id)
+    })
+    .await;
 }
 
 async fn delivery_address(shop: &Shop, order_id: &str) -> String {
@@ -73,15 +92,12 @@ async fn a_declined_payment_rejects_the_order_and_releases_its_stock() {
         })
         .await;
         eventually("the reservation", "RELEASED", || {
-            status_in(&shop, "product.db", "reservations", &order_id)
+            status_in(&shop, "product", &order_id)
         })
         .await;
-        assert_eq!(
-            status_in(&shop, "payment.db", "payments", &order_id).await,
-            "DECLINED"
-        );
+        assert_eq!(status_in(&shop, "payment", &order_id).await, "DECLINED");
         eventually("the delivery", "CANCELLED", || {
-            status_in(&shop, "delivery.db", "deliveries", &order_id)
+            status_in(&shop, "delivery", &order_id)
         })
         .await;
     }
@@ -108,18 +124,7 @@ async fn cancelling_a_confirmed_order_returns_the_stock_refunds_and_cancels_the_
         "CANCELLED"
     );
 
-    eventually("the stock", "5", || async {
-        shop.stock_of(&product).await.to_string()
-    })
-    .await;
-    eventually("the payment", "REFUNDED", || {
-        status_in(&shop, "payment.db", "payments", &order_id)
-    })
-    .await;
-    eventually("the delivery", "CANCELLED", || {
-        status_in(&shop, "delivery.db", "deliveries", &order_id)
-    })
-    .await;
+    compensated(&shop, &product, "5", &order_id, "REFUNDED").await;
     assert_eq!(shop.order(&order_id).await["status"], "CANCELLED");
 
     let again = shop
@@ -159,8 +164,8 @@ async fn an_order_cancelled_while_pending_is_never_left_charged_or_holding_stock
         assert_eq!(shop.order(order_id).await["status"], "CANCELLED");
         let started = Instant::now();
         loop {
-            let payment = status_in(&shop, "payment.db", "payments", order_id).await;
-            let delivery = status_in(&shop, "delivery.db", "deliveries", order_id).await;
+            let payment = status_in(&shop, "payment", order_id).await;
+            let delivery = status_in(&shop, "delivery", order_id).await;
             // Charged and refunded, or cancelled before the charge; never left charged.
             if matches!(payment.as_str(), "REFUNDED" | "CANCELLED") && delivery == "CANCELLED" {
                 break;
@@ -213,10 +218,7 @@ async fn an_admin_completes_the_delivery_and_then_the_order_cannot_be_cancelled(
         )
         .await;
     assert_problem(cancel, StatusCode::CONFLICT, "cannot be cancelled").await;
-    assert_eq!(
-        status_in(&shop, "payment.db", "payments", &order_id).await,
-        "AUTHORIZED"
-    );
+    assert_eq!(status_in(&shop, "payment", &order_id).await, "AUTHORIZED");
     assert_eq!(shop.stock_of(&product).await, 4);
 
     let unknown = format!("/api/deliveries/{}/complete", uuid::Uuid::now_v7());
@@ -244,10 +246,7 @@ async fn a_customer_cannot_cancel_someone_elses_order() {
         .await;
     assert_problem(cancel, StatusCode::NOT_FOUND, "no order").await;
     assert_eq!(shop.order(&order_id).await["status"], "DELIVERING");
-    assert_eq!(
-        status_in(&shop, "payment.db", "payments", &order_id).await,
-        "AUTHORIZED"
-    );
+    assert_eq!(status_in(&shop, "payment", &order_id).await, "AUTHORIZED");
 }
 
 #[tokio::test]
@@ -264,18 +263,8 @@ async fn a_saga_past_its_deadline_is_rejected_and_a_late_charge_refunded() {
     let order = shop.final_order(&order_id).await;
     assert_eq!(order["status"], "REJECTED");
     assert_eq!(order["reason"], "no answer from the saga within 1 s");
-    eventually("the stock", "5", || async {
-        shop.stock_of(&product).await.to_string()
-    })
-    .await;
-    eventually("the late charge", "REFUNDED", || {
-        status_in(&shop, "payment.db", "payments", &order_id)
-    })
-    .await;
-    eventually("the delivery", "CANCELLED", || {
-        status_in(&shop, "delivery.db", "deliveries", &order_id)
-    })
-    .await;
+    // The late charge is refunded.
+    compensated(&shop, &product, "5", &order_id, "REFUNDED").await;
     assert_eq!(
         shop.order(&order_id).await["status"],
         "REJECTED",
@@ -424,12 +413,7 @@ async fn the_invariants_hold_after_every_kind_of_saga_and_a_broken_one_is_report
         );
     }
 
-    let catalogue = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        shop.data_dir().join("product.db").display()
-    ))
-    .await
-    .unwrap();
+    let catalogue = shop.open_db_to_damage("product.db").await;
     sqlx::query("UPDATE products SET available = available + 1 WHERE id = ?")
         .bind(product.parse::<uuid::Uuid>().unwrap())
         .execute(&catalogue)
