@@ -111,7 +111,8 @@ pub async fn run(task: Task) -> anyhow::Result<()> {
             let db = crate::shop::auth_database(&data_dir, &chassis).await?;
             let id = auth::register(&db, &email, &name, &password, admin, None)
                 .await
-                .map_err(|error| anyhow::anyhow!("{error}"))?;
+                .map_err(|error| anyhow::anyhow!("{error}"))?
+                .customer_id;
             db.close().await;
             let role = if admin { "admin" } else { "customer" };
             println!("created {role} {email} with id {id}");

@@ -134,7 +134,8 @@ static DECOY_HASH: LazyLock<String> = LazyLock::new(|| {
         .to_string()
 });
 
-/// A new account, validated, with its `CustomerRegistered` event in the outbox.
+/// A new account, validated, with its `CustomerRegistered` event in the outbox; returns
+/// that event, which says what was stored (email lower-cased, name trimmed).
 pub async fn register(
     db: &Database,
     email: &str,
@@ -142,7 +143,7 @@ pub async fn register(
     password: &str,
     is_admin: bool,
     trace: Option<TraceContext>,
-) -> Result<Uuid, ApiError> {
+) -> Result<CustomerRegistered, ApiError> {
     let email = Email::parse(email).map_err(ApiError::Validation)?;
     let name = Name::parse(name).map_err(ApiError::Validation)?;
     let password = Password::parse(password, &email).map_err(ApiError::Validation)?;
@@ -159,7 +160,7 @@ pub async fn register(
         Envelope::new(NAME, id, &event, id).with_traceparent(trace.map(|t| t.to_string()));
     outbox::enqueue(&mut tx, CustomerRegistered::TOPIC, &envelope).await?;
     tx.commit().await?;
-    Ok(id)
+    Ok(event)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -189,7 +190,7 @@ async fn signup(
     ApiJson(request): ApiJson<SignupRequest>,
 ) -> Result<Response, ApiError> {
     let rt = &state.rt;
-    let id = register(
+    let registered = register(
         &rt.db,
         &request.email,
         &request.name,
@@ -199,16 +200,11 @@ async fn signup(
     )
     .await?;
     rt.outbox.wake();
+    let id = registered.customer_id;
     let customer = Customer {
         customer_id: id,
-        email: Email::parse(&request.email)
-            .map_err(ApiError::Validation)?
-            .as_str()
-            .to_owned(),
-        name: Name::parse(&request.name)
-            .map_err(ApiError::Validation)?
-            .as_str()
-            .to_owned(),
+        email: registered.email,
+        name: registered.name,
     };
     Ok((
         StatusCode::CREATED,
