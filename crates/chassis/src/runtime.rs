@@ -3,6 +3,7 @@
 
 use std::{path::Path, sync::Arc};
 
+use sqlx::{Sqlite, Transaction};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -69,6 +70,14 @@ impl ServiceRuntime {
             topics.to_vec(),
             handler,
         ));
+    }
+
+    /// Commits a write transaction and tells the relay its outbox rows are there, so the
+    /// events it caused go out at once rather than at the relay's next idle check.
+    pub async fn commit(&self, tx: Transaction<'static, Sqlite>) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(())
     }
 
     /// Runs a background task of the service, waited for at shutdown.

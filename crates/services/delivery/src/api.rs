@@ -102,8 +102,7 @@ async fn complete_delivery(
         }
         other => return Err(ApiError::NotCompletable(other.to_lowercase())),
     }
-    tx.commit().await?;
-    rt.outbox.wake();
+    rt.commit(tx).await?;
     Ok(Json(DeliveryView {
         order_id,
         delivery_id: shipment.delivery_id,

@@ -256,8 +256,7 @@ async fn place_order(
         store::save_idempotent_answer(&mut tx, customer_id, key, &fingerprint, order_id, &accepted)
             .await?;
     }
-    tx.commit().await?;
-    rt.outbox.wake();
+    rt.commit(tx).await?;
     tracing::info!(%order_id, "order placed");
     Ok(accepted_response(order_id, accepted, false))
 }
@@ -372,8 +371,7 @@ async fn command_own_order(
     let order = execute(&mut tx, order.order_id, command, trace, None)
         .await?
         .expect("a loaded order exists");
-    tx.commit().await?;
-    state.rt.outbox.wake();
+    state.rt.commit(tx).await?;
     Ok(Json(order))
 }
 

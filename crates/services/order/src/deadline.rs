@@ -37,8 +37,7 @@ async fn reject_expired(
             None,
         )
         .await?;
-        tx.commit().await?;
-        rt.outbox.wake();
+        rt.commit(tx).await?;
         tracing::warn!(%order_id, "saga deadline passed: order rejected");
     }
     Ok(())

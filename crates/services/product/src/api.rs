@@ -238,8 +238,7 @@ pub async fn create_product(
     let envelope = Envelope::new(rt.name, product.id, &event, product.id)
         .with_traceparent(trace.map(|t| t.to_string()));
     outbox::enqueue(&mut tx, ProductAdded::TOPIC, &envelope).await?;
-    tx.commit().await?;
-    rt.outbox.wake();
+    rt.commit(tx).await?;
     Ok(product)
 }
 
@@ -282,8 +281,7 @@ async fn adjust_stock(
     };
     let envelope = Envelope::new(rt.name, id, &event, id).with_traceparent(Some(trace.to_string()));
     outbox::enqueue(&mut tx, StockAdjusted::TOPIC, &envelope).await?;
-    tx.commit().await?;
-    rt.outbox.wake();
+    rt.commit(tx).await?;
     product.available = i64::from(stock.available);
     Ok(Json(ProductView::from(&product)))
 }
