@@ -62,9 +62,20 @@ pub trait EventHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
+#[derive(Clone, Copy)]
 enum Outcome {
     Handled,
     Duplicate,
+}
+
+impl Outcome {
+    /// The `outcome` label of the consumed-events metric.
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Handled => "handled",
+            Outcome::Duplicate => "duplicate",
+        }
+    }
 }
 
 pub(crate) async fn run<H: EventHandler>(
@@ -131,7 +142,7 @@ async fn handle_batch<H: EventHandler>(
         && match handle_together(rt, group, handler, batch).await {
             Ok(outcomes) => {
                 for (record, outcome) in batch.iter().zip(outcomes) {
-                    count(rt, group, record, outcome);
+                    count(rt, group, record, outcome.label());
                 }
                 rt.outbox.wake();
                 true
@@ -181,20 +192,15 @@ async fn handle_together<H: EventHandler>(
     group: &str,
     handler: &H,
     batch: &[Record],
-) -> Result<Vec<&'static str>, HandlerError> {
+) -> Result<Vec<Outcome>, HandlerError> {
     let mut tx = rt.db.begin_write().await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for record in batch {
-        if inbox::first_delivery(&mut tx, group, record.envelope.id).await? {
-            let delivery = Delivery {
-                envelope: &record.envelope,
-                trace: TraceContext::continue_from(record.envelope.traceparent.as_deref()),
-            };
-            handler.handle(&mut tx, &delivery).await?;
-            outcomes.push("handled");
-        } else {
-            outcomes.push("duplicate");
-        }
+        let delivery = Delivery {
+            envelope: &record.envelope,
+            trace: TraceContext::continue_from(record.envelope.traceparent.as_deref()),
+        };
+        outcomes.push(handle_in(&mut tx, group, handler, &delivery).await?);
     }
     tx.commit().await?;
     Ok(outcomes)
@@ -216,17 +222,11 @@ async fn handle_with_retries<H: EventHandler>(
     for attempt in 1..=max_attempts {
         match handle_once(rt, group, handler, &delivery).await {
             Ok(outcome) => {
-                let outcome = match outcome {
-                    Outcome::Handled => {
-                        rt.outbox.wake();
-                        "handled"
-                    }
-                    Outcome::Duplicate => {
-                        tracing::info!("duplicate delivery skipped");
-                        "duplicate"
-                    }
-                };
-                count(rt, group, record, outcome);
+                match outcome {
+                    Outcome::Handled => rt.outbox.wake(),
+                    Outcome::Duplicate => tracing::info!("duplicate delivery skipped"),
+                }
+                count(rt, group, record, outcome.label());
                 return Ok(());
             }
             Err(error) => {
@@ -266,12 +266,23 @@ async fn handle_once<H: EventHandler>(
     delivery: &Delivery<'_>,
 ) -> Result<Outcome, HandlerError> {
     let mut tx = rt.db.begin_write().await?;
-    if !inbox::first_delivery(&mut tx, group, delivery.envelope.id).await? {
-        tx.commit().await?;
+    let outcome = handle_in(&mut tx, group, handler, delivery).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Records the event in the inbox and, unless it was there already, lets the handler
+/// apply it: both in `conn`'s transaction.
+async fn handle_in<H: EventHandler>(
+    conn: &mut SqliteConnection,
+    group: &str,
+    handler: &H,
+    delivery: &Delivery<'_>,
+) -> Result<Outcome, HandlerError> {
+    if !inbox::first_delivery(conn, group, delivery.envelope.id).await? {
         return Ok(Outcome::Duplicate);
     }
-    handler.handle(&mut tx, delivery).await?;
-    tx.commit().await?;
+    handler.handle(conn, delivery).await?;
     Ok(Outcome::Handled)
 }
 
