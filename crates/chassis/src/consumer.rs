@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::{
     bus::{OutgoingEvent, Record, Subscription},
+    flows::ServiceFlows,
     inbox,
     runtime::ServiceRuntime,
     telemetry::{ConsumedLabels, LagLabels},
@@ -62,10 +63,18 @@ pub trait EventHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
+/// The service's handler, shown only the event types its policies name: an event it has
+/// not declared is skipped, so what the docs draw from the declaration is what runs.
+struct Declared<H> {
+    flows: &'static ServiceFlows,
+    handler: H,
+}
+
 #[derive(Clone, Copy)]
 enum Outcome {
     Handled,
     Duplicate,
+    Ignored,
 }
 
 impl Outcome {
@@ -74,6 +83,7 @@ impl Outcome {
         match self {
             Outcome::Handled => "handled",
             Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
         }
     }
 }
@@ -81,9 +91,11 @@ impl Outcome {
 pub(crate) async fn run<H: EventHandler>(
     rt: Arc<ServiceRuntime>,
     group: String,
-    topics: Vec<&'static str>,
+    flows: &'static ServiceFlows,
     handler: H,
 ) {
+    let topics = flows.topics();
+    let handler = Declared { flows, handler };
     let member = format!("{group}-{}", rt.settings.instance_id);
     let mut subscription = loop {
         match rt.bus.subscribe(&group, &member, &topics).await {
@@ -133,7 +145,7 @@ pub(crate) async fn run<H: EventHandler>(
 async fn handle_batch<H: EventHandler>(
     rt: &ServiceRuntime,
     group: &str,
-    handler: &H,
+    handler: &Declared<H>,
     subscription: &mut dyn Subscription,
     batch: &[Record],
     lag_reported_at: &mut Option<Instant>,
@@ -190,7 +202,7 @@ async fn handle_batch<H: EventHandler>(
 async fn handle_together<H: EventHandler>(
     rt: &ServiceRuntime,
     group: &str,
-    handler: &H,
+    handler: &Declared<H>,
     batch: &[Record],
 ) -> Result<Vec<Outcome>, HandlerError> {
     let mut tx = rt.db.begin_write().await?;
@@ -209,7 +221,7 @@ async fn handle_together<H: EventHandler>(
 async fn handle_with_retries<H: EventHandler>(
     rt: &ServiceRuntime,
     group: &str,
-    handler: &H,
+    handler: &Declared<H>,
     record: &Record,
     trace: TraceContext,
 ) -> Result<(), crate::bus::BusError> {
@@ -225,6 +237,7 @@ async fn handle_with_retries<H: EventHandler>(
                 match outcome {
                     Outcome::Handled => rt.outbox.wake(),
                     Outcome::Duplicate => tracing::info!("duplicate delivery skipped"),
+                    Outcome::Ignored => {}
                 }
                 count(rt, group, record, outcome.label());
                 return Ok(());
@@ -262,7 +275,7 @@ async fn handle_with_retries<H: EventHandler>(
 async fn handle_once<H: EventHandler>(
     rt: &ServiceRuntime,
     group: &str,
-    handler: &H,
+    handler: &Declared<H>,
     delivery: &Delivery<'_>,
 ) -> Result<Outcome, HandlerError> {
     let mut tx = rt.db.begin_write().await?;
@@ -276,13 +289,16 @@ async fn handle_once<H: EventHandler>(
 async fn handle_in<H: EventHandler>(
     conn: &mut SqliteConnection,
     group: &str,
-    handler: &H,
+    handler: &Declared<H>,
     delivery: &Delivery<'_>,
 ) -> Result<Outcome, HandlerError> {
+    if !handler.flows.reacts_to(&delivery.envelope.event_type) {
+        return Ok(Outcome::Ignored);
+    }
     if !inbox::first_delivery(conn, group, delivery.envelope.id).await? {
         return Ok(Outcome::Duplicate);
     }
-    handler.handle(conn, delivery).await?;
+    handler.handler.handle(conn, delivery).await?;
     Ok(Outcome::Handled)
 }
 
@@ -312,7 +328,7 @@ mod tests {
 
     use contracts::{
         Envelope,
-        events::{DeadLettered, OrderConfirmed},
+        events::{DeadLettered, OrderCancelled, OrderConfirmed},
         topics,
     };
     use sqlx::SqliteConnection;
@@ -324,6 +340,21 @@ mod tests {
         ServiceRuntime,
         bus::{EventBus, OutgoingEvent, embedded::EmbeddedLog},
         config::{ChassisSettings, Durability},
+        flows::{EventRef, Policy, ServiceFlows, Subdomain},
+    };
+
+    const FLOWS: ServiceFlows = ServiceFlows {
+        service: "svc",
+        subdomain: Subdomain::Supporting,
+        aggregate: None,
+        commands: &[],
+        policies: &[Policy {
+            name: "Note confirmations",
+            on: &[EventRef::of::<OrderConfirmed>()],
+            emits: &[],
+        }],
+        read_models: &[],
+        calls: &[],
     };
 
     #[test]
@@ -357,7 +388,7 @@ mod tests {
     fn event(subject: &str) -> OutgoingEvent {
         let id = Uuid::now_v7();
         OutgoingEvent {
-            topic: "t".into(),
+            topic: topics::ORDER.into(),
             envelope: Envelope::new("test", subject, &OrderConfirmed { order_id: id }, id),
         }
     }
@@ -403,13 +434,28 @@ mod tests {
                 .unwrap()
         };
         let first = event("fine");
-        bus.publish(vec![first.clone(), event("poison"), event("fine"), first])
-            .await
-            .unwrap();
-        rt.consume(&["t"], PoisonSensitive);
+        let id = Uuid::now_v7();
+        let undeclared = OutgoingEvent {
+            topic: topics::ORDER.into(),
+            envelope: Envelope::new("test", "fine", &OrderCancelled { order_id: id }, id),
+        };
+        bus.publish(vec![
+            first.clone(),
+            event("poison"),
+            undeclared,
+            event("fine"),
+            first,
+        ])
+        .await
+        .unwrap();
+        rt.consume(&FLOWS, PoisonSensitive);
 
         let mut dead_letters = bus
-            .subscribe("inspector", "i", &[&topics::dead_letter("t", "svc")])
+            .subscribe(
+                "inspector",
+                "i",
+                &[&topics::dead_letter(topics::ORDER, "svc")],
+            )
             .await
             .unwrap();
         let records = dead_letters
@@ -432,7 +478,8 @@ mod tests {
         assert_eq!(
             handled().await,
             2,
-            "both fine events once each; the redelivered first one is skipped"
+            "both fine events once each; the redelivered first one and the undeclared \
+             OrderCancelled are skipped"
         );
         rt.shutdown.cancel();
         rt.stopped().await;

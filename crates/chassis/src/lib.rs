@@ -8,6 +8,7 @@
 //! - [`outbox`] and [`inbox`]: state change and its events in one transaction, and
 //!   redelivered events recognised and skipped;
 //! - [`consumer`]: runs an event handler with retries and a dead-letter topic;
+//! - [`flows`]: what a service declares it reacts to and emits, which its consumer obeys;
 //! - [`auth`]: bearer token verification against the issuer's JWKS, and the `Caller`;
 //! - [`openapi`]: each service's API document, generated from its handlers;
 //! - [`problem`], [`telemetry`], [`trace`]: errors, logs and metrics, W3C trace context.
@@ -17,6 +18,7 @@ pub mod bus;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod flows;
 pub mod inbox;
 pub mod openapi;
 pub mod outbox;

@@ -12,6 +12,7 @@ use crate::{
     config::{ChassisSettings, Durability},
     consumer::{self, EventHandler},
     db::Database,
+    flows::ServiceFlows,
     inbox,
     outbox::{self, OutboxSignal},
     server::Service,
@@ -62,12 +63,13 @@ impl ServiceRuntime {
         Ok(rt)
     }
 
-    /// Runs `handler` for `topics` as consumer group `<service>` until shutdown.
-    pub fn consume<H: EventHandler>(self: &Arc<Self>, topics: &[&'static str], handler: H) {
+    /// Runs `handler` as consumer group `<service>` until shutdown, on the topics of the
+    /// service's declared policies and for the event types they name.
+    pub fn consume<H: EventHandler>(self: &Arc<Self>, flows: &'static ServiceFlows, handler: H) {
         self.tasks.spawn(consumer::run(
             self.clone(),
             self.name.to_owned(),
-            topics.to_vec(),
+            flows,
             handler,
         ));
     }

@@ -47,7 +47,8 @@ pub struct TopicLabels {
 pub struct ConsumedLabels {
     pub topic: String,
     pub group: String,
-    /// `handled`, `duplicate` or `dead_lettered`.
+    /// `handled`, `duplicate`, `ignored` (a type the service declares no policy for) or
+    /// `dead_lettered`.
     pub outcome: &'static str,
 }
 

@@ -1,7 +1,7 @@
 //! Event payloads. Amounts and prices are integers in KRW.
 
 use chrono::{DateTime, Utc};
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, generate::SchemaSettings};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -27,11 +27,14 @@ pub struct OrderPlaced {
     pub address: String,
 }
 
+/// Stock is reserved and the payment authorised: the order is CONFIRMED.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderConfirmed {
     pub order_id: Uuid,
 }
 
+/// The saga failed (no stock, payment declined, or no answer before the deadline);
+/// `reason` says which. Steps already done are to be undone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderRejected {
     pub order_id: Uuid,
@@ -79,6 +82,7 @@ pub struct PaymentAuthorized {
     pub amount: u64,
 }
 
+/// The payment provider refused the charge; `reason` is its answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentDeclined {
     pub order_id: Uuid,
@@ -86,6 +90,7 @@ pub struct PaymentDeclined {
     pub reason: String,
 }
 
+/// A charged amount went back to the customer (the order was cancelled or rejected).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentRefunded {
     pub order_id: Uuid,
@@ -93,6 +98,7 @@ pub struct PaymentRefunded {
     pub amount: u64,
 }
 
+/// The confirmed order left the warehouse for `address`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeliveryStarted {
     pub order_id: Uuid,
@@ -100,18 +106,21 @@ pub struct DeliveryStarted {
     pub address: String,
 }
 
+/// The order reached the customer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeliveryCompleted {
     pub order_id: Uuid,
     pub delivery_id: Uuid,
 }
 
+/// A started delivery was called back (the order was cancelled or rejected).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeliveryCancelled {
     pub order_id: Uuid,
     pub delivery_id: Uuid,
 }
 
+/// Too few units on hand for the order; `reason` says so.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StockReservationFailed {
     pub order_id: Uuid,
@@ -120,6 +129,7 @@ pub struct StockReservationFailed {
     pub reason: String,
 }
 
+/// An operator added a product to the catalogue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProductAdded {
     pub product_id: Uuid,
@@ -149,32 +159,51 @@ pub struct DeadLettered {
     pub event: Envelope,
 }
 
-macro_rules! event {
-    ($type:ident, $topic:expr) => {
-        impl Event for $type {
+/// An event type of the published language, for the documents generated from the code.
+pub struct EventSpec {
+    pub name: &'static str,
+    pub topic: &'static str,
+    /// Writes the payload's JSON Schema with the given settings.
+    pub schema: fn(&SchemaSettings) -> Schema,
+}
+
+macro_rules! published_language {
+    ($($type:ident => $topic:expr,)*) => {
+        $(impl Event for $type {
             const TYPE: &'static str = stringify!($type);
             const TOPIC: &'static str = $topic;
+        })*
+
+        /// Every event type that travels on a topic of its own (all but dead letters).
+        pub fn catalogue() -> Vec<EventSpec> {
+            vec![$(EventSpec {
+                name: stringify!($type),
+                topic: $topic,
+                schema: |settings| settings.clone().into_generator().into_root_schema_for::<$type>(),
+            },)*]
         }
     };
 }
 
-event!(CustomerRegistered, topics::CUSTOMER);
-event!(OrderPlaced, topics::ORDER);
-event!(OrderConfirmed, topics::ORDER);
-event!(OrderRejected, topics::ORDER);
-event!(OrderCancelled, topics::ORDER);
-event!(OrderAddressChanged, topics::ORDER);
-event!(StockReserved, topics::RESERVATION);
-event!(StockReleased, topics::RESERVATION);
-event!(PaymentAuthorized, topics::PAYMENT);
-event!(PaymentDeclined, topics::PAYMENT);
-event!(PaymentRefunded, topics::PAYMENT);
-event!(DeliveryStarted, topics::DELIVERY);
-event!(DeliveryCompleted, topics::DELIVERY);
-event!(DeliveryCancelled, topics::DELIVERY);
-event!(StockReservationFailed, topics::RESERVATION);
-event!(ProductAdded, topics::PRODUCT);
-event!(StockAdjusted, topics::PRODUCT);
+published_language! {
+    CustomerRegistered => topics::CUSTOMER,
+    OrderPlaced => topics::ORDER,
+    OrderConfirmed => topics::ORDER,
+    OrderRejected => topics::ORDER,
+    OrderCancelled => topics::ORDER,
+    OrderAddressChanged => topics::ORDER,
+    StockReserved => topics::RESERVATION,
+    StockReservationFailed => topics::RESERVATION,
+    StockReleased => topics::RESERVATION,
+    PaymentAuthorized => topics::PAYMENT,
+    PaymentDeclined => topics::PAYMENT,
+    PaymentRefunded => topics::PAYMENT,
+    DeliveryStarted => topics::DELIVERY,
+    DeliveryCompleted => topics::DELIVERY,
+    DeliveryCancelled => topics::DELIVERY,
+    ProductAdded => topics::PRODUCT,
+    StockAdjusted => topics::PRODUCT,
+}
 
 impl Event for DeadLettered {
     const TYPE: &'static str = "DeadLettered";

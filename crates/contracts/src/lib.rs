@@ -13,63 +13,20 @@ pub use envelope::{DecodeError, Envelope, Event};
 
 /// Every checked-in schema: file stem and the schema generated from the code.
 pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
-    use schemars::schema_for;
-    use serde_json::to_value;
-    let schema = |s: schemars::Schema| to_value(s).expect("a schema is always JSON");
-    vec![
-        ("Envelope", schema(schema_for!(Envelope))),
-        (
-            "CustomerRegistered",
-            schema(schema_for!(events::CustomerRegistered)),
-        ),
-        ("OrderPlaced", schema(schema_for!(events::OrderPlaced))),
-        (
-            "OrderConfirmed",
-            schema(schema_for!(events::OrderConfirmed)),
-        ),
-        ("OrderRejected", schema(schema_for!(events::OrderRejected))),
-        ("StockReserved", schema(schema_for!(events::StockReserved))),
-        (
-            "StockReservationFailed",
-            schema(schema_for!(events::StockReservationFailed)),
-        ),
-        (
-            "OrderCancelled",
-            schema(schema_for!(events::OrderCancelled)),
-        ),
-        (
-            "OrderAddressChanged",
-            schema(schema_for!(events::OrderAddressChanged)),
-        ),
-        ("StockReleased", schema(schema_for!(events::StockReleased))),
-        (
-            "PaymentAuthorized",
-            schema(schema_for!(events::PaymentAuthorized)),
-        ),
-        (
-            "PaymentDeclined",
-            schema(schema_for!(events::PaymentDeclined)),
-        ),
-        (
-            "PaymentRefunded",
-            schema(schema_for!(events::PaymentRefunded)),
-        ),
-        (
-            "DeliveryStarted",
-            schema(schema_for!(events::DeliveryStarted)),
-        ),
-        (
-            "DeliveryCompleted",
-            schema(schema_for!(events::DeliveryCompleted)),
-        ),
-        (
-            "DeliveryCancelled",
-            schema(schema_for!(events::DeliveryCancelled)),
-        ),
-        ("ProductAdded", schema(schema_for!(events::ProductAdded))),
-        ("StockAdjusted", schema(schema_for!(events::StockAdjusted))),
-        ("DeadLettered", schema(schema_for!(events::DeadLettered))),
-    ]
+    let settings = schemars::generate::SchemaSettings::default();
+    let json =
+        |schema: schemars::Schema| serde_json::to_value(schema).expect("a schema is always JSON");
+    let mut schemas = vec![("Envelope", json(schemars::schema_for!(Envelope)))];
+    schemas.extend(
+        events::catalogue()
+            .iter()
+            .map(|event| (event.name, json((event.schema)(&settings)))),
+    );
+    schemas.push((
+        "DeadLettered",
+        json(schemars::schema_for!(events::DeadLettered)),
+    ));
+    schemas
 }
 
 #[cfg(test)]

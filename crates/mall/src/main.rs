@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod check;
+mod docs;
 mod loadgen;
 mod shop;
 
@@ -78,6 +79,9 @@ enum Command {
     /// Drive real customers through a running shop's gateway and report confirmed
     /// orders/s and saga latency (JSON result and SVG plot in --out).
     Loadgen(loadgen::Settings),
+    /// Write the documents generated from the code into docs/ (AsyncAPI, event storming
+    /// board, context map), or check that they are up to date.
+    Docs(docs::Settings),
     /// Measure a part of the shop and print the figures.
     Bench {
         #[command(subcommand)]
@@ -172,6 +176,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Admin { task } => admin::run(task).await,
             Command::Loadgen(settings) => loadgen::run(settings).await,
+            Command::Docs(settings) => docs::run(settings),
             Command::Bench { target } => bench::run(target).await,
         }
     })

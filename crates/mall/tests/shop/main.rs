@@ -5,6 +5,7 @@
 mod api_document;
 mod auth;
 mod bad_input;
+mod documents;
 mod helpers;
 mod mypage;
 mod orders;

@@ -158,8 +158,8 @@ async fn an_event_delivered_twice_changes_nothing_the_second_time() {
     .await;
     wait_for_metric(
         &shop,
-        1,
-        &["group=\"order\"", "product.reservation.v1", duplicate],
+        4,
+        &["group=\"payment\"", "product.reservation.v1", duplicate],
         1.0,
     )
     .await;
@@ -186,6 +186,15 @@ async fn an_event_delivered_twice_changes_nothing_the_second_time() {
         .await,
         2,
         "one StockReserved answer and the duplicate we published, no second answer"
+    );
+    assert_eq!(
+        count(
+            &log,
+            "SELECT COUNT(*) FROM log WHERE topic = 'payment.payment.v1'"
+        )
+        .await,
+        1,
+        "one charge, none for the duplicate StockReserved"
     );
 }
 

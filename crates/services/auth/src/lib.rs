@@ -11,13 +11,35 @@ mod store;
 
 use std::{path::PathBuf, sync::Arc};
 
-use chassis::{ServiceRuntime, db::Database, server};
+use chassis::{
+    ServiceRuntime,
+    db::Database,
+    flows::{Actor, Command, EventRef, ServiceFlows, Subdomain},
+    server,
+};
+use contracts::events::CustomerRegistered;
 use tokio::net::TcpListener;
 
 pub use api::{ApiError, register};
 pub use keys::SigningKey;
 
 pub const NAME: &str = "auth";
+
+/// Accounts and tokens; every other service is downstream of its keys.
+pub const FLOWS: ServiceFlows = ServiceFlows {
+    service: NAME,
+    subdomain: Subdomain::Generic,
+    aggregate: Some("Customer"),
+    commands: &[Command {
+        name: "Sign up",
+        actor: Actor::Visitor,
+        trigger: "POST /auth/signup",
+        emits: &[EventRef::of::<CustomerRegistered>()],
+    }],
+    policies: &[],
+    read_models: &[],
+    calls: &[],
+};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct AuthSettings {

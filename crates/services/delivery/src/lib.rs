@@ -7,11 +7,57 @@ mod store;
 
 use std::sync::Arc;
 
-use chassis::{ServiceRuntime, server};
-use contracts::topics;
+use chassis::{
+    ServiceRuntime,
+    flows::{Actor, Call, Command, EventRef, Policy, ServiceFlows, Subdomain},
+    server,
+};
+use contracts::events;
 use tokio::net::TcpListener;
 
 pub const NAME: &str = "delivery";
+
+/// Delivery follows the order: it starts once the order is confirmed.
+pub const FLOWS: ServiceFlows = ServiceFlows {
+    service: NAME,
+    subdomain: Subdomain::Supporting,
+    aggregate: Some("Delivery"),
+    commands: &[Command {
+        name: "Complete delivery",
+        actor: Actor::Operator,
+        trigger: "POST /deliveries/{order_id}/complete",
+        emits: &[EventRef::of::<events::DeliveryCompleted>()],
+    }],
+    policies: &[
+        Policy {
+            name: "Keep the address",
+            on: &[
+                EventRef::of::<events::OrderPlaced>(),
+                EventRef::of::<events::OrderAddressChanged>(),
+            ],
+            emits: &[],
+        },
+        Policy {
+            name: "Start delivery",
+            on: &[EventRef::of::<events::OrderConfirmed>()],
+            emits: &[EventRef::of::<events::DeliveryStarted>()],
+        },
+        Policy {
+            name: "Cancel delivery",
+            on: &[
+                EventRef::of::<events::OrderCancelled>(),
+                EventRef::of::<events::OrderRejected>(),
+            ],
+            emits: &[EventRef::of::<events::DeliveryCancelled>()],
+        },
+    ],
+    read_models: &[],
+    calls: &[Call {
+        to: "auth",
+        route: "GET /auth/jwks",
+        why: "keys to verify bearer tokens",
+    }],
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -24,7 +70,7 @@ pub enum Error {
 /// Migrates the database, consumes order events and serves the API until shutdown.
 pub async fn run(rt: Arc<ServiceRuntime>, listener: TcpListener) -> Result<(), Error> {
     sqlx::migrate!("./migrations").run(rt.db.writer()).await?;
-    rt.consume(&[topics::ORDER], consumers::OrderEvents);
+    rt.consume(&FLOWS, consumers::OrderEvents);
     server::serve(rt.clone(), listener, api::router(rt.clone())).await?;
     rt.stopped().await;
     Ok(())

@@ -23,6 +23,7 @@ use axum::{
 use chassis::{
     auth::{Admin, Caller, TokenVerifier},
     config::{ChassisSettings, ServiceUrls},
+    flows::{Call, ServiceFlows, Subdomain},
     problem::Problem,
     server::{self, Service, TRACEPARENT},
     telemetry::Metrics,
@@ -40,6 +41,43 @@ pub use limits::RateLimitSettings;
 use limits::RateLimits;
 
 pub const NAME: &str = "gateway";
+
+/// The gateway holds no state of its own: it is the open host of the public API.
+pub const FLOWS: ServiceFlows = ServiceFlows {
+    service: NAME,
+    subdomain: Subdomain::Generic,
+    aggregate: None,
+    commands: &[],
+    policies: &[],
+    read_models: &[],
+    calls: &[
+        Call {
+            to: "auth",
+            route: "/api/auth/*",
+            why: "sign up, log in; keys to verify bearer tokens",
+        },
+        Call {
+            to: "product",
+            route: "/api/products/*",
+            why: "catalogue and stock",
+        },
+        Call {
+            to: "order",
+            route: "/api/orders/*",
+            why: "place, change, undo, cancel, read orders",
+        },
+        Call {
+            to: "delivery",
+            route: "/api/deliveries/*",
+            why: "complete deliveries",
+        },
+        Call {
+            to: "mypage",
+            route: "/api/mypage",
+            why: "my orders",
+        },
+    ],
+};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GatewaySettings {

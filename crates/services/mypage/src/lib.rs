@@ -12,16 +12,44 @@ use chassis::{
     bus::{EventBus, Subscription},
     consumer::{Delivery, EventHandler, HandlerError},
     db::Database,
+    flows::{Call, EventRef, Policy, ServiceFlows, Subdomain},
     server,
 };
-use contracts::topics;
+use contracts::events;
 use sqlx::SqliteConnection;
 use tokio::net::TcpListener;
 
 pub const NAME: &str = "mypage";
 
-/// Every topic my page reads.
-pub const TOPICS: [&str; 3] = [topics::ORDER, topics::PAYMENT, topics::DELIVERY];
+/// My page is only a projection: it reads the saga's events and answers queries.
+pub const FLOWS: ServiceFlows = ServiceFlows {
+    service: NAME,
+    subdomain: Subdomain::Supporting,
+    aggregate: None,
+    commands: &[],
+    policies: &[Policy {
+        name: "Project my page",
+        on: &[
+            EventRef::of::<events::OrderPlaced>(),
+            EventRef::of::<events::OrderConfirmed>(),
+            EventRef::of::<events::OrderRejected>(),
+            EventRef::of::<events::OrderCancelled>(),
+            EventRef::of::<events::PaymentAuthorized>(),
+            EventRef::of::<events::PaymentDeclined>(),
+            EventRef::of::<events::PaymentRefunded>(),
+            EventRef::of::<events::DeliveryStarted>(),
+            EventRef::of::<events::DeliveryCompleted>(),
+            EventRef::of::<events::DeliveryCancelled>(),
+        ],
+        emits: &[],
+    }],
+    read_models: &["My page: my orders with payment and delivery (GET /mypage)"],
+    calls: &[Call {
+        to: "auth",
+        route: "GET /auth/jwks",
+        why: "keys to verify bearer tokens",
+    }],
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -63,7 +91,7 @@ pub enum RebuildError {
 /// of events replayed.
 pub async fn rebuild(db: &Database, bus: &dyn EventBus) -> Result<u64, RebuildError> {
     let group = format!("{NAME}-rebuild-{}", uuid::Uuid::now_v7());
-    let mut replay = bus.subscribe(&group, &group, &TOPICS).await?;
+    let mut replay = bus.subscribe(&group, &group, &FLOWS.topics()).await?;
     let mut tx = db.begin_write().await?;
     store::create_rebuild_table(&mut tx).await?;
     tx.commit().await?;
@@ -100,7 +128,7 @@ async fn replay_batch(
 /// Migrates the database, projects events and serves the page until shutdown.
 pub async fn run(rt: Arc<ServiceRuntime>, listener: TcpListener) -> Result<(), Error> {
     sqlx::migrate!("./migrations").run(rt.db.writer()).await?;
-    rt.consume(&TOPICS, Projection);
+    rt.consume(&FLOWS, Projection);
     server::serve(rt.clone(), listener, api::router(rt.clone())).await?;
     rt.stopped().await;
     Ok(())

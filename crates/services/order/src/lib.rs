@@ -13,7 +13,13 @@ mod store;
 
 use std::{sync::Arc, time::Duration};
 
-use chassis::{ServiceRuntime, config::ServiceUrls, server, trace::TraceContext};
+use chassis::{
+    ServiceRuntime,
+    config::ServiceUrls,
+    flows::{Actor, Call, Command, EventRef, Policy, ServiceFlows, Subdomain},
+    server,
+    trace::TraceContext,
+};
 use contracts::{Envelope, events, topics};
 use tokio::net::TcpListener;
 
@@ -27,6 +33,81 @@ use crate::{
 };
 
 pub const NAME: &str = "order";
+
+/// Order's commands and its part in the saga (DESIGN.md section 6).
+pub const FLOWS: ServiceFlows = ServiceFlows {
+    service: NAME,
+    subdomain: Subdomain::Core,
+    aggregate: Some("Order"),
+    commands: &[
+        Command {
+            name: "Place order",
+            actor: Actor::Customer,
+            trigger: "POST /orders",
+            emits: &[EventRef::of::<events::OrderPlaced>()],
+        },
+        Command {
+            name: "Change address",
+            actor: Actor::Customer,
+            trigger: "PATCH /orders/{id}",
+            emits: &[EventRef::of::<events::OrderAddressChanged>()],
+        },
+        Command {
+            name: "Undo last change",
+            actor: Actor::Customer,
+            trigger: "POST /orders/{id}/undo",
+            emits: &[EventRef::of::<events::OrderAddressChanged>()],
+        },
+        Command {
+            name: "Cancel order",
+            actor: Actor::Customer,
+            trigger: "POST /orders/{id}/cancel",
+            emits: &[EventRef::of::<events::OrderCancelled>()],
+        },
+        Command {
+            name: "Reject silent saga",
+            actor: Actor::Clock,
+            trigger: "MALL_SAGA_DEADLINE_SECS after placing, still PENDING",
+            emits: &[EventRef::of::<events::OrderRejected>()],
+        },
+    ],
+    policies: &[
+        Policy {
+            name: "Reject order",
+            on: &[
+                EventRef::of::<events::StockReservationFailed>(),
+                EventRef::of::<events::PaymentDeclined>(),
+            ],
+            emits: &[EventRef::of::<events::OrderRejected>()],
+        },
+        Policy {
+            name: "Confirm order",
+            on: &[EventRef::of::<events::PaymentAuthorized>()],
+            emits: &[EventRef::of::<events::OrderConfirmed>()],
+        },
+        Policy {
+            name: "Track delivery",
+            on: &[
+                EventRef::of::<events::DeliveryStarted>(),
+                EventRef::of::<events::DeliveryCompleted>(),
+            ],
+            emits: &[],
+        },
+    ],
+    read_models: &["Order and its history (GET /orders/{id}, /orders/{id}/history)"],
+    calls: &[
+        Call {
+            to: "product",
+            route: "GET /products/{id}",
+            why: "the price at the time of ordering",
+        },
+        Call {
+            to: "auth",
+            route: "GET /auth/jwks",
+            why: "keys to verify bearer tokens",
+        },
+    ],
+};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct OrderSettings {
@@ -65,10 +146,7 @@ pub async fn run(
         urls.product_url.clone(),
         Duration::from_millis(settings.product_timeout_ms),
     )?;
-    rt.consume(
-        &[topics::RESERVATION, topics::PAYMENT, topics::DELIVERY],
-        consumers::SagaAnswers,
-    );
+    rt.consume(&FLOWS, consumers::SagaAnswers);
     rt.spawn(deadline::reject_silent_sagas(
         rt.clone(),
         Duration::from_secs(settings.saga_deadline_secs),

@@ -9,11 +9,47 @@ mod store;
 use std::{sync::Arc, time::Duration};
 
 use axum::Router;
-use chassis::{ServiceRuntime, server};
-use contracts::topics;
+use chassis::{
+    ServiceRuntime,
+    flows::{Call, EventRef, Policy, ServiceFlows, Subdomain},
+    server,
+};
+use contracts::events;
 use tokio::net::TcpListener;
 
 pub const NAME: &str = "payment";
+
+/// Payment has no API of its own: it charges and refunds in reaction to the saga.
+pub const FLOWS: ServiceFlows = ServiceFlows {
+    service: NAME,
+    subdomain: Subdomain::Generic,
+    aggregate: Some("Payment"),
+    commands: &[],
+    policies: &[
+        Policy {
+            name: "Charge the customer",
+            on: &[EventRef::of::<events::StockReserved>()],
+            emits: &[
+                EventRef::of::<events::PaymentAuthorized>(),
+                EventRef::of::<events::PaymentDeclined>(),
+            ],
+        },
+        Policy {
+            name: "Refund",
+            on: &[
+                EventRef::of::<events::OrderCancelled>(),
+                EventRef::of::<events::OrderRejected>(),
+            ],
+            emits: &[EventRef::of::<events::PaymentRefunded>()],
+        },
+    ],
+    read_models: &[],
+    calls: &[Call {
+        to: "payment provider",
+        route: "authorize(amount)",
+        why: "charge the card (simulated in-process, see provider.rs)",
+    }],
+};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PaymentSettings {
@@ -44,7 +80,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     sqlx::migrate!("./migrations").run(rt.db.writer()).await?;
     rt.consume(
-        &[topics::RESERVATION, topics::ORDER],
+        &FLOWS,
         consumers::Charges {
             limit: settings.limit_krw,
             latency: Duration::from_millis(settings.latency_ms),

@@ -11,11 +11,65 @@ mod store;
 
 use std::sync::Arc;
 
-use chassis::{ServiceRuntime, server};
-use contracts::topics;
+use chassis::{
+    ServiceRuntime,
+    flows::{Actor, Call, Command, EventRef, Policy, ServiceFlows, Subdomain},
+    server,
+};
+use contracts::events;
 use tokio::net::TcpListener;
 
 pub const NAME: &str = "product";
+
+/// The catalogue's commands and stock's part in the saga.
+pub const FLOWS: ServiceFlows = ServiceFlows {
+    service: NAME,
+    subdomain: Subdomain::Core,
+    aggregate: Some("Product stock"),
+    commands: &[
+        Command {
+            name: "Add product",
+            actor: Actor::Operator,
+            trigger: "POST /products",
+            emits: &[EventRef::of::<events::ProductAdded>()],
+        },
+        Command {
+            name: "Adjust stock",
+            actor: Actor::Operator,
+            trigger: "POST /products/{id}/stock",
+            emits: &[EventRef::of::<events::StockAdjusted>()],
+        },
+    ],
+    policies: &[
+        Policy {
+            name: "Reserve stock",
+            on: &[EventRef::of::<events::OrderPlaced>()],
+            emits: &[
+                EventRef::of::<events::StockReserved>(),
+                EventRef::of::<events::StockReservationFailed>(),
+            ],
+        },
+        Policy {
+            name: "Count reserved units as sold",
+            on: &[EventRef::of::<events::OrderConfirmed>()],
+            emits: &[],
+        },
+        Policy {
+            name: "Release stock",
+            on: &[
+                EventRef::of::<events::OrderRejected>(),
+                EventRef::of::<events::OrderCancelled>(),
+            ],
+            emits: &[EventRef::of::<events::StockReleased>()],
+        },
+    ],
+    read_models: &["Catalogue with stock (GET /products, /products/{id})"],
+    calls: &[Call {
+        to: "auth",
+        route: "GET /auth/jwks",
+        why: "keys to verify bearer tokens",
+    }],
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -39,7 +93,7 @@ pub async fn run(
     if seed_demo {
         seed_demo_catalogue(&rt).await?;
     }
-    rt.consume(&[topics::ORDER], consumers::OrderEvents);
+    rt.consume(&FLOWS, consumers::OrderEvents);
     server::serve(rt.clone(), listener, api::router(rt.clone())).await?;
     rt.stopped().await;
     Ok(())
