@@ -9,11 +9,13 @@
 //!   redelivered events recognised and skipped;
 //! - [`consumer`]: runs an event handler with retries and a dead-letter topic;
 //! - [`flows`]: what a service declares it reacts to and emits, which its consumer obeys;
+//! - [`breaker`]: a circuit breaker for synchronous calls to other services;
 //! - [`auth`]: bearer token verification against the issuer's JWKS, and the `Caller`;
 //! - [`openapi`]: each service's API document, generated from its handlers;
 //! - [`problem`], [`telemetry`], [`trace`]: errors, logs and metrics, W3C trace context.
 
 pub mod auth;
+pub mod breaker;
 pub mod bus;
 pub mod config;
 pub mod consumer;

@@ -59,6 +59,11 @@ pub struct LagLabels {
     pub partition: u32,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub upstream: String,
+}
+
 /// One service's metrics. Each service has its own registry, so services sharing a
 /// process (`mall up`) still report only their own figures.
 pub struct Metrics {
@@ -69,6 +74,8 @@ pub struct Metrics {
     pub events_consumed: Family<ConsumedLabels, Counter>,
     pub outbox_backlog: Gauge,
     pub consumer_lag: Family<LagLabels, Gauge>,
+    /// 0 closed, 1 open, 2 half-open.
+    pub circuit_breaker_state: Family<UpstreamLabels, Gauge>,
 }
 
 impl Metrics {
@@ -87,6 +94,7 @@ impl Metrics {
         let events_consumed = Family::<ConsumedLabels, Counter>::default();
         let outbox_backlog = Gauge::default();
         let consumer_lag = Family::<LagLabels, Gauge>::default();
+        let circuit_breaker_state = Family::<UpstreamLabels, Gauge>::default();
         registry.register(
             "http_requests",
             "HTTP requests answered",
@@ -117,6 +125,11 @@ impl Metrics {
             "Events in a partition not yet handled by a consumer group",
             consumer_lag.clone(),
         );
+        registry.register(
+            "circuit_breaker_state",
+            "State of the circuit breaker to an upstream: 0 closed, 1 open, 2 half-open",
+            circuit_breaker_state.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             http_requests,
@@ -125,6 +138,7 @@ impl Metrics {
             events_consumed,
             outbox_backlog,
             consumer_lag,
+            circuit_breaker_state,
         }
     }
 

@@ -6,6 +6,7 @@ mod check;
 mod docs;
 mod loadgen;
 mod shop;
+mod split;
 
 use std::{net::IpAddr, path::PathBuf};
 
@@ -35,6 +36,11 @@ enum Command {
         /// First port; the gateway listens here, the services on the ports after it.
         #[arg(long, env = "MALL_BASE_PORT", default_value_t = 8080)]
         base_port: u16,
+        /// Run each service in its own child process (`mall serve <service>`) under a
+        /// supervisor that restarts a child that dies. The children take their settings
+        /// from the environment (the `MALL_*` variables), not from these flags.
+        #[arg(long)]
+        split: bool,
         #[command(flatten)]
         chassis: ChassisSettings,
         #[command(flatten)]
@@ -112,6 +118,19 @@ pub enum ServiceName {
 }
 
 impl ServiceName {
+    /// The name on the command line, as in `mall serve order`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceName::Gateway => gateway::NAME,
+            ServiceName::Order => order::NAME,
+            ServiceName::Product => product::NAME,
+            ServiceName::Auth => auth::NAME,
+            ServiceName::Payment => payment::NAME,
+            ServiceName::Delivery => delivery::NAME,
+            ServiceName::Mypage => mypage::NAME,
+        }
+    }
+
     /// Offset from the base port (DESIGN.md section 2).
     fn port_offset(self) -> u16 {
         match self {
@@ -135,6 +154,14 @@ fn main() -> anyhow::Result<()> {
             Command::Up {
                 place,
                 base_port,
+                split: true,
+                chassis,
+                ..
+            } => split::up(place, base_port, &chassis).await,
+            Command::Up {
+                place,
+                base_port,
+                split: false,
                 chassis,
                 order,
                 gateway,

@@ -115,14 +115,17 @@ pub async fn auth_database(data_dir: &Path, chassis: &ChassisSettings) -> anyhow
 }
 
 #[derive(Serialize, Deserialize)]
-struct DemoCustomer {
-    email: String,
-    password: String,
+pub struct DemoCustomer {
+    pub email: String,
+    pub password: String,
 }
 
 /// The demo customer of a `mall up` shop: created with a random password on first start,
 /// kept in `demo-customer.json` in the data folder so it can be shown at every start.
-async fn demo_customer(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<DemoCustomer> {
+pub async fn demo_customer(
+    data_dir: &Path,
+    chassis: &ChassisSettings,
+) -> anyhow::Result<DemoCustomer> {
     let path = data_dir.join("demo-customer.json");
     if let Ok(saved) = std::fs::read(&path) {
         return serde_json::from_slice(&saved)
@@ -287,7 +290,7 @@ impl Shop {
 }
 
 /// Ctrl-C or SIGTERM starts a graceful shutdown.
-async fn cancel_on_signal(shutdown: CancellationToken) {
+pub async fn cancel_on_signal(shutdown: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing a SIGTERM handler cannot fail on Unix");

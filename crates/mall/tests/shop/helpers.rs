@@ -23,6 +23,8 @@ pub struct Shop {
     pub base_port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// `mall up --split`: one process per service under a supervisor.
+    split: bool,
     env: Vec<(String, String)>,
     pub client: Client,
     pub admin_token: String,
@@ -55,6 +57,16 @@ impl Shop {
 
     /// A shop whose `mall up` gets these environment variables.
     pub async fn start_with(env: &[(&str, &str)]) -> Shop {
+        Self::start_as(false, env).await
+    }
+
+    /// A `mall up --split` shop: each service its own process, which tests can signal.
+    pub async fn start_split(env: &[(&str, &str)]) -> Shop {
+        let env: Vec<_> = NO_RATE_LIMITS.iter().chain(env).copied().collect();
+        Self::start_as(true, &env).await
+    }
+
+    async fn start_as(split: bool, env: &[(&str, &str)]) -> Shop {
         let dir = tempfile::tempdir().unwrap();
         let base_port = free_ports(7);
         let created = Command::new(env!("CARGO_BIN_EXE_mall"))
@@ -82,6 +94,7 @@ impl Shop {
             base_port,
             dir,
             child: None,
+            split,
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -142,6 +155,7 @@ impl Shop {
                 "--data-dir",
             ])
             .arg(self.dir.path())
+            .args(self.split.then_some("--split"))
             .env("MALL_LOG", "warn")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log("stdout.log")))
@@ -204,6 +218,32 @@ impl Shop {
     }
 
     /// Starts the shop again on the same folder and ports.
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`, ...) to one service's process of a split
+    /// shop, as its supervisor recorded it.
+    pub fn signal(&self, service: &str, signal: &str) {
+        assert!(self.split, "only a split shop has a process per service");
+        let pid_file = self.dir.path().join("run").join(format!("{service}.pid"));
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), pid.trim()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {service}");
+    }
+
+    /// `mall admin check` on the shop's data: whether every invariant holds, and its report.
+    pub fn admin_check(&self) -> (bool, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_mall"))
+            .args(["admin", "check", "--wait-secs", "20", "--data-dir"])
+            .arg(self.data_dir())
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
     pub async fn restart(&mut self) {
         self.launch().await;
     }

@@ -10,4 +10,5 @@ mod helpers;
 mod mypage;
 mod orders;
 mod recovery;
+mod resilience;
 mod saga;

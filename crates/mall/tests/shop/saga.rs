@@ -355,18 +355,6 @@ async fn an_address_change_is_undone_by_a_compensating_event_and_delivery_follow
     );
 }
 
-fn admin_check(shop: &Shop) -> (bool, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
-        .args(["admin", "check", "--wait-secs", "20", "--data-dir"])
-        .arg(shop.data_dir())
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn the_invariants_hold_after_every_kind_of_saga_and_a_broken_one_is_reported() {
     let shop = Shop::start().await;
@@ -398,7 +386,7 @@ async fn the_invariants_hold_after_every_kind_of_saga_and_a_broken_one_is_report
     )
     .await;
 
-    let (healthy, report) = admin_check(&shop);
+    let (healthy, report) = shop.admin_check();
     assert!(healthy, "{report}");
     assert!(report.contains("bus drained: yes"), "{report}");
     for invariant in [
@@ -419,7 +407,7 @@ async fn the_invariants_hold_after_every_kind_of_saga_and_a_broken_one_is_report
         .execute(&catalogue)
         .await
         .unwrap();
-    let (healthy, report) = admin_check(&shop);
+    let (healthy, report) = shop.admin_check();
     assert!(!healthy, "{report}");
     assert!(
         report.contains("VIOLATED  stock on hand + reserved + sold = stock ever added"),
@@ -477,7 +465,7 @@ async fn a_randomized_workload_of_a_thousand_orders_leaves_every_invariant_intac
         futures::future::join_all(chunk.iter().map(|&i| one(i))).await;
     }
 
-    let (healthy, report) = admin_check(shop);
+    let (healthy, report) = shop.admin_check();
     assert!(healthy, "{report}");
     assert!(report.contains("bus drained: yes"), "{report}");
 }

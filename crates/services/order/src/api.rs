@@ -11,11 +11,13 @@ use axum::{
 use chassis::{
     ServiceRuntime,
     auth::Caller,
+    breaker::CircuitBreaker,
     openapi,
     problem::{ApiJson, Problem},
     server::TRACEPARENT,
     trace::TraceContext,
 };
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -54,11 +56,17 @@ pub fn router(rt: Arc<ServiceRuntime>, catalogue: ProductCatalogue) -> Router {
 ))]
 struct ApiDoc;
 
-/// Asks the product service for what an order needs to know of a product.
+/// Asks the product service for what an order needs to know of a product: each attempt
+/// bounded by a timeout, a failed attempt retried (the call is an idempotent GET) after a
+/// jittered pause, and the whole call behind a circuit breaker. When the breaker is open
+/// the fallback is a 503 problem with `Retry-After`: an order needs the current price, so
+/// there is no stale-price fallback.
 #[derive(Clone)]
 pub struct ProductCatalogue {
     client: reqwest::Client,
     base_url: String,
+    retries: u32,
+    breaker: Arc<CircuitBreaker>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,33 +75,68 @@ struct ProductInfo {
 }
 
 impl ProductCatalogue {
-    pub fn new(base_url: String, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        base_url: String,
+        timeout: Duration,
+        retries: u32,
+        breaker: CircuitBreaker,
+    ) -> Result<Self, reqwest::Error> {
         Ok(ProductCatalogue {
             client: reqwest::Client::builder().timeout(timeout).build()?,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            retries,
+            breaker: Arc::new(breaker),
         })
     }
 
     /// The product's unit price, `None` when there is no such product.
     async fn price(&self, product_id: Uuid, trace: TraceContext) -> Result<Option<u64>, ApiError> {
-        let unavailable = |e: &dyn std::fmt::Display| {
-            tracing::warn!(error = %e, "product service unavailable");
-            ApiError::ProductUnavailable
-        };
+        let permit = self
+            .breaker
+            .admit()
+            .map_err(|open| ApiError::ProductCircuitOpen(open.retry_after))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.fetch_price(product_id, trace).await {
+                Ok(price) => {
+                    permit.succeeded();
+                    return Ok(price);
+                }
+                Err(error) if attempt <= self.retries => {
+                    tracing::info!(%error, attempt, "asking product failed; retrying");
+                    let jitter = rand::rng().random_range(0..50);
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt) + jitter))
+                        .await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, attempt, "product service unavailable");
+                    permit.failed();
+                    return Err(ApiError::ProductUnavailable);
+                }
+            }
+        }
+    }
+
+    async fn fetch_price(
+        &self,
+        product_id: Uuid,
+        trace: TraceContext,
+    ) -> Result<Option<u64>, String> {
         let response = self
             .client
             .get(format!("{}/products/{product_id}", self.base_url))
             .header(TRACEPARENT, trace.child().to_string())
             .send()
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(|e| e.to_string())?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
-                let product: ProductInfo = response.json().await.map_err(|e| unavailable(&e))?;
+                let product: ProductInfo = response.json().await.map_err(|e| e.to_string())?;
                 Ok(Some(product.price))
             }
-            status => Err(unavailable(&format!("answered {status}"))),
+            status => Err(format!("answered {status}")),
         }
     }
 }
@@ -108,6 +151,8 @@ enum ApiError {
     UnknownProduct(Uuid),
     #[error("the product service did not answer")]
     ProductUnavailable,
+    #[error("the product service is failing; orders are refused until it recovers")]
+    ProductCircuitOpen(Duration),
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyKeyReused,
     #[error(transparent)]
@@ -150,6 +195,9 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound(_) => Problem::not_found(detail),
             ApiError::ProductUnavailable => Problem::unavailable(detail, 5),
+            ApiError::ProductCircuitOpen(retry_after) => {
+                Problem::unavailable(detail, retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
             ApiError::IdempotencyKeyReused => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",

@@ -15,6 +15,7 @@ use std::{sync::Arc, time::Duration};
 
 use chassis::{
     ServiceRuntime,
+    breaker::{BreakerSettings, CircuitBreaker},
     config::ServiceUrls,
     flows::{Actor, Call, Command, EventRef, Policy, ServiceFlows, Subdomain},
     server,
@@ -117,10 +118,18 @@ pub struct OrderSettings {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub saga_deadline_secs: u64,
 
-    /// How long order waits for product before answering 503.
-    #[arg(long, env = "MALL_PRODUCT_TIMEOUT_MS", default_value_t = 2_000,
+    /// How long one attempt to ask product for a price may take.
+    #[arg(long, env = "MALL_PRODUCT_TIMEOUT_MS", default_value_t = 1_000,
           value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub product_timeout_ms: u64,
+
+    /// Further attempts after a failed one to ask product for a price (an idempotent GET).
+    #[arg(long, env = "MALL_PRODUCT_RETRIES", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(0..=5))]
+    pub product_retries: u32,
+
+    #[command(flatten)]
+    pub product_breaker: BreakerSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +154,8 @@ pub async fn run(
     let catalogue = api::ProductCatalogue::new(
         urls.product_url.clone(),
         Duration::from_millis(settings.product_timeout_ms),
+        settings.product_retries,
+        CircuitBreaker::new("product", &settings.product_breaker, &rt.metrics),
     )?;
     rt.consume(&FLOWS, consumers::SagaAnswers);
     rt.spawn(deadline::reject_silent_sagas(
