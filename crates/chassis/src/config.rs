@@ -73,6 +73,14 @@ pub struct ServiceUrls {
     /// Base URL of the auth service.
     #[arg(long, env = "MALL_AUTH_URL", default_value = "http://127.0.0.1:8086")]
     pub auth_url: String,
+
+    /// Base URL of the payment service (for its dead letters).
+    #[arg(
+        long,
+        env = "MALL_PAYMENT_URL",
+        default_value = "http://127.0.0.1:8084"
+    )]
+    pub payment_url: String,
 }
 
 /// SQLite `synchronous` level in WAL mode.

@@ -7,13 +7,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use contracts::{DecodeError, Envelope, Event, events::DeadLettered, topics};
+use contracts::{DecodeError, Envelope, Event, events::DeadLettered};
 use rand::Rng;
 use sqlx::SqliteConnection;
 use tracing::Instrument;
 
 use crate::{
-    bus::{OutgoingEvent, Record, Subscription},
+    bus::{Record, Subscription},
+    dead_letters,
     flows::ServiceFlows,
     inbox,
     runtime::ServiceRuntime,
@@ -262,12 +263,10 @@ async fn handle_with_retries<H: EventHandler>(
         failed_at: chrono::Utc::now(),
         event: record.envelope.clone(),
     };
-    rt.bus
-        .publish(vec![OutgoingEvent {
-            topic: topics::dead_letter(&record.topic, group),
-            envelope: delivery.answer(rt.name, &record.envelope.subject, &dead_letter),
-        }])
-        .await?;
+    let announcement = delivery.answer(rt.name, &record.envelope.subject, &dead_letter);
+    let mut tx = rt.db.begin_write().await?;
+    dead_letters::record(&mut tx, &announcement, &dead_letter).await?;
+    rt.commit(tx).await?;
     count(rt, group, record, "dead_lettered");
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! - [`outbox`] and [`inbox`]: state change and its events in one transaction, and
 //!   redelivered events recognised and skipped;
 //! - [`consumer`]: runs an event handler with retries and a dead-letter topic;
+//! - [`dead_letters`]: what consumers gave up on, listed and replayed over HTTP;
 //! - [`flows`]: what a service declares it reacts to and emits, which its consumer obeys;
 //! - [`breaker`]: a circuit breaker for synchronous calls to other services;
 //! - [`auth`]: bearer token verification against the issuer's JWKS, and the `Caller`;
@@ -20,6 +21,7 @@ pub mod bus;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod dead_letters;
 pub mod flows;
 pub mod inbox;
 pub mod openapi;

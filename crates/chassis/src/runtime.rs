@@ -12,6 +12,7 @@ use crate::{
     config::{ChassisSettings, Durability},
     consumer::{self, EventHandler},
     db::Database,
+    dead_letters,
     flows::ServiceFlows,
     inbox,
     outbox::{self, OutboxSignal},
@@ -104,6 +105,9 @@ pub async fn open_service_database(
     let db = Database::open(path, durability, 8).await?;
     sqlx::raw_sql(outbox::SCHEMA).execute(db.writer()).await?;
     sqlx::raw_sql(inbox::SCHEMA).execute(db.writer()).await?;
+    sqlx::raw_sql(dead_letters::SCHEMA)
+        .execute(db.writer())
+        .await?;
     Ok(db)
 }
 

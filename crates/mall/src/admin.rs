@@ -4,7 +4,8 @@ use std::{io::BufRead, path::PathBuf};
 
 use anyhow::Context;
 use chassis::bus::embedded::EmbeddedLog;
-use chassis::config::ChassisSettings;
+use chassis::config::{ChassisSettings, Durability};
+use chassis::dead_letters::{self, DlqError};
 use clap::{Subcommand, ValueEnum};
 
 /// A read model that can be rebuilt from the log.
@@ -36,6 +37,15 @@ pub enum Task {
         #[arg(long, default_value_t = 30)]
         wait_secs: u64,
     },
+    /// The events consumer groups gave up on: list them, or replay one once its cause is
+    /// fixed (the running service's relay puts it back on its topic).
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+        /// The shop's data folder.
+        #[arg(long, env = "MALL_DATA_DIR", default_value = "./data", global = true)]
+        data_dir: PathBuf,
+    },
     /// Create an account. The password is read from MALL_NEW_USER_PASSWORD or, when that
     /// is unset, from the first line of standard input; never from the command line.
     CreateUser {
@@ -52,6 +62,74 @@ pub enum Task {
         #[command(flatten)]
         chassis: ChassisSettings,
     },
+}
+
+#[derive(Subcommand)]
+pub enum DlqAction {
+    /// Every dead letter of every service, newest first.
+    List,
+    /// Put one dead letter's event back on its topic for its group to handle again.
+    Replay { id: uuid::Uuid },
+}
+
+/// The services whose consumer groups can dead-letter events.
+const CONSUMERS: [&str; 5] = [
+    order::NAME,
+    product::NAME,
+    payment::NAME,
+    delivery::NAME,
+    mypage::NAME,
+];
+
+async fn dead_letters(data_dir: &std::path::Path, action: DlqAction) -> anyhow::Result<()> {
+    let mut replayed = false;
+    for service in CONSUMERS {
+        let path = data_dir.join(format!("{service}.db"));
+        if !path.exists() {
+            continue;
+        }
+        let db = chassis::runtime::open_service_database(&path, Durability::Normal).await?;
+        match &action {
+            DlqAction::List => {
+                for dead in dead_letters::list(&db).await? {
+                    let replayed = dead
+                        .replayed_at
+                        .map_or("not replayed".to_owned(), |at| format!("replayed {at}"));
+                    println!(
+                        "{}  {}  {} {}/{}@{}  {} attempts, {replayed}\n    {}",
+                        dead.id,
+                        dead.failed_at,
+                        dead.group,
+                        dead.topic,
+                        dead.partition,
+                        dead.offset,
+                        dead.attempts,
+                        dead.error
+                    );
+                }
+            }
+            DlqAction::Replay { id } => match dead_letters::replay(&db, *id).await {
+                Ok(dead) => {
+                    println!("replayed {id}: {} goes back on {}", dead.group, dead.topic);
+                    replayed = true;
+                }
+                Err(DlqError::NotFound(_)) => {}
+                Err(error) => return Err(error.into()),
+            },
+        }
+        db.close().await;
+        if replayed {
+            break;
+        }
+    }
+    if let DlqAction::Replay { id } = action {
+        anyhow::ensure!(
+            replayed,
+            "no dead letter with id {id} in {}",
+            data_dir.display()
+        );
+    }
+    Ok(())
 }
 
 pub async fn run(task: Task) -> anyhow::Result<()> {
@@ -90,6 +168,7 @@ pub async fn run(task: Task) -> anyhow::Result<()> {
                 anyhow::bail!("invariants violated")
             }
         }
+        Task::Dlq { action, data_dir } => dead_letters(&data_dir, action).await,
         Task::CreateUser {
             email,
             name,

@@ -43,6 +43,7 @@ pub fn urls_for(bind: IpAddr, base_port: u16) -> anyhow::Result<ServiceUrls> {
         delivery_url: url(ServiceName::Delivery)?,
         mypage_url: url(ServiceName::Mypage)?,
         auth_url: url(ServiceName::Auth)?,
+        payment_url: url(ServiceName::Payment)?,
     })
 }
 

@@ -93,6 +93,7 @@ impl ChildCommand {
             .env("MALL_DELIVERY_URL", &self.urls.delivery_url)
             .env("MALL_MYPAGE_URL", &self.urls.mypage_url)
             .env("MALL_AUTH_URL", &self.urls.auth_url)
+            .env("MALL_PAYMENT_URL", &self.urls.payment_url)
             .env("MALL_JWKS_URL", format!("{}/auth/jwks", self.urls.auth_url))
             .env("MALL_AUTH_SIGNING_KEY_FILE", &self.signing_key)
             .env(

@@ -27,6 +27,8 @@ async fn the_gateway_serves_the_merged_openapi_document_of_the_public_api() {
         ("post", "/api/orders/{id}/undo", true),
         ("get", "/api/mypage", true),
         ("post", "/api/deliveries/{order_id}/complete", true),
+        ("get", "/api/admin/dlq", true),
+        ("post", "/api/admin/dlq/{id}/replay", true),
     ];
     for (method, path, protected) in operations {
         let operation = &document["paths"][path][method];

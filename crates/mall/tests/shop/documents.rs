@@ -84,18 +84,7 @@ async fn every_kind_of_event(shop: &Shop) {
         },
         never_placed,
     );
-    let bus = shop.open_db_to_damage("bus.db").await;
-    sqlx::query(
-        "INSERT INTO log (topic, partition, position, envelope, appended_at_us)
-         SELECT ?1, 0, COALESCE(MAX(position) + 1, 0), ?2, 0 FROM log
-         WHERE topic = ?1 AND partition = 0",
-    )
-    .bind(events::OrderConfirmed::TOPIC)
-    .bind(serde_json::to_string(&poison).unwrap())
-    .execute(&bus)
-    .await
-    .unwrap();
-    bus.close().await;
+    shop.inject(events::OrderConfirmed::TOPIC, &poison).await;
 }
 
 /// One envelope of each type on the bus once every type has shown up, by type.

@@ -91,3 +91,146 @@ async fn with_product_hung_orders_fail_fast_while_my_page_works_and_flow_again_a
     assert_eq!(shop.final_order(&after).await["status"], "DELIVERING");
     assert_eq!(breaker_state(&shop).await, 0.0);
 }
+
+/// The dead letters of `group` about `subject`, as the gateway lists them to an admin.
+async fn dead_letters_about(shop: &Shop, group: &str, subject: &str) -> Vec<Value> {
+    let response = shop.get_as(&shop.admin_token, "/api/admin/dlq").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let list: Value = response.json().await.unwrap();
+    assert_eq!(list["unavailable"], serde_json::json!([]));
+    list["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["group"] == group && d["event"]["subject"] == subject)
+        .cloned()
+        .collect()
+}
+
+async fn wait_for_dead_letters(
+    shop: &Shop,
+    group: &str,
+    subject: &str,
+    count: usize,
+) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let found = dead_letters_about(shop, group, subject).await;
+        if found.len() >= count {
+            return found;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{found:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_poison_event_lands_in_the_dead_letters_and_replays_once_its_cause_is_fixed() {
+    let mut env = crate::helpers::NO_RATE_LIMITS.to_vec();
+    env.push(("MALL_CONSUMER_MAX_ATTEMPTS", "2"));
+    let shop = Shop::start_with(&env).await;
+    // Delivery is told an order was confirmed that it never saw placed.
+    let order_id = uuid::Uuid::now_v7();
+    let confirmed = contracts::Envelope::new(
+        "order",
+        order_id,
+        &contracts::events::OrderConfirmed { order_id },
+        order_id,
+    );
+    shop.inject(contracts::topics::ORDER, &confirmed).await;
+    let subject = order_id.to_string();
+    let dead = wait_for_dead_letters(&shop, "delivery", &subject, 1).await;
+    assert_eq!(dead[0]["attempts"], 2);
+    assert_eq!(dead[0]["topic"], "order.order.v1");
+    assert!(
+        dead[0]["error"].as_str().unwrap().contains("never placed"),
+        "{dead:?}"
+    );
+    assert_eq!(dead[0]["replayed_at"], Value::Null);
+    let forbidden = shop.get_as(&shop.token, "/api/admin/dlq").await;
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+
+    // Replayed before the cause is fixed, it fails again and comes back as a new one.
+    let first = dead[0]["id"].as_str().unwrap().to_owned();
+    let replay = |id: String| {
+        let shop = &shop;
+        async move {
+            shop.post_as(
+                &shop.admin_token,
+                &format!("/api/admin/dlq/{id}/replay"),
+                &serde_json::json!({}),
+            )
+            .await
+        }
+    };
+    assert_eq!(replay(first.clone()).await.status(), StatusCode::ACCEPTED);
+    let dead = wait_for_dead_letters(&shop, "delivery", &subject, 2).await;
+    let second = dead.iter().find(|d| d["replayed_at"].is_null()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_problem(
+        replay(first).await,
+        StatusCode::CONFLICT,
+        "replayed already",
+    )
+    .await;
+
+    // The operator repairs delivery's data (the placement it missed), then replays.
+    let delivery = shop.open_db_to_damage("delivery.db").await;
+    sqlx::query(
+        "INSERT INTO deliveries (order_id, delivery_id, address, status, created_at, updated_at)
+         VALUES (?, ?, '1 Teheran-ro, Seoul', 'AWAITING', '2026-11-27', '2026-11-27')",
+    )
+    .bind(order_id)
+    .bind(uuid::Uuid::now_v7())
+    .execute(&delivery)
+    .await
+    .unwrap();
+    delivery.close().await;
+    let replayed = replay(second.clone()).await;
+    assert_eq!(replayed.status(), StatusCode::ACCEPTED);
+    assert!(replayed.json::<Value>().await.unwrap()["replayed_at"].is_string());
+
+    let started = Instant::now();
+    loop {
+        let db = shop.open_db("delivery.db").await;
+        let status: String = sqlx::query_scalar("SELECT status FROM deliveries WHERE order_id = ?")
+            .bind(order_id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        db.close().await;
+        if status == "STARTED" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "delivery is {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        dead_letters_about(&shop, "delivery", &subject).await.len(),
+        2,
+        "the replay after the fix left no new dead letter"
+    );
+    assert_problem(
+        replay(uuid::Uuid::now_v7().to_string()).await,
+        StatusCode::NOT_FOUND,
+        "no dead letter",
+    )
+    .await;
+
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
+        .args(["admin", "dlq", "list", "--data-dir"])
+        .arg(shop.data_dir())
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains(&second) && listed.contains("replayed 20"),
+        "{listed}"
+    );
+}

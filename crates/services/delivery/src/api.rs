@@ -9,7 +9,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chassis::{
-    ServiceRuntime, auth::Admin, openapi, outbox, problem::Problem, trace::TraceContext,
+    ServiceRuntime, auth::Admin, dead_letters, openapi, outbox, problem::Problem,
+    trace::TraceContext,
 };
 use contracts::{Envelope, Event, events::DeliveryCompleted};
 use serde::Serialize;
@@ -22,7 +23,8 @@ use crate::{NAME, store};
 pub fn router(rt: Arc<ServiceRuntime>) -> Router {
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(complete_delivery))
-        .with_state(rt)
+        .with_state(rt.clone())
+        .merge(dead_letters::routes(rt))
         .split_for_parts();
     openapi::serve_document(router, document)
 }

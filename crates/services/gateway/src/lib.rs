@@ -7,6 +7,7 @@
 //! trust). It drops any `X-User-*` header a client sent, and limits requests per client
 //! IP and per customer, answering 429 with `Retry-After`.
 
+mod dead_letters;
 mod limits;
 
 use std::{sync::Arc, time::Duration};
@@ -75,6 +76,11 @@ pub const FLOWS: ServiceFlows = ServiceFlows {
             to: "mypage",
             route: "/api/mypage",
             why: "my orders",
+        },
+        Call {
+            to: "payment",
+            route: "/api/admin/dlq",
+            why: "dead letters of every consuming service",
         },
     ],
 };
@@ -180,6 +186,17 @@ pub async fn run(
     let delivery = Router::new()
         .route("/api/deliveries/{order_id}/complete", post(admin))
         .with_state(upstream(&urls.delivery_url));
+    let keepers: dead_letters::Keepers = Arc::new([
+        ("order", upstream(&urls.order_url)),
+        ("product", upstream(&urls.product_url)),
+        ("payment", upstream(&urls.payment_url)),
+        ("delivery", upstream(&urls.delivery_url)),
+        ("mypage", upstream(&urls.mypage_url)),
+    ]);
+    let operations = Router::new()
+        .route("/api/admin/dlq", get(dead_letters::list))
+        .route("/api/admin/dlq/{id}/replay", post(dead_letters::replay))
+        .with_state(keepers);
     let documents = Router::new()
         .route("/api/openapi.json", get(openapi_document))
         .with_state(Arc::new([
@@ -194,6 +211,7 @@ pub async fn run(
         .merge(order)
         .merge(delivery)
         .merge(mypage)
+        .merge(operations)
         .merge(documents)
         .layer(middleware::from_fn_with_state(limits, limits::front_door));
     server::serve(gateway, listener, routes).await

@@ -7,7 +7,7 @@ use axum::{
     extract::State,
     response::{IntoResponse, Response},
 };
-use chassis::{ServiceRuntime, auth::Caller, openapi, problem::Problem};
+use chassis::{ServiceRuntime, auth::Caller, dead_letters, openapi, problem::Problem};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -17,7 +17,8 @@ use crate::store::{self, MyOrder};
 pub fn router(rt: Arc<ServiceRuntime>) -> Router {
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(my_page))
-        .with_state(rt)
+        .with_state(rt.clone())
+        .merge(dead_letters::routes(rt))
         .split_for_parts();
     openapi::serve_document(router, document)
 }

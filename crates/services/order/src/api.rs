@@ -12,7 +12,7 @@ use chassis::{
     ServiceRuntime,
     auth::Caller,
     breaker::CircuitBreaker,
-    openapi,
+    dead_letters, openapi,
     problem::{ApiJson, Problem},
     server::TRACEPARENT,
     trace::TraceContext,
@@ -44,7 +44,11 @@ pub fn router(rt: Arc<ServiceRuntime>, catalogue: ProductCatalogue) -> Router {
         .routes(routes!(undo_last_change))
         .routes(routes!(get_history))
         .routes(routes!(cancel_order))
-        .with_state(AppState { rt, catalogue })
+        .with_state(AppState {
+            rt: rt.clone(),
+            catalogue,
+        })
+        .merge(dead_letters::routes(rt))
         .split_for_parts();
     openapi::serve_document(router, document)
 }

@@ -8,11 +8,10 @@ mod store;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::Router;
 use chassis::{
-    ServiceRuntime,
+    ServiceRuntime, dead_letters,
     flows::{Call, EventRef, Policy, ServiceFlows, Subdomain},
-    server,
+    openapi, server,
 };
 use contracts::events;
 use tokio::net::TcpListener;
@@ -86,7 +85,9 @@ pub async fn run(
             latency: Duration::from_millis(settings.latency_ms),
         },
     );
-    server::serve(rt.clone(), listener, Router::new()).await?;
+    let (router, document) = dead_letters::routes(rt.clone()).split_for_parts();
+    let router = openapi::serve_document(router, document);
+    server::serve(rt.clone(), listener, router).await?;
     rt.stopped().await;
     Ok(())
 }

@@ -11,7 +11,7 @@ use axum::{
 use chassis::{
     ServiceRuntime,
     auth::Admin,
-    openapi, outbox,
+    dead_letters, openapi, outbox,
     problem::{ApiJson, Problem},
     trace::TraceContext,
 };
@@ -36,7 +36,8 @@ pub fn router(rt: Arc<ServiceRuntime>) -> Router {
         .routes(routes!(list_products, add_product))
         .routes(routes!(get_product))
         .routes(routes!(adjust_stock))
-        .with_state(rt)
+        .with_state(rt.clone())
+        .merge(dead_letters::routes(rt))
         .split_for_parts();
     openapi::serve_document(router, document)
 }
