@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::auth::TokenSettings;
+use crate::{auth::TokenSettings, faults::Environment};
 
 #[derive(Args, Debug, Clone)]
 pub struct ChassisSettings {
@@ -36,6 +36,15 @@ pub struct ChassisSettings {
 
     #[command(flatten)]
     pub tokens: TokenSettings,
+
+    /// Where this runs; `production` refuses fault injection.
+    #[arg(long, env = "MALL_ENV", value_enum, default_value_t = Environment::Development)]
+    pub environment: Environment,
+
+    /// Faults to inject, for tests only: `service:fault,...;...` (README, "Fault
+    /// injection"). Empty: none.
+    #[arg(long, env = "MALL_FAULTS", default_value = "")]
+    pub faults: String,
 
     /// How hard SQLite syncs each commit (see README, "Durability").
     #[arg(long, env = "MALL_SQLITE_SYNCHRONOUS", value_enum, default_value_t = Durability::Normal)]

@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::{
     bus::{Record, Subscription},
     dead_letters,
+    faults::CrashPoint,
     flows::ServiceFlows,
     inbox,
     runtime::ServiceRuntime,
@@ -179,6 +180,9 @@ async fn handle_batch<H: EventHandler>(
         handle_with_retries(rt, group, handler, record, trace)
             .instrument(span)
             .await?;
+    }
+    if !batch.is_empty() {
+        rt.faults.maybe_crash(CrashPoint::BeforeOffsetCommit);
     }
     subscription.commit(batch).await?;
     if !batch.is_empty() && lag_reported_at.is_none_or(|at| at.elapsed() >= LAG_REPORT_EVERY) {
@@ -412,6 +416,8 @@ mod tests {
                 audience: "test".into(),
             },
             sqlite_synchronous: Durability::Normal,
+            environment: crate::faults::Environment::Test,
+            faults: String::new(),
         };
         let rt = ServiceRuntime::start(
             "svc",

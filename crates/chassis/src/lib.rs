@@ -9,6 +9,7 @@
 //!   redelivered events recognised and skipped;
 //! - [`consumer`]: runs an event handler with retries and a dead-letter topic;
 //! - [`dead_letters`]: what consumers gave up on, listed and replayed over HTTP;
+//! - [`faults`]: latency, errors and crashes injected for tests, refused in production;
 //! - [`flows`]: what a service declares it reacts to and emits, which its consumer obeys;
 //! - [`breaker`]: a circuit breaker for synchronous calls to other services;
 //! - [`auth`]: bearer token verification against the issuer's JWKS, and the `Caller`;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod dead_letters;
+pub mod faults;
 pub mod flows;
 pub mod inbox;
 pub mod openapi;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     bus::{BusError, EventBus, OutgoingEvent},
     db::Database,
+    faults::{CrashPoint, Faults},
     telemetry::{Metrics, TopicLabels},
 };
 
@@ -71,10 +72,11 @@ pub(crate) async fn relay(
     bus: Arc<dyn EventBus>,
     signal: OutboxSignal,
     metrics: Arc<Metrics>,
+    faults: Faults,
     shutdown: CancellationToken,
 ) {
     loop {
-        match publish_pending(&db, bus.as_ref(), &metrics).await {
+        match publish_pending(&db, bus.as_ref(), &metrics, &faults).await {
             Ok(published) if published == RELAY_BATCH as usize => continue,
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "outbox relay failed, will retry"),
@@ -85,7 +87,7 @@ pub(crate) async fn relay(
             _ = shutdown.cancelled() => break,
         }
     }
-    while let Ok(published) = publish_pending(&db, bus.as_ref(), &metrics).await {
+    while let Ok(published) = publish_pending(&db, bus.as_ref(), &metrics, &faults).await {
         if published == 0 {
             break;
         }
@@ -96,6 +98,7 @@ async fn publish_pending(
     db: &Database,
     bus: &dyn EventBus,
     metrics: &Metrics,
+    faults: &Faults,
 ) -> Result<usize, RelayError> {
     let rows: Vec<(i64, String, String)> =
         sqlx::query_as("SELECT seq, topic, envelope FROM outbox ORDER BY seq LIMIT ?")
@@ -116,7 +119,9 @@ async fn publish_pending(
             })
         })
         .collect::<Result<Vec<_>, RelayError>>()?;
+    faults.maybe_crash(CrashPoint::BeforePublish);
     bus.publish(events).await?;
+    faults.maybe_crash(CrashPoint::AfterPublish);
     sqlx::query("DELETE FROM outbox WHERE seq <= ?")
         .bind(last_seq)
         .execute(db.writer())

@@ -13,6 +13,7 @@ use crate::{
     consumer::{self, EventHandler},
     db::Database,
     dead_letters,
+    faults::{FaultError, Faults},
     flows::ServiceFlows,
     inbox,
     outbox::{self, OutboxSignal},
@@ -29,7 +30,16 @@ pub struct ServiceRuntime {
     pub outbox: OutboxSignal,
     pub shutdown: CancellationToken,
     pub verifier: Arc<TokenVerifier>,
+    pub faults: Faults,
     tasks: TaskTracker,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Faults(#[from] FaultError),
 }
 
 impl ServiceRuntime {
@@ -41,7 +51,8 @@ impl ServiceRuntime {
         database: &Path,
         bus: Arc<dyn EventBus>,
         shutdown: CancellationToken,
-    ) -> Result<Arc<Self>, sqlx::Error> {
+    ) -> Result<Arc<Self>, StartError> {
+        let faults = Faults::parse(&settings.faults, name, settings.environment)?;
         let db = open_service_database(database, settings.sqlite_synchronous).await?;
         let rt = Arc::new(ServiceRuntime {
             name,
@@ -50,6 +61,7 @@ impl ServiceRuntime {
             metrics: Arc::new(Metrics::new(name)),
             outbox: OutboxSignal::default(),
             verifier: Arc::new(TokenVerifier::new(settings.tokens.clone())),
+            faults,
             settings,
             shutdown,
             tasks: TaskTracker::new(),
@@ -59,6 +71,7 @@ impl ServiceRuntime {
             rt.bus.clone(),
             rt.outbox.clone(),
             rt.metrics.clone(),
+            rt.faults.clone(),
             rt.shutdown.clone(),
         ));
         Ok(rt)
@@ -130,6 +143,10 @@ impl Service for ServiceRuntime {
 
     fn verifier(&self) -> &Arc<TokenVerifier> {
         &self.verifier
+    }
+
+    fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     async fn ready(&self) -> Result<(), String> {

@@ -24,12 +24,15 @@ use tracing::Instrument;
 use crate::{
     auth::TokenVerifier,
     config::ChassisSettings,
+    faults::Faults,
     problem::{Problem, problem_for_bare_errors},
     telemetry::{HttpLabels, Metrics, RouteLabels},
     trace::TraceContext,
 };
 
 pub const TRACEPARENT: &str = "traceparent";
+
+static NO_FAULTS: Faults = Faults::NONE;
 
 /// What the HTTP stack needs to know of the service it fronts.
 pub trait Service: Send + Sync + 'static {
@@ -39,6 +42,10 @@ pub trait Service: Send + Sync + 'static {
     fn shutdown(&self) -> &CancellationToken;
     /// Checks the bearer tokens of the requests this service serves.
     fn verifier(&self) -> &Arc<TokenVerifier>;
+    /// What faults to inject into its API (none unless configured for a test).
+    fn faults(&self) -> &Faults {
+        &NO_FAULTS
+    }
     /// Whether the service can do its work now (its database and bus answer); the error
     /// says what is missing.
     fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
@@ -71,6 +78,10 @@ pub fn with_chassis<S: Service>(rt: Arc<S>, api: Router) -> Router {
         .route("/health/ready", get(ready::<S>))
         .route("/metrics", get(metrics::<S>))
         .with_state(rt.clone());
+    let api = api.layer(middleware::from_fn_with_state(
+        rt.clone(),
+        inject_faults::<S>,
+    ));
     api.merge(operations).layer(
         ServiceBuilder::new()
             .layer(Extension(rt.verifier().clone()))
@@ -194,4 +205,26 @@ async fn metrics<S: Service>(State(rt): State<Arc<S>>) -> impl IntoResponse {
         )],
         rt.metrics().render(),
     )
+}
+
+/// The configured latency and errors, on API routes only (health and metrics stay true).
+async fn inject_faults<S: Service>(
+    State(rt): State<Arc<S>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let faults = rt.faults();
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    if faults.should_fail() {
+        return Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "injected-fault",
+            "Injected fault",
+            "this error was injected for a test (MALL_FAULTS)",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }

@@ -200,7 +200,7 @@ impl Shop {
             self.shutdown.clone(),
         )
         .await
-        .with_context(|| format!("cannot open {}", database.display()))
+        .with_context(|| format!("cannot start {name} on {}", database.display()))
     }
 
     /// The token signing key: the configured file, or (for `mall up`, which seeds demo

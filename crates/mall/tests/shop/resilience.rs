@@ -234,3 +234,76 @@ async fn a_poison_event_lands_in_the_dead_letters_and_replays_once_its_cause_is_
         "{listed}"
     );
 }
+
+#[tokio::test]
+async fn a_slow_service_fills_only_its_own_bulkhead_and_the_excess_is_shed_at_once() {
+    let mut env = crate::helpers::NO_RATE_LIMITS.to_vec();
+    env.extend([
+        ("MALL_UPSTREAM_MAX_IN_FLIGHT", "2"),
+        ("MALL_FAULTS", "mypage:latency-ms=600;delivery:error-rate=1"),
+    ]);
+    let shop = Shop::start_with(&env).await;
+    let started = Instant::now();
+    let answers = join_all((0..6).map(|_| shop.get_as(&shop.token, "/api/mypage"))).await;
+    let statuses: Vec<_> = answers.iter().map(|a| a.status()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE)
+            .count(),
+        4
+    );
+    for shed in answers
+        .into_iter()
+        .filter(|a| a.status() == StatusCode::SERVICE_UNAVAILABLE)
+    {
+        assert_eq!(shed.headers()["retry-after"], "1");
+        assert_problem(shed, StatusCode::SERVICE_UNAVAILABLE, "in flight").await;
+    }
+    assert!(started.elapsed() < Duration::from_millis(1_500));
+
+    // Meanwhile the other services answer as usual.
+    let during = tokio::join!(shop.get_as(&shop.token, "/api/mypage"), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        shop.get("/api/products").await
+    });
+    assert_eq!(during.1.status(), StatusCode::OK);
+    assert_eq!(during.0.status(), StatusCode::OK);
+
+    // An injected error is a problem like any other; health stays true.
+    let complete = format!("/api/deliveries/{}/complete", uuid::Uuid::now_v7());
+    let failed = shop
+        .post_as(&shop.admin_token, &complete, &serde_json::json!({}))
+        .await;
+    assert_problem(failed, StatusCode::INTERNAL_SERVER_ERROR, "injected").await;
+    let health = reqwest::get(format!(
+        "http://127.0.0.1:{}/health/ready",
+        shop.base_port + 2
+    ))
+    .await
+    .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[test]
+fn production_refuses_to_start_with_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
+        .args(["serve", "order", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .env("MALL_ENV", "production")
+        .env("MALL_FAULTS", "order:error-rate=0.5")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refused when MALL_ENV=production"),
+        "{stderr}"
+    );
+}

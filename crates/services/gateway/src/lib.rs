@@ -10,7 +10,7 @@
 mod dead_letters;
 mod limits;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use axum::{
     Extension, Router,
@@ -35,7 +35,7 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use limits::RateLimitSettings;
@@ -92,6 +92,12 @@ pub struct GatewaySettings {
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub upstream_timeout_ms: u64,
 
+    /// Requests in flight to one service at most (a bulkhead per service); more are shed
+    /// at once with a 503 and `Retry-After` rather than queued behind a slow service.
+    #[arg(long, env = "MALL_UPSTREAM_MAX_IN_FLIGHT", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub upstream_max_in_flight: u32,
+
     #[command(flatten)]
     pub rate_limits: RateLimitSettings,
 }
@@ -137,6 +143,7 @@ struct Upstream {
     base: Arc<str>,
     timeout: Duration,
     limits: Arc<RateLimits>,
+    in_flight: Arc<Semaphore>,
 }
 
 pub async fn run(
@@ -157,11 +164,26 @@ pub async fn run(
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build_http();
+    let bulkheads: HashMap<&str, Arc<Semaphore>> = [
+        &urls.auth_url,
+        &urls.product_url,
+        &urls.order_url,
+        &urls.delivery_url,
+        &urls.mypage_url,
+        &urls.payment_url,
+    ]
+    .into_iter()
+    .map(|url| {
+        let permits = settings.upstream_max_in_flight as usize;
+        (url.as_str(), Arc::new(Semaphore::new(permits)))
+    })
+    .collect();
     let upstream = |base: &str| Upstream {
         client: client.clone(),
         base: base.trim_end_matches('/').into(),
         timeout: Duration::from_millis(settings.upstream_timeout_ms),
         limits: limits.clone(),
+        in_flight: bulkheads[base].clone(),
     };
     let auth = Router::new()
         .route("/api/auth/signup", post(public))
@@ -343,6 +365,19 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 async fn forward(upstream: &Upstream, trace: TraceContext, mut request: Request) -> Response {
+    let Ok(_in_flight) = upstream.in_flight.try_acquire() else {
+        tracing::warn!(upstream = %upstream.base, "bulkhead full: request shed");
+        return Problem {
+            retry_after: Some(1),
+            ..Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "The service behind this path is overloaded",
+                "too many requests are in flight to it; try again shortly",
+            )
+        }
+        .into_response();
+    };
     let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let service_path = path_and_query
         .strip_prefix("/api")
