@@ -43,22 +43,27 @@ async fn backlog(data_dir: &Path) -> anyhow::Result<i64> {
             .await?;
         db.close().await;
     }
-    let bus = open(data_dir, "bus.db").await?;
     for group in GROUPS {
-        let behind: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(head - COALESCE(o.next_position, 0)), 0) FROM
-               (SELECT topic, partition, MAX(position) + 1 AS head FROM log GROUP BY topic, partition) h
-             LEFT JOIN group_offsets o ON o.grp = ? AND o.topic = h.topic AND o.partition = h.partition
-             WHERE h.topic IN (SELECT DISTINCT topic FROM leases WHERE grp = ?)",
-        )
-        .bind(group)
-        .bind(group)
-        .fetch_one(&bus)
-        .await?;
-        waiting += behind;
+        waiting += group_lag(data_dir, group).await?;
     }
-    bus.close().await;
     Ok(waiting)
+}
+
+/// Events on the topics `group` reads that it has not handled yet.
+pub async fn group_lag(data_dir: &Path, group: &str) -> anyhow::Result<i64> {
+    let bus = open(data_dir, "bus.db").await?;
+    let behind = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(head - COALESCE(o.next_position, 0)), 0) FROM
+           (SELECT topic, partition, MAX(position) + 1 AS head FROM log GROUP BY topic, partition) h
+         LEFT JOIN group_offsets o ON o.grp = ? AND o.topic = h.topic AND o.partition = h.partition
+         WHERE h.topic IN (SELECT DISTINCT topic FROM leases WHERE grp = ?)",
+    )
+    .bind(group)
+    .bind(group)
+    .fetch_one(&bus)
+    .await?;
+    bus.close().await;
+    Ok(behind)
 }
 
 /// An order on my page: id, order, payment and delivery status.
@@ -132,8 +137,13 @@ pub async fn run(data_dir: &Path, wait: Duration) -> anyhow::Result<bool> {
             .await?;
     bus.close().await;
     let mut ever_added: HashMap<Uuid, i64> = HashMap::new();
+    // The log is at least once: an event delivered twice was still one change.
+    let mut seen = std::collections::HashSet::new();
     for raw in catalogue_events {
         let envelope: Envelope = serde_json::from_str(&raw)?;
+        if !seen.insert(envelope.id) {
+            continue;
+        }
         if let Ok(added) = envelope.decode::<ProductAdded>() {
             *ever_added.entry(added.product_id).or_default() += i64::from(added.stock);
         } else if let Ok(adjusted) = envelope.decode::<StockAdjusted>() {

@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod chaos;
 mod check;
 mod docs;
 mod loadgen;
@@ -85,6 +86,10 @@ enum Command {
     /// Drive real customers through a running shop's gateway and report confirmed
     /// orders/s and saga latency (JSON result and SVG plot in --out).
     Loadgen(loadgen::Settings),
+    /// Order from a `mall up --split` shop while killing its services, crashing them at
+    /// their worst moments, delivering old events again and slowing product; then check
+    /// that no accepted order was lost and nothing was applied twice, and print a table.
+    Chaos(chaos::Settings),
     /// Write the documents generated from the code into docs/ (AsyncAPI, event storming
     /// board, context map), or check that they are up to date.
     Docs(docs::Settings),
@@ -204,6 +209,7 @@ fn main() -> anyhow::Result<()> {
             Command::Admin { task } => admin::run(task).await,
             Command::Loadgen(settings) => loadgen::run(settings).await,
             Command::Docs(settings) => docs::run(settings),
+            Command::Chaos(settings) => chaos::run(settings).await,
             Command::Bench { target } => bench::run(target).await,
         }
     })

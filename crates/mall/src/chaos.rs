@@ -1,0 +1,496 @@
+//! `mall chaos`: customers order from a `mall up --split` shop while services are killed
+//! (SIGKILL, and injected crashes at the points where a crash hurts most), old events are
+//! delivered again out of order, and product answers slowly. Then the shop drains and
+//! `mall admin check` runs. It fails if an accepted order was lost or anything was applied
+//! twice.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use chassis::{
+    bus::{EventBus, OutgoingEvent, embedded::EmbeddedLog},
+    config::Durability,
+};
+use contracts::Envelope;
+use rand::{Rng, seq::IndexedRandom};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{ServiceName, split};
+
+#[derive(clap::Args)]
+pub struct Settings {
+    /// How long to place orders while breaking things, in seconds.
+    #[arg(long, default_value_t = 60)]
+    duration_secs: u64,
+    /// Orders in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// A random service is SIGKILLed this often, in milliseconds.
+    #[arg(long, default_value_t = 4_000)]
+    kill_every_ms: u64,
+    /// Old events delivered again (duplicates, out of order) per kill interval.
+    #[arg(long, default_value_t = 20)]
+    duplicates_per_round: usize,
+    /// Faults the services inject (MALL_FAULTS syntax): product slowed, and crashes at
+    /// the relay's and the consumers' worst moments.
+    #[arg(
+        long,
+        default_value = "product:latency-ms=40;order:crash-at=before-publish@0.003;payment:crash-at=after-publish@0.003;delivery:crash-at=before-offset-commit@0.003"
+    )]
+    faults: String,
+    /// First port of the shop under test.
+    #[arg(long, default_value_t = 18_180)]
+    base_port: u16,
+    /// Data folder of the shop under test (a fresh temporary one by default).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+const ADMIN_EMAIL: &str = "chaos-admin@12st.mall";
+const ADMIN_PASSWORD: &str = "chaos admin password";
+/// Services a kill may hit: all of them.
+const VICTIMS: [ServiceName; 7] = [
+    ServiceName::Gateway,
+    ServiceName::Order,
+    ServiceName::Product,
+    ServiceName::Payment,
+    ServiceName::Delivery,
+    ServiceName::Mypage,
+    ServiceName::Auth,
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Normal,
+    OverStock,
+    Declined,
+    Cancelled,
+}
+
+struct Accepted {
+    order_id: String,
+    token: Arc<str>,
+    kind: Kind,
+}
+
+#[derive(Default)]
+struct Tally {
+    accepted: Vec<Accepted>,
+    refused: BTreeMap<String, usize>,
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let temporary = tempfile::tempdir()?;
+    let data_dir = settings
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| temporary.path().to_owned());
+    let db = crate::shop::auth_database(&data_dir, &default_chassis()).await?;
+    auth::register(&db, ADMIN_EMAIL, "Chaos admin", ADMIN_PASSWORD, true, None)
+        .await
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    db.close().await;
+
+    let mut shop = start_shop(&settings, &data_dir)?;
+    let url = format!("http://127.0.0.1:{}", settings.base_port);
+    let client = Client::builder().timeout(Duration::from_secs(10)).build()?;
+    wait_until_ready(&client, settings.base_port, Duration::from_secs(60)).await?;
+    let admin = login(&client, &url, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    let products = [
+        add_product(&client, &url, &admin, 1_000, 1_000_000).await?,
+        add_product(&client, &url, &admin, 1_000, 0).await?,
+        add_product(&client, &url, &admin, 10_402, 1_000_000).await?,
+    ];
+    let mut tokens = Vec::new();
+    for i in 0..settings.concurrency {
+        let email = format!("chaos-{}-{i}@chaos.12st", uuid::Uuid::now_v7());
+        let signup = json!({"email": email, "password": "chaos password", "name": "Chaos"});
+        client
+            .post(format!("{url}/api/auth/signup"))
+            .json(&signup)
+            .send()
+            .await?
+            .error_for_status()?;
+        tokens.push(Arc::<str>::from(
+            login(&client, &url, &email, "chaos password").await?,
+        ));
+    }
+
+    println!(
+        "chaos: {} s, {} customers ordering, a kill every {} ms, faults {}",
+        settings.duration_secs, settings.concurrency, settings.kill_every_ms, settings.faults
+    );
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let deadline = Instant::now() + Duration::from_secs(settings.duration_secs);
+    let mut workers = tokio::task::JoinSet::new();
+    for token in &tokens {
+        let (client, url, products, tally) =
+            (client.clone(), url.clone(), products.clone(), tally.clone());
+        let token = token.clone();
+        workers.spawn(async move {
+            while Instant::now() < deadline {
+                let kind = match rand::rng().random_range(0..100) {
+                    0..80 => Kind::Normal,
+                    80..85 => Kind::OverStock,
+                    85..90 => Kind::Declined,
+                    _ => Kind::Cancelled,
+                };
+                let product = match kind {
+                    Kind::OverStock => &products[1],
+                    Kind::Declined => &products[2],
+                    Kind::Normal | Kind::Cancelled => &products[0],
+                };
+                let outcome = place(&client, &url, &token, product, kind).await;
+                let refused = outcome.is_err();
+                {
+                    let mut tally = tally.lock().expect("tally lock poisoned");
+                    match outcome {
+                        Ok(order_id) => tally.accepted.push(Accepted {
+                            order_id,
+                            token: token.clone(),
+                            kind,
+                        }),
+                        Err(refusal) => *tally.refused.entry(refusal).or_default() += 1,
+                    }
+                }
+                if refused {
+                    // As a person would: wait a moment before trying again.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+    }
+
+    let bus = EmbeddedLog::open(&data_dir.join("bus.db"), Durability::Normal, 4).await?;
+    let mut kills: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut duplicates = 0;
+    let mut restarts = Vec::new();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(settings.kill_every_ms)).await;
+        let victim = *VICTIMS
+            .choose(&mut rand::rng())
+            .expect("victims are listed");
+        let killed_at = Instant::now();
+        if signal(&data_dir, victim, libc::SIGKILL) {
+            *kills.entry(victim.name()).or_default() += 1;
+        }
+        duplicates += deliver_again(&bus, &data_dir, settings.duplicates_per_round).await?;
+        if let Some(drained) =
+            restart_to_drained(&client, settings.base_port, &data_dir, victim, killed_at).await
+        {
+            restarts.push((victim.name(), drained));
+        }
+    }
+    while workers.join_next().await.is_some() {}
+    let load_stopped = Instant::now();
+
+    let tally = Arc::try_unwrap(tally)
+        .ok()
+        .context("workers finished")?
+        .into_inner()?;
+    let mut finals: BTreeMap<(Kind, String), usize> = BTreeMap::new();
+    let mut lost = Vec::new();
+    for order in &tally.accepted {
+        match final_status(&client, &url, order).await {
+            Some(status) => *finals.entry((order.kind, status)).or_default() += 1,
+            None => lost.push(order.order_id.clone()),
+        }
+    }
+    let settled_in = load_stopped.elapsed();
+    stop_shop(&mut shop).await;
+    println!("\n== invariants (mall admin check) ==");
+    let invariants_hold = crate::check::run(&data_dir, Duration::from_secs(60)).await?;
+
+    println!("\n== chaos ==");
+    println!(
+        "{:<44} {:>8}",
+        "orders accepted (202)",
+        tally.accepted.len()
+    );
+    for (refusal, count) in &tally.refused {
+        println!("{:<44} {count:>8}", format!("placing refused: {refusal}"));
+    }
+    for ((kind, status), count) in &finals {
+        println!("{:<44} {count:>8}", format!("final: {kind:?} -> {status}"));
+    }
+    for (service, count) in &kills {
+        println!("{:<44} {count:>8}", format!("SIGKILL {service}"));
+    }
+    let crashes = std::fs::read_to_string(data_dir.join("supervisor.log"))
+        .unwrap_or_default()
+        .matches("injected crash")
+        .count();
+    println!("{:<44} {crashes:>8}", "injected crashes (crash points)");
+    println!("{:<44} {duplicates:>8}", "old events delivered again");
+    if !restarts.is_empty() {
+        let mut times: Vec<_> = restarts.iter().map(|(_, d)| d.as_millis()).collect();
+        times.sort_unstable();
+        println!(
+            "{:<44} {:>8}",
+            "kill -> restarted and backlog drained, p50 ms",
+            times[times.len() / 2]
+        );
+        println!(
+            "{:<44} {:>8}",
+            "kill -> restarted and backlog drained, max ms",
+            times[times.len() - 1]
+        );
+    }
+    println!(
+        "{:<44} {:>8}",
+        "all orders final after load, ms",
+        settled_in.as_millis()
+    );
+    println!("{:<44} {:>8}", "orders lost", lost.len());
+    println!(
+        "{:<44} {:>8}",
+        "invariants",
+        if invariants_hold { "hold" } else { "BROKEN" }
+    );
+    anyhow::ensure!(lost.is_empty(), "accepted orders lost: {lost:?}");
+    anyhow::ensure!(invariants_hold, "invariants broken: see the report above");
+    Ok(())
+}
+
+fn default_chassis() -> chassis::config::ChassisSettings {
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        chassis: chassis::config::ChassisSettings,
+    }
+    Defaults::parse_from(["chaos"]).chassis
+}
+
+fn start_shop(settings: &Settings, data_dir: &Path) -> anyhow::Result<tokio::process::Child> {
+    let log = std::fs::File::create(data_dir.join("supervisor.log"))?;
+    let child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["up", "--split", "--base-port"])
+        .arg(settings.base_port.to_string())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("MALL_FAULTS", &settings.faults)
+        .env("MALL_ENV", "test")
+        .env("MALL_LOG", "warn")
+        .env("MALL_RATE_LIMIT_IP_PER_SEC", "100000")
+        .env("MALL_RATE_LIMIT_IP_BURST", "100000")
+        .env("MALL_RATE_LIMIT_CUSTOMER_PER_SEC", "100000")
+        .env("MALL_RATE_LIMIT_CUSTOMER_BURST", "100000")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start mall up --split")?;
+    Ok(child)
+}
+
+async fn stop_shop(shop: &mut tokio::process::Child) {
+    if let Some(pid) = shop.id() {
+        // SAFETY: kill(2) with the pid of our own child and a valid signal number.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), shop.wait()).await;
+}
+
+fn signal(data_dir: &Path, service: ServiceName, signal: libc::c_int) -> bool {
+    let Ok(pid) = std::fs::read_to_string(split::pid_file(data_dir, service)) else {
+        return false;
+    };
+    let Ok(pid) = pid.trim().parse::<libc::pid_t>() else {
+        return false;
+    };
+    // SAFETY: kill(2) with a pid the supervisor recorded and a valid signal number.
+    unsafe { libc::kill(pid, signal) == 0 }
+}
+
+async fn wait_until_ready(client: &Client, base_port: u16, limit: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    for service in VICTIMS {
+        let url = format!(
+            "http://127.0.0.1:{}/health/ready",
+            base_port + service.port_offset()
+        );
+        loop {
+            if let Ok(response) = client.get(&url).send().await
+                && response.status().is_success()
+            {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < limit,
+                "{} did not become ready",
+                service.name()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Time from the kill until the service answers again and its consumer group has caught
+/// up with the events that arrived meanwhile (at most 10 waiting).
+async fn restart_to_drained(
+    client: &Client,
+    base_port: u16,
+    data_dir: &Path,
+    service: ServiceName,
+    killed_at: Instant,
+) -> Option<Duration> {
+    let url = format!(
+        "http://127.0.0.1:{}/health/ready",
+        base_port + service.port_offset()
+    );
+    while killed_at.elapsed() < Duration::from_secs(30) {
+        let ready = client
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready
+            && crate::check::group_lag(data_dir, service.name())
+                .await
+                .ok()?
+                <= 10
+        {
+            return Some(killed_at.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// Appends copies of random events already in the log: each is a duplicate, and arrives
+/// after events that followed it.
+async fn deliver_again(bus: &EmbeddedLog, data_dir: &Path, count: usize) -> anyhow::Result<usize> {
+    let log = sqlx::sqlite::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(data_dir.join("bus.db"))
+            .read_only(true),
+    )
+    .await?;
+    let picked: Vec<(String, String)> = sqlx::query_as(
+        "SELECT topic, envelope FROM log WHERE topic NOT LIKE '%.dlq.%'
+         ORDER BY random() LIMIT ?",
+    )
+    .bind(count as i64)
+    .fetch_all(&log)
+    .await?;
+    log.close().await;
+    let events = picked
+        .into_iter()
+        .map(|(topic, envelope)| {
+            Ok(OutgoingEvent {
+                topic,
+                envelope: serde_json::from_str::<Envelope>(&envelope)?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let delivered = events.len();
+    bus.publish(events).await?;
+    Ok(delivered)
+}
+
+async fn login(client: &Client, url: &str, email: &str, password: &str) -> anyhow::Result<String> {
+    let answer: Value = client
+        .post(format!("{url}/api/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(answer["access_token"]
+        .as_str()
+        .context("no token")?
+        .to_owned())
+}
+
+async fn add_product(
+    client: &Client,
+    url: &str,
+    admin: &str,
+    price: u64,
+    stock: u32,
+) -> anyhow::Result<String> {
+    let body = json!({"name": "chaos", "description": "created by mall chaos", "price": price, "stock": stock});
+    let created: Value = client
+        .post(format!("{url}/api/products"))
+        .bearer_auth(admin)
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(created["id"].as_str().context("no product id")?.to_owned())
+}
+
+/// Places one order (and cancels it at once for `Cancelled`); its id once accepted, or
+/// why it was not.
+async fn place(
+    client: &Client,
+    url: &str,
+    token: &str,
+    product: &str,
+    kind: Kind,
+) -> Result<String, String> {
+    let body =
+        json!({"product_id": product, "quantity": 1, "address": "1 Teheran-ro, Gangnam-gu, Seoul"});
+    let response = client
+        .post(format!("{url}/api/orders"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|_| "no answer".to_owned())?;
+    if response.status() != StatusCode::ACCEPTED {
+        return Err(response.status().to_string());
+    }
+    let order: Value = response
+        .json()
+        .await
+        .map_err(|_| "unreadable answer".to_owned())?;
+    let order_id = order["order_id"].as_str().ok_or("no order id")?.to_owned();
+    if kind == Kind::Cancelled {
+        // A cancel refused while a service is down leaves an order that simply goes on.
+        let _ = client
+            .post(format!("{url}/api/orders/{order_id}/cancel"))
+            .bearer_auth(token)
+            .send()
+            .await;
+    }
+    Ok(order_id)
+}
+
+/// The order's final state once its saga is over; `None` if it is gone or still not
+/// final after two minutes.
+async fn final_status(client: &Client, url: &str, order: &Accepted) -> Option<String> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        let response = client
+            .get(format!("{url}/api/orders/{}", order.order_id))
+            .bearer_auth(&*order.token)
+            .send()
+            .await;
+        if let Ok(response) = response {
+            if response.status() == StatusCode::NOT_FOUND {
+                return None;
+            }
+            if let Ok(body) = response.json::<Value>().await
+                && let Some(status) = body["status"].as_str()
+                && !matches!(status, "PENDING" | "CONFIRMED")
+            {
+                return Some(status.to_owned());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
