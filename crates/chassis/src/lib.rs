@@ -14,6 +14,7 @@
 //! - [`breaker`]: a circuit breaker for synchronous calls to other services;
 //! - [`auth`]: bearer token verification against the issuer's JWKS, and the `Caller`;
 //! - [`openapi`]: each service's API document, generated from its handlers;
+//! - [`ui`]: the service's web components, embedded, for the shell page to compose;
 //! - [`problem`], [`telemetry`], [`trace`]: errors, logs and metrics, W3C trace context.
 
 pub mod auth;
@@ -33,5 +34,6 @@ pub mod runtime;
 pub mod server;
 pub mod telemetry;
 pub mod trace;
+pub mod ui;
 
 pub use runtime::ServiceRuntime;

@@ -26,6 +26,7 @@ async fn the_gateway_serves_the_merged_openapi_document_of_the_public_api() {
         ("patch", "/api/orders/{id}", true),
         ("post", "/api/orders/{id}/undo", true),
         ("get", "/api/mypage", true),
+        ("get", "/api/deliveries", true),
         ("post", "/api/deliveries/{order_id}/complete", true),
         ("get", "/api/admin/dlq", true),
         ("post", "/api/admin/dlq/{id}/replay", true),

@@ -15,7 +15,7 @@ use chassis::{
     ServiceRuntime,
     db::Database,
     flows::{Actor, Command, EventRef, ServiceFlows, Subdomain},
-    server,
+    server, ui,
 };
 use contracts::events::CustomerRegistered;
 use tokio::net::TcpListener;
@@ -24,6 +24,13 @@ pub use api::{ApiError, register};
 pub use keys::SigningKey;
 
 pub const NAME: &str = "auth";
+
+/// The service's web components (MVVM: each view with its ViewModel), served under
+/// its API path for the gateway's shell to compose.
+const UI: &[ui::Asset] = &[
+    ("login.js", include_str!("../ui/login.js")),
+    ("login-vm.js", include_str!("../ui/login-vm.js")),
+];
 
 /// Accounts and tokens; every other service is downstream of its keys.
 pub const FLOWS: ServiceFlows = ServiceFlows {
@@ -75,7 +82,8 @@ pub async fn run(
     settings: AuthSettings,
 ) -> Result<(), Error> {
     migrate(&rt.db).await?;
-    let router = api::router(rt.clone(), Arc::new(key), settings.token_ttl_secs);
+    let router = api::router(rt.clone(), Arc::new(key), settings.token_ttl_secs)
+        .merge(ui::assets("/auth/ui", UI));
     server::serve(rt.clone(), listener, router).await?;
     rt.stopped().await;
     Ok(())

@@ -23,6 +23,7 @@ use crate::{NAME, store};
 pub fn router(rt: Arc<ServiceRuntime>) -> Router {
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(complete_delivery))
+        .routes(routes!(deliveries_on_their_way))
         .with_state(rt.clone())
         .merge(dead_letters::routes(rt))
         .split_for_parts();
@@ -68,6 +69,38 @@ struct DeliveryView {
     order_id: Uuid,
     delivery_id: Uuid,
     status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct OnItsWay {
+    order_id: Uuid,
+    delivery_id: Uuid,
+    address: String,
+    /// When the delivery started (RFC 3339).
+    started_at: String,
+}
+
+/// Deliveries on their way, oldest first, at most 200: what is left to complete (admin).
+#[utoipa::path(get, path = "/deliveries", tag = "delivery",
+    security(("bearer" = [])),
+    responses((status = 200, body = Vec<OnItsWay>),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn deliveries_on_their_way(
+    State(rt): State<Arc<ServiceRuntime>>,
+    _: Admin,
+) -> Result<Json<Vec<OnItsWay>>, ApiError> {
+    let rows = store::on_their_way(rt.db.reader(), 200).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(order_id, delivery_id, address, started_at)| OnItsWay {
+                order_id,
+                delivery_id,
+                address,
+                started_at,
+            })
+            .collect(),
+    ))
 }
 
 /// Marks an order's delivery as handed over (admin). Completing it again changes nothing.

@@ -10,12 +10,19 @@ use std::sync::Arc;
 use chassis::{
     ServiceRuntime,
     flows::{Actor, Call, Command, EventRef, Policy, ServiceFlows, Subdomain},
-    server,
+    server, ui,
 };
 use contracts::events;
 use tokio::net::TcpListener;
 
 pub const NAME: &str = "delivery";
+
+/// The service's web components (MVVM: each view with its ViewModel), served under
+/// its API path for the gateway's shell to compose.
+const UI: &[ui::Asset] = &[
+    ("deliveries.js", include_str!("../ui/deliveries.js")),
+    ("deliveries-vm.js", include_str!("../ui/deliveries-vm.js")),
+];
 
 /// Delivery follows the order: it starts once the order is confirmed.
 pub const FLOWS: ServiceFlows = ServiceFlows {
@@ -71,7 +78,8 @@ pub enum Error {
 pub async fn run(rt: Arc<ServiceRuntime>, listener: TcpListener) -> Result<(), Error> {
     sqlx::migrate!("./migrations").run(rt.db.writer()).await?;
     rt.consume(&FLOWS, consumers::OrderEvents);
-    server::serve(rt.clone(), listener, api::router(rt.clone())).await?;
+    let router = api::router(rt.clone()).merge(ui::assets("/deliveries/ui", UI));
+    server::serve(rt.clone(), listener, router).await?;
     rt.stopped().await;
     Ok(())
 }

@@ -21,6 +21,20 @@ pub async fn find(
         .await
 }
 
+/// Deliveries on their way (STARTED), oldest first: what an operator has to complete.
+pub async fn on_their_way(
+    pool: &sqlx::SqlitePool,
+    limit: i64,
+) -> Result<Vec<(Uuid, Uuid, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT order_id, delivery_id, address, updated_at FROM deliveries
+         WHERE status = 'STARTED' ORDER BY updated_at LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 pub async fn insert_awaiting(
     conn: &mut SqliteConnection,
     order_id: Uuid,

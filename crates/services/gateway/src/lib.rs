@@ -18,7 +18,7 @@ use axum::{
     extract::{FromRequestParts, Request, State},
     http::{HeaderValue, Uri, header},
     middleware,
-    response::{IntoResponse, Response},
+    response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
 use chassis::{
@@ -29,6 +29,7 @@ use chassis::{
     server::{self, Service, TRACEPARENT},
     telemetry::Metrics,
     trace::TraceContext,
+    ui,
 };
 use hyper::StatusCode;
 use hyper_util::{
@@ -42,6 +43,21 @@ pub use limits::RateLimitSettings;
 use limits::RateLimits;
 
 pub const NAME: &str = "gateway";
+
+/// The shell page at `/`: the import map that names each service's components, and the
+/// shop's look. It composes the page in the browser; nothing is rendered on the server.
+const SHELL_PAGE: &str = include_str!("../ui/index.html");
+/// The shell's own modules: routing, session, language, the API client every ViewModel
+/// uses, the View base class, and the dead-letter view (the gateway owns that merge).
+const SHELL: &[ui::Asset] = &[
+    ("shell.js", include_str!("../ui/shell.js")),
+    ("api.js", include_str!("../ui/api.js")),
+    ("i18n.js", include_str!("../ui/i18n.js")),
+    ("session.js", include_str!("../ui/session.js")),
+    ("view.js", include_str!("../ui/view.js")),
+    ("dlq.js", include_str!("../ui/dlq.js")),
+    ("dlq-vm.js", include_str!("../ui/dlq-vm.js")),
+];
 
 /// The gateway holds no state of its own: it is the open host of the public API.
 pub const FLOWS: ServiceFlows = ServiceFlows {
@@ -206,6 +222,7 @@ pub async fn run(
         .route("/api/mypage", get(customer))
         .with_state(upstream(&urls.mypage_url));
     let delivery = Router::new()
+        .route("/api/deliveries", get(admin))
         .route("/api/deliveries/{order_id}/complete", post(admin))
         .with_state(upstream(&urls.delivery_url));
     let keepers: dead_letters::Keepers = Arc::new([
@@ -219,6 +236,31 @@ pub async fn run(
         .route("/api/admin/dlq", get(dead_letters::list))
         .route("/api/admin/dlq/{id}/replay", post(dead_letters::replay))
         .with_state(keepers);
+    let components = Router::new()
+        .route("/api/auth/ui/{file}", get(public))
+        .with_state(upstream(&urls.auth_url))
+        .merge(
+            Router::new()
+                .route("/api/products/ui/{file}", get(public))
+                .with_state(upstream(&urls.product_url)),
+        )
+        .merge(
+            Router::new()
+                .route("/api/orders/ui/{file}", get(public))
+                .with_state(upstream(&urls.order_url)),
+        )
+        .merge(
+            Router::new()
+                .route("/api/mypage/ui/{file}", get(public))
+                .with_state(upstream(&urls.mypage_url)),
+        )
+        .merge(
+            Router::new()
+                .route("/api/deliveries/ui/{file}", get(public))
+                .with_state(upstream(&urls.delivery_url)),
+        )
+        .route("/", get(|| async { Html(SHELL_PAGE) }))
+        .merge(ui::assets("/ui/shell", SHELL));
     let documents = Router::new()
         .route("/api/openapi.json", get(openapi_document))
         .with_state(Arc::new([
@@ -234,6 +276,7 @@ pub async fn run(
         .merge(delivery)
         .merge(mypage)
         .merge(operations)
+        .merge(components)
         .merge(documents)
         .layer(middleware::from_fn_with_state(limits, limits::front_door));
     server::serve(gateway, listener, routes).await

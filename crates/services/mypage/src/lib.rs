@@ -13,13 +13,20 @@ use chassis::{
     consumer::{Delivery, EventHandler, HandlerError},
     db::Database,
     flows::{Call, EventRef, Policy, ServiceFlows, Subdomain},
-    server,
+    server, ui,
 };
 use contracts::events;
 use sqlx::SqliteConnection;
 use tokio::net::TcpListener;
 
 pub const NAME: &str = "mypage";
+
+/// The service's web components (MVVM: each view with its ViewModel), served under
+/// its API path for the gateway's shell to compose.
+const UI: &[ui::Asset] = &[
+    ("mypage.js", include_str!("../ui/mypage.js")),
+    ("mypage-vm.js", include_str!("../ui/mypage-vm.js")),
+];
 
 /// My page is only a projection: it reads the saga's events and answers queries.
 pub const FLOWS: ServiceFlows = ServiceFlows {
@@ -129,7 +136,8 @@ async fn replay_batch(
 pub async fn run(rt: Arc<ServiceRuntime>, listener: TcpListener) -> Result<(), Error> {
     sqlx::migrate!("./migrations").run(rt.db.writer()).await?;
     rt.consume(&FLOWS, Projection);
-    server::serve(rt.clone(), listener, api::router(rt.clone())).await?;
+    let router = api::router(rt.clone()).merge(ui::assets("/mypage/ui", UI));
+    server::serve(rt.clone(), listener, router).await?;
     rt.stopped().await;
     Ok(())
 }

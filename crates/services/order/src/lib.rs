@@ -20,6 +20,7 @@ use chassis::{
     flows::{Actor, Call, Command, EventRef, Policy, ServiceFlows, Subdomain},
     server,
     trace::TraceContext,
+    ui,
 };
 use contracts::{Envelope, events, topics};
 use tokio::net::TcpListener;
@@ -34,6 +35,14 @@ use crate::{
 };
 
 pub const NAME: &str = "order";
+
+/// The service's web components (MVVM: each view with its ViewModel), served under
+/// its API path for the gateway's shell to compose.
+const UI: &[ui::Asset] = &[
+    ("order-form.js", include_str!("../ui/order-form.js")),
+    ("order.js", include_str!("../ui/order.js")),
+    ("order-vm.js", include_str!("../ui/order-vm.js")),
+];
 
 /// Order's commands and its part in the saga (DESIGN.md section 6).
 pub const FLOWS: ServiceFlows = ServiceFlows {
@@ -162,7 +171,8 @@ pub async fn run(
         rt.clone(),
         Duration::from_secs(settings.saga_deadline_secs),
     ));
-    server::serve(rt.clone(), listener, api::router(rt.clone(), catalogue)).await?;
+    let router = api::router(rt.clone(), catalogue).merge(ui::assets("/orders/ui", UI));
+    server::serve(rt.clone(), listener, router).await?;
     rt.stopped().await;
     Ok(())
 }

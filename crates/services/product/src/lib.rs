@@ -14,12 +14,22 @@ use std::sync::Arc;
 use chassis::{
     ServiceRuntime,
     flows::{Actor, Call, Command, EventRef, Policy, ServiceFlows, Subdomain},
-    server,
+    server, ui,
 };
 use contracts::events;
 use tokio::net::TcpListener;
 
 pub const NAME: &str = "product";
+
+/// The service's web components (MVVM: each view with its ViewModel), served under
+/// its API path for the gateway's shell to compose.
+const UI: &[ui::Asset] = &[
+    ("catalogue.js", include_str!("../ui/catalogue.js")),
+    ("catalogue-vm.js", include_str!("../ui/catalogue-vm.js")),
+    ("product.js", include_str!("../ui/product.js")),
+    ("admin.js", include_str!("../ui/admin.js")),
+    ("admin-vm.js", include_str!("../ui/admin-vm.js")),
+];
 
 /// The catalogue's commands and stock's part in the saga.
 pub const FLOWS: ServiceFlows = ServiceFlows {
@@ -94,7 +104,8 @@ pub async fn run(
         seed_demo_catalogue(&rt).await?;
     }
     rt.consume(&FLOWS, consumers::OrderEvents);
-    server::serve(rt.clone(), listener, api::router(rt.clone())).await?;
+    let router = api::router(rt.clone()).merge(ui::assets("/products/ui", UI));
+    server::serve(rt.clone(), listener, router).await?;
     rt.stopped().await;
     Ok(())
 }
