@@ -58,7 +58,7 @@ pub const FLOWS: ServiceFlows = ServiceFlows {
             emits: &[EventRef::of::<events::DeliveryCancelled>()],
         },
     ],
-    read_models: &[],
+    read_models: &["Deliveries on their way (GET /deliveries)"],
     calls: &[Call {
         to: "auth",
         route: "GET /auth/jwks",

@@ -76,7 +76,7 @@ function header() {
     ${signedIn ? `<a href="#/mypage">${t({ en: 'My page', ko: '마이페이지' })}</a>` : ''}
     ${session.isAdmin ? `<a href="#/admin">${t({ en: 'Admin', ko: '관리' })}</a>` : ''}
     ${signedIn ? `<button type="button" data-shell="logout">${t({ en: 'Log out', ko: '로그아웃' })}</button>` : `<a href="#/login">${t({ en: 'Log in', ko: '로그인' })}</a>`}
-    <button type="button" data-shell="lang" aria-label="${t({ en: 'Language', ko: '언어' })}">${lang() === 'ko' ? 'English' : '한국어'}</button>`;
+    <button type="button" data-shell="lang" lang="${lang() === 'ko' ? 'en' : 'ko'}">${lang() === 'ko' ? 'English' : '한국어'}</button>`;
 }
 
 document.documentElement.lang = initialLang();

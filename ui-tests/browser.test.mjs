@@ -1,0 +1,160 @@
+// The shop in a real browser (Debian's Chromium, driven by playwright-core) against a
+// `mall up --split` shop: a customer signs up, orders, watches the saga, cancels; an
+// operator completes a delivery; with product stopped the catalogue says so while my page
+// works. Screenshots of each view go to ui-tests/screenshots/.
+
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { after, before, test } from 'node:test';
+
+import { ADMIN, startShop } from './harness.mjs';
+
+const require = createRequire(new URL('../.ci/node/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+const SHOTS = new URL('./screenshots/', import.meta.url).pathname;
+const WAIT = { timeout: 20_000 };
+
+let shop;
+let browser;
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  shop = await startShop({ split: true, env: { MALL_UPSTREAM_TIMEOUT_MS: '1500' } });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await shop?.stop();
+});
+
+async function page(viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport, locale: 'en-US' });
+  const tab = await context.newPage();
+  tab.on('pageerror', (error) => assert.fail(`script error in the page: ${error}`));
+  await tab.goto(`${shop.url}/#/`);
+  return tab;
+}
+
+async function logIn(tab, email, password) {
+  await tab.goto(`${shop.url}/#/login`);
+  await tab.getByLabel('Email').fill(email);
+  await tab.getByLabel('Password').fill(password);
+  await tab.getByRole('button', { name: 'Log in', exact: true }).click();
+  await tab.getByRole('link', { name: 'My page' }).waitFor(WAIT);
+}
+
+async function stockOf(tab, name) {
+  await tab.goto(`${shop.url}/#/`);
+  const card = tab.locator('.product', { hasText: name });
+  await card.waitFor(WAIT);
+  return Number((await card.locator('.muted, .soldout').textContent()).match(/\d+/)?.[0] ?? 0);
+}
+
+test('a customer signs up, orders, sees it confirmed and on my page, cancels, and gets the stock back', async () => {
+  const tab = await page();
+  await tab.locator('.product').first().waitFor(WAIT);
+  await tab.screenshot({ path: `${SHOTS}catalogue.png`, fullPage: true });
+
+  await tab.getByRole('link', { name: 'Log in' }).click();
+  await tab.getByRole('button', { name: 'New here? Sign up' }).click();
+  await tab.getByLabel('Name').fill('Kim Minji');
+  await tab.getByLabel('Email').fill(`browser-${Date.now()}@12st.test`);
+  await tab.getByLabel('Password').fill('a good password');
+  await tab.screenshot({ path: `${SHOTS}signup.png` });
+  await tab.getByRole('button', { name: 'Create my account' }).click();
+  await tab.getByRole('link', { name: 'My page' }).waitFor(WAIT);
+
+  const name = 'Ceramic mug';
+  const before = await stockOf(tab, name);
+  await tab.locator('.product', { hasText: name }).click();
+  await tab.getByLabel('Quantity').fill('2');
+  await tab.getByLabel('Delivery address').fill('1 Teheran-ro, Gangnam-gu, Seoul');
+  await tab.screenshot({ path: `${SHOTS}product.png`, fullPage: true });
+  await tab.getByRole('button', { name: 'Place order' }).click();
+
+  const status = tab.getByTestId('order-status');
+  await status.filter({ hasText: 'On its way' }).waitFor(WAIT);
+  await tab.locator('ol.history li', { hasText: 'DeliveryStarted' }).waitFor(WAIT);
+  await tab.screenshot({ path: `${SHOTS}order.png`, fullPage: true });
+  const orderUrl = tab.url();
+  const orderId = orderUrl.split('/').pop();
+  assert.equal(await stockOf(tab, name), before - 2);
+
+  await tab.getByRole('link', { name: 'My page' }).click();
+  const row = tab.locator(`tr[data-order="${orderId}"]`);
+  await row.filter({ hasText: 'Paid' }).waitFor(WAIT);
+  assert.match(await row.textContent(), /On its way/);
+  await tab.screenshot({ path: `${SHOTS}mypage.png`, fullPage: true });
+
+  await tab.goto(orderUrl);
+  await tab.getByRole('button', { name: 'Cancel order' }).click();
+  await status.filter({ hasText: 'Cancelled' }).waitFor(WAIT);
+  for (let i = 0; i < 50 && (await stockOf(tab, name)) !== before; i++) await tab.waitForTimeout(200);
+  assert.equal(await stockOf(tab, name), before, 'the stock is back');
+
+  await tab.getByRole('button', { name: '한국어' }).click();
+  await tab.getByRole('heading', { name: '상품 목록' }).waitFor(WAIT);
+  await tab.screenshot({ path: `${SHOTS}catalogue-ko.png`, fullPage: true });
+  await tab.context().close();
+});
+
+test('an operator completes a delivery and the customer sees it delivered', async () => {
+  const customer = await page({ width: 390, height: 844 });
+  await logIn(customer, 'demo@12st.mall', demoPassword());
+  await customer.locator('.product').first().click();
+  await customer.getByLabel('Delivery address').fill('7 Jongno, Seoul');
+  await customer.getByRole('button', { name: 'Place order' }).click();
+  const status = customer.getByTestId('order-status');
+  await status.filter({ hasText: 'On its way' }).waitFor(WAIT);
+  const orderId = customer.url().split('/').pop();
+  await customer.screenshot({ path: `${SHOTS}order-mobile.png`, fullPage: true });
+
+  const operator = await page();
+  await logIn(operator, ADMIN.email, ADMIN.password);
+  await operator.getByRole('link', { name: 'Admin' }).click();
+  await operator.getByRole('heading', { name: 'Dead letters' }).waitFor(WAIT);
+  const delivery = operator.locator('tr', { hasText: orderId.slice(-8) }).getByRole('button', { name: 'Delivered' });
+  await delivery.waitFor(WAIT);
+  await operator.screenshot({ path: `${SHOTS}admin.png`, fullPage: true });
+  await delivery.press('Enter');
+  await operator.locator('tr', { hasText: orderId.slice(-8) }).waitFor({ state: 'detached', ...WAIT });
+
+  await status.filter({ hasText: 'Delivered' }).waitFor(WAIT);
+  assert.equal(await customer.getByRole('button', { name: 'Cancel order' }).count(), 0);
+  await customer.context().close();
+  await operator.context().close();
+});
+
+test('with product stopped the catalogue says so, and my page still works', async () => {
+  const tab = await page();
+  await logIn(tab, 'demo@12st.mall', demoPassword());
+  shop.signal('product', 'SIGSTOP');
+  try {
+    await tab.goto(`${shop.url}/#/`);
+    await tab.reload();
+    const down = tab.getByRole('alert');
+    await down.waitFor(WAIT);
+    assert.match(await down.textContent(), /unavailable/);
+    await tab.screenshot({ path: `${SHOTS}product-down.png`, fullPage: true });
+
+    await tab.getByRole('link', { name: 'My page' }).click();
+    await tab.getByRole('heading', { name: 'My page' }).waitFor(WAIT);
+    await tab.locator('tbody tr').first().waitFor(WAIT);
+    await tab.screenshot({ path: `${SHOTS}mypage-product-down.png`, fullPage: true });
+  } finally {
+    shop.signal('product', 'SIGCONT');
+  }
+  await tab.goto(`${shop.url}/#/`);
+  await tab.getByRole('button', { name: 'Try again' }).first().click().catch(() => {});
+  await tab.locator('.product').first().waitFor(WAIT);
+  await tab.context().close();
+});
+
+function demoPassword() {
+  return JSON.parse(require('node:fs').readFileSync(`${shop.dir}/demo-customer.json`, 'utf8')).password;
+}
