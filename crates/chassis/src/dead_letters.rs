@@ -171,8 +171,8 @@ impl IntoResponse for DlqError {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The dead letters", body = DeadLetterList),
-        (status = 401, description = "No valid token", body = Problem),
-        (status = 403, description = "Not an admin", body = Problem),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_dead_letters(
     State(rt): State<Arc<ServiceRuntime>>,
@@ -199,10 +199,11 @@ pub async fn list(db: &Database) -> Result<Vec<DeadLetter>, sqlx::Error> {
     params(("id" = Uuid, Path, description = "The dead letter's id")),
     responses(
         (status = 202, description = "Replayed: the event is on its topic again", body = DeadLetter),
-        (status = 401, description = "No valid token", body = Problem),
-        (status = 403, description = "Not an admin", body = Problem),
-        (status = 404, description = "No such dead letter", body = Problem),
-        (status = 409, description = "Replayed already", body = Problem),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Replayed already", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not found in the services that answered, and one could not be asked (through the gateway)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn replay_dead_letter(
     State(rt): State<Arc<ServiceRuntime>>,
