@@ -3,9 +3,11 @@
 //! instead of making its own clients wait), then lets one probe through; the probe's
 //! success closes it, its failure opens it again.
 //!
-//! Written here rather than taken from a crate: the candidates (failsafe, tower's
-//! breakers) either pull in their own future combinators or have not been released in
-//! years, and the whole state machine is the pure [`next`] function below, tested as such.
+//! Written here rather than taken from a crate: tower-resilience (a maintained tower
+//! layer) would need order's reqwest call, retries included, wrapped as a tower service,
+//! and the fallback reports the time left open as `Retry-After`. The whole state machine
+//! is the pure [`next`] function below, tested as such; worth revisiting when more calls
+//! need a breaker.
 
 use std::{
     sync::Mutex,
