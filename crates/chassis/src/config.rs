@@ -19,6 +19,11 @@ pub struct ChassisSettings {
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub request_timeout_ms: u64,
 
+    /// The event bus: `embedded` (the log in the data folder, shared by every process on
+    /// this machine) or `kafka://host:port[,host:port...]`.
+    #[arg(long, env = "MALL_BUS", default_value = "embedded", value_parser = parse_bus)]
+    pub bus: BusLocation,
+
     /// Partitions of a topic, fixed when the topic is first used.
     #[arg(long, env = "MALL_BUS_PARTITIONS", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -90,6 +95,26 @@ pub struct ServiceUrls {
         default_value = "http://127.0.0.1:8084"
     )]
     pub payment_url: String,
+}
+
+/// Where the event bus is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusLocation {
+    Embedded,
+    /// Kafka brokers, `host:port,...`.
+    Kafka(String),
+}
+
+fn parse_bus(value: &str) -> Result<BusLocation, String> {
+    match value.strip_prefix("kafka://") {
+        _ if value == "embedded" => Ok(BusLocation::Embedded),
+        Some(brokers) if !brokers.is_empty() && !brokers.contains('/') => {
+            Ok(BusLocation::Kafka(brokers.to_owned()))
+        }
+        _ => Err(format!(
+            "`{value}` is neither `embedded` nor `kafka://host:port[,host:port...]`"
+        )),
+    }
 }
 
 /// SQLite `synchronous` level in WAL mode.

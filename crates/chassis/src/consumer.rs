@@ -407,6 +407,7 @@ mod tests {
         let settings = ChassisSettings {
             body_limit_bytes: 1024,
             request_timeout_ms: 1000,
+            bus: crate::config::BusLocation::Embedded,
             bus_partitions: 1,
             consumer_max_attempts: 2,
             instance_id: "0".into(),

@@ -9,8 +9,8 @@ use std::{
 use anyhow::Context;
 use chassis::{
     ServiceRuntime,
-    bus::{EventBus, embedded::EmbeddedLog},
-    config::{ChassisSettings, ServiceUrls},
+    bus::{EventBus, embedded::EmbeddedLog, kafka::KafkaBus},
+    config::{BusLocation, ChassisSettings, ServiceUrls},
     db::Database,
 };
 use rand::{Rng, distr::Alphanumeric};
@@ -169,18 +169,26 @@ impl Shop {
     async fn open(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
-        let bus = EmbeddedLog::open(
-            &data_dir.join("bus.db"),
-            chassis.sqlite_synchronous,
-            chassis.bus_partitions,
-        )
-        .await
-        .context("cannot open the event log")?;
+        let bus: Arc<dyn EventBus> = match &chassis.bus {
+            BusLocation::Embedded => Arc::new(
+                EmbeddedLog::open(
+                    &data_dir.join("bus.db"),
+                    chassis.sqlite_synchronous,
+                    chassis.bus_partitions,
+                )
+                .await
+                .context("cannot open the event log")?,
+            ),
+            BusLocation::Kafka(brokers) => Arc::new(
+                KafkaBus::connect(brokers, chassis.bus_partitions)
+                    .context("cannot set up the Kafka clients")?,
+            ),
+        };
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         Ok(Shop {
             data_dir: data_dir.to_owned(),
-            bus: Arc::new(bus),
+            bus,
             shutdown,
             running: Default::default(),
         })

@@ -2,9 +2,11 @@
 //! offsets, at-least-once delivery (DESIGN.md section 4).
 //!
 //! [`EventBus`] is what services use; [`embedded::EmbeddedLog`] is the single-machine
-//! backend, a durable log in one SQLite file shared by every service and process.
+//! backend, a durable log in one SQLite file shared by every service and process;
+//! [`kafka::KafkaBus`] is the backend for services that run apart.
 
 pub mod embedded;
+pub mod kafka;
 
 use std::time::Duration;
 

@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod documents;
 mod helpers;
+mod kafka;
 mod mypage;
 mod orders;
 mod recovery;

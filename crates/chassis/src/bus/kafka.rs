@@ -1,0 +1,490 @@
+//! The Kafka backend (rdkafka), for a shop whose services run apart (DESIGN.md section 4):
+//! an idempotent producer (`acks=all`) keyed by the aggregate id, the envelope's metadata
+//! and `traceparent` also as Kafka headers, one consumer group per service, offsets
+//! committed only when the consumer says its effects are stored, and topics created with
+//! the configured partition count when missing (brokers here do not auto-create them).
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use contracts::Envelope;
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    error::{KafkaError, RDKafkaErrorCode},
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord, Producer},
+};
+
+use super::{BusError, EventBus, OutgoingEvent, PartitionLag, Record, Subscription};
+
+/// How long a broker call may take before the bus reports it failed.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct KafkaBus {
+    brokers: String,
+    partitions: i32,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    /// Topics known to exist, so each is created at most once per process.
+    known_topics: Mutex<HashSet<String>>,
+}
+
+fn failed(error: KafkaError) -> BusError {
+    BusError::Append(error.to_string())
+}
+
+impl KafkaBus {
+    /// A bus on the brokers of `brokers` (`host:port,...`); topics it creates get
+    /// `partitions` partitions.
+    pub fn connect(brokers: &str, partitions: u32) -> Result<Self, BusError> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", "30000")
+            .set("linger.ms", "1")
+            .create()
+            .map_err(failed)?;
+        let admin = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .map_err(failed)?;
+        Ok(KafkaBus {
+            brokers: brokers.to_owned(),
+            partitions: partitions as i32,
+            producer,
+            admin,
+            known_topics: Mutex::new(HashSet::new()),
+        })
+    }
+
+    async fn ensure_topics(&self, topics: &[&str]) -> Result<(), BusError> {
+        let missing: Vec<&str> = {
+            let known = self.known_topics.lock().expect("topic cache lock poisoned");
+            topics
+                .iter()
+                .copied()
+                .filter(|topic| !known.contains(*topic))
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let producer = self.producer.clone();
+        let existing: HashSet<String> = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, BROKER_TIMEOUT)
+                .map(|metadata| {
+                    metadata
+                        .topics()
+                        .iter()
+                        .map(|t| t.name().to_owned())
+                        .collect()
+                })
+        })
+        .await
+        .map_err(|error| BusError::Append(error.to_string()))?
+        .map_err(failed)?;
+        let (present, missing): (Vec<&str>, Vec<&str>) = missing
+            .into_iter()
+            .partition(|topic| existing.contains(*topic));
+        self.known_topics
+            .lock()
+            .expect("topic cache lock poisoned")
+            .extend(present.into_iter().map(str::to_owned));
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let new_topics: Vec<NewTopic> = missing
+            .iter()
+            .map(|topic| NewTopic::new(topic, self.partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(BROKER_TIMEOUT));
+        let results = self
+            .admin
+            .create_topics(&new_topics, &options)
+            .await
+            .map_err(failed)?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(BusError::Append(format!("creating topic {topic}: {code}")));
+                }
+            }
+        }
+        let mut known = self.known_topics.lock().expect("topic cache lock poisoned");
+        known.extend(missing.into_iter().map(str::to_owned));
+        Ok(())
+    }
+}
+
+/// The envelope's metadata as Kafka headers, so brokers' tools and other consumers can
+/// route and trace without parsing the payload.
+fn headers(envelope: &Envelope) -> OwnedHeaders {
+    let id = envelope.id.to_string();
+    let correlation = envelope.correlation_id.to_string();
+    let version = envelope.schema_version.to_string();
+    let mut headers = OwnedHeaders::new()
+        .insert(header("ce_id", &id))
+        .insert(header("ce_type", &envelope.event_type))
+        .insert(header("ce_source", &envelope.source))
+        .insert(header("ce_subject", &envelope.subject))
+        .insert(header("schema_version", &version))
+        .insert(header("correlation_id", &correlation));
+    if let Some(traceparent) = &envelope.traceparent {
+        headers = headers.insert(header("traceparent", traceparent));
+    }
+    headers
+}
+
+fn header<'a>(key: &'a str, value: &'a String) -> Header<'a, &'a String> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+#[async_trait]
+impl EventBus for KafkaBus {
+    async fn publish(&self, events: Vec<OutgoingEvent>) -> Result<(), BusError> {
+        let topics: Vec<&str> = events.iter().map(|event| event.topic.as_str()).collect();
+        self.ensure_topics(&topics).await?;
+        let sends = events.iter().map(|event| {
+            let payload =
+                serde_json::to_string(&event.envelope).expect("envelopes always serialise");
+            let record = FutureRecord::to(&event.topic)
+                .key(&event.envelope.subject)
+                .payload(&payload)
+                .headers(headers(&event.envelope));
+            let sent = self
+                .producer
+                .send_result(record)
+                .map_err(|(error, _)| error);
+            async move {
+                match sent {
+                    Ok(delivery) => match delivery.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((error, _))) => Err(failed(error)),
+                        Err(_) => Err(BusError::Append("the producer was dropped".into())),
+                    },
+                    Err(error) => Err(failed(error)),
+                }
+            }
+        });
+        // The idempotent producer keeps each partition's order however many are in flight.
+        futures::future::try_join_all(sends).await?;
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        member: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        self.ensure_topics(topics).await?;
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", group)
+            .set("client.id", member)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", "10000")
+            .create()
+            .map_err(failed)?;
+        consumer.subscribe(topics).map_err(failed)?;
+        Ok(Box::new(KafkaSubscription {
+            consumer: Arc::new(consumer),
+            unacknowledged: HashMap::new(),
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, BROKER_TIMEOUT)
+                .map(|_| ())
+                .map_err(failed)
+        })
+        .await
+        .map_err(|error| BusError::Append(error.to_string()))?
+    }
+}
+
+pub struct KafkaSubscription {
+    consumer: Arc<StreamConsumer>,
+    /// The first offset of each partition handed out and not committed since: where to
+    /// read again, as the embedded log does, when the consumer gives up on a batch.
+    unacknowledged: HashMap<(String, i32), i64>,
+}
+
+impl KafkaSubscription {
+    fn rewind(&mut self) -> Result<(), BusError> {
+        for ((topic, partition), offset) in self.unacknowledged.drain() {
+            self.consumer
+                .seek(&topic, partition, Offset::Offset(offset), BROKER_TIMEOUT)
+                .map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        message: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> Result<Record, BusError> {
+        let topic = message.topic().to_owned();
+        let payload = message.payload().unwrap_or_default();
+        let envelope = serde_json::from_slice(payload).map_err(|source| BusError::Corrupt {
+            topic: topic.clone(),
+            partition: message.partition() as u32,
+            offset: message.offset(),
+            source,
+        })?;
+        self.unacknowledged
+            .entry((topic.clone(), message.partition()))
+            .or_insert(message.offset());
+        Ok(Record {
+            topic,
+            partition: message.partition() as u32,
+            offset: message.offset(),
+            envelope,
+        })
+    }
+}
+
+#[async_trait]
+impl Subscription for KafkaSubscription {
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
+        self.rewind()?;
+        let consumer = self.consumer.clone();
+        let mut records = Vec::new();
+        let Ok(first) = tokio::time::timeout(wait, consumer.recv()).await else {
+            return Ok(records);
+        };
+        records.push(self.record(&first.map_err(failed)?)?);
+        while records.len() < max {
+            match tokio::time::timeout(Duration::from_millis(1), consumer.recv()).await {
+                Ok(message) => records.push(self.record(&message.map_err(failed)?)?),
+                Err(_) => break,
+            }
+        }
+        Ok(records)
+    }
+
+    async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
+        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+        for record in records {
+            let offset = next
+                .entry((record.topic.as_str(), record.partition as i32))
+                .or_default();
+            *offset = (*offset).max(record.offset + 1);
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), offset) in &next {
+            offsets
+                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(failed)?;
+        }
+        if offsets.count() > 0 {
+            let consumer = self.consumer.clone();
+            tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
+                .await
+                .map_err(|error| BusError::Append(error.to_string()))?
+                .map_err(failed)?;
+        }
+        for ((topic, partition), offset) in next {
+            let key = (topic.to_owned(), partition);
+            if self
+                .unacknowledged
+                .get(&key)
+                .is_some_and(|first| *first < offset)
+            {
+                self.unacknowledged.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn lag(&mut self) -> Result<Vec<PartitionLag>, BusError> {
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || {
+            let committed = consumer.committed(BROKER_TIMEOUT).map_err(failed)?;
+            let mut lags = Vec::new();
+            for element in committed.elements() {
+                let (_, high) = consumer
+                    .fetch_watermarks(element.topic(), element.partition(), BROKER_TIMEOUT)
+                    .map_err(failed)?;
+                let done = match element.offset() {
+                    Offset::Offset(offset) => offset,
+                    _ => 0,
+                };
+                lags.push(PartitionLag {
+                    topic: element.topic().to_owned(),
+                    partition: element.partition() as u32,
+                    lag: (high - done).max(0),
+                });
+            }
+            Ok(lags)
+        })
+        .await
+        .map_err(|error| BusError::Append(error.to_string()))?
+    }
+
+    async fn close(&mut self) -> Result<(), BusError> {
+        self.consumer.unsubscribe();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use contracts::{Envelope, events::OrderConfirmed};
+    use rdkafka::{
+        ClientConfig, Message,
+        consumer::{Consumer, StreamConsumer},
+        message::Headers,
+        mocking::MockCluster,
+    };
+    use uuid::Uuid;
+
+    use super::KafkaBus;
+    use crate::bus::{EventBus, OutgoingEvent, Record, Subscription};
+
+    fn event(topic: &str) -> OutgoingEvent {
+        let id = Uuid::now_v7();
+        OutgoingEvent {
+            topic: topic.into(),
+            envelope: Envelope::new("order", id, &OrderConfirmed { order_id: id }, id)
+                .with_traceparent(Some(
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+                )),
+        }
+    }
+
+    /// Reads until `count` records came (the first group join takes a moment).
+    async fn read(subscription: &mut dyn Subscription, count: usize) -> Vec<Record> {
+        let started = Instant::now();
+        let mut records = Vec::new();
+        while records.len() < count {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "got {}",
+                records.len()
+            );
+            records.extend(
+                subscription
+                    .next_batch(100, Duration::from_secs(1))
+                    .await
+                    .unwrap(),
+            );
+        }
+        records
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_go_out_keyed_with_headers_and_come_back_until_committed() {
+        let cluster = MockCluster::new(1).unwrap();
+        // The mock broker answers no CreateTopics: the topic exists as on a real cluster.
+        cluster.create_topic("order.order.v1", 2, 1).unwrap();
+        let bus = KafkaBus::connect(&cluster.bootstrap_servers(), 2).unwrap();
+        bus.ping().await.unwrap();
+        let sent: Vec<_> = (0..5).map(|_| event("order.order.v1")).collect();
+        bus.publish(sent.clone()).await.unwrap();
+
+        let mut subscription = bus
+            .subscribe("product", "product-0", &["order.order.v1"])
+            .await
+            .unwrap();
+        let first = read(subscription.as_mut(), 5).await;
+        let mut ids: Vec<_> = first.iter().map(|r| r.envelope.id).collect();
+        ids.sort();
+        let mut expected: Vec<_> = sent.iter().map(|e| e.envelope.id).collect();
+        expected.sort();
+        assert_eq!(ids, expected);
+
+        // Not committed: the same records come again.
+        let again = read(subscription.as_mut(), 5).await;
+        assert_eq!(again.len(), 5);
+        subscription.commit(&again).await.unwrap();
+        let after_commit = subscription
+            .next_batch(100, Duration::from_millis(500))
+            .await
+            .unwrap();
+        assert!(after_commit.is_empty(), "{after_commit:?}");
+        assert!(
+            subscription
+                .lag()
+                .await
+                .unwrap()
+                .iter()
+                .all(|lag| lag.lag == 0)
+        );
+        subscription.close().await.unwrap();
+
+        // A plain Kafka consumer sees the aggregate id as key and the metadata as headers.
+        let plain: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("group.id", "inspector")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        plain.subscribe(&["order.order.v1"]).unwrap();
+        let message = tokio::time::timeout(Duration::from_secs(30), plain.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let envelope: Envelope = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        assert_eq!(message.key().unwrap(), envelope.subject.as_bytes());
+        let headers = message.headers().unwrap();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8(v.to_vec()).unwrap())
+        };
+        assert_eq!(header("ce_type").as_deref(), Some("OrderConfirmed"));
+        assert_eq!(header("ce_id"), Some(envelope.id.to_string()));
+        assert_eq!(header("traceparent"), envelope.traceparent);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_member_of_the_group_starts_after_the_committed_offsets() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("payment.payment.v1", 1, 1).unwrap();
+        let bus = KafkaBus::connect(&cluster.bootstrap_servers(), 1).unwrap();
+        bus.publish((0..3).map(|_| event("payment.payment.v1")).collect())
+            .await
+            .unwrap();
+        let mut first = bus
+            .subscribe("order", "order-0", &["payment.payment.v1"])
+            .await
+            .unwrap();
+        let records = read(first.as_mut(), 3).await;
+        first.commit(&records[..2]).await.unwrap();
+        first.close().await.unwrap();
+        drop(first);
+
+        let mut second = bus
+            .subscribe("order", "order-1", &["payment.payment.v1"])
+            .await
+            .unwrap();
+        let rest = read(second.as_mut(), 1).await;
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].envelope.id, records[2].envelope.id);
+    }
+}
