@@ -1,6 +1,6 @@
-//! The shop on the Kafka backend: every service's events through a Kafka broker
-//! (rdkafka's in-process mock cluster, which speaks the Kafka protocol on a real port;
-//! the end-to-end run on a real broker is still to come).
+//! The shop on the Kafka backend: every service's events through a Kafka broker, by
+//! default rdkafka's in-process mock cluster (it speaks the Kafka protocol on a real port),
+//! or a real broker named by `MALL_TEST_KAFKA_BROKERS`.
 
 use contracts::topics;
 use rdkafka::mocking::MockCluster;
@@ -8,10 +8,10 @@ use serde_json::json;
 
 use crate::helpers::{NO_RATE_LIMITS, Shop};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_saga_and_its_compensation_run_over_kafka() {
+/// Rdkafka's mock cluster with the shop's topics, which it cannot create itself (it
+/// answers no CreateTopics; a real cluster gets them from the bus).
+fn mock_cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
     let cluster = MockCluster::new(1).unwrap();
-    // The mock broker answers no CreateTopics; a real cluster gets them from the bus.
     let groups = ["product", "order", "payment", "delivery", "mypage"];
     for topic in [
         topics::CUSTOMER,
@@ -28,7 +28,17 @@ async fn the_saga_and_its_compensation_run_over_kafka() {
                 .unwrap();
         }
     }
-    let bus = format!("kafka://{}", cluster.bootstrap_servers());
+    cluster
+}
+
+/// On the broker `MALL_TEST_KAFKA_BROKERS` names (a fresh one: the shop's groups start
+/// from its offsets), else on the mock cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_saga_and_its_compensation_run_over_kafka() {
+    let mut mock = None;
+    let brokers = std::env::var("MALL_TEST_KAFKA_BROKERS")
+        .unwrap_or_else(|_| mock.insert(mock_cluster()).bootstrap_servers());
+    let bus = format!("kafka://{brokers}");
     let mut env = NO_RATE_LIMITS.to_vec();
     env.push(("MALL_BUS", &bus));
     let shop = Shop::start_with(&env).await;
