@@ -200,6 +200,10 @@ impl EventBus for KafkaBus {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "10000")
+            // A saga hop waits for a fetch: answer as soon as one event is there, and keep
+            // the prefetch small (librdkafka's default queue is 64 MB per consumer).
+            .set("fetch.wait.max.ms", "10")
+            .set("queued.max.messages.kbytes", "4096")
             .create()
             .map_err(failed)?;
         consumer.subscribe(topics).map_err(failed)?;
