@@ -21,7 +21,8 @@ function portFree(port) {
 
 async function freePorts(count) {
   for (;;) {
-    const base = 20000 + Math.floor(Math.random() * 40000);
+    // Below the ephemeral range (32768 and up), where outgoing connections take ports.
+    const base = 20000 + Math.floor(Math.random() * 12000);
     const checks = await Promise.all(Array.from({ length: count }, (_, i) => portFree(base + i)));
     if (checks.every(Boolean)) return base;
   }

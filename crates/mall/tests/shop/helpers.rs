@@ -35,7 +35,8 @@ pub struct Shop {
 /// `count` consecutive free ports, checked by binding them.
 fn free_ports(count: u16) -> u16 {
     loop {
-        let base = rand::rng().random_range(20_000..60_000);
+        // Below the ephemeral range (32768 and up), where outgoing connections take ports.
+        let base = rand::rng().random_range(20_000..32_000);
         if (base..base + count).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok()) {
             return base;
         }
