@@ -102,25 +102,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let url = format!("http://127.0.0.1:{}", settings.base_port);
     let client = Client::builder().timeout(Duration::from_secs(10)).build()?;
     wait_until_ready(&client, settings.base_port, Duration::from_secs(60)).await?;
-    let admin = login(&client, &url, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
-    let products = [
-        add_product(&client, &url, &admin, 1_000, 1_000_000).await?,
-        add_product(&client, &url, &admin, 1_000, 0).await?,
-        add_product(&client, &url, &admin, 10_402, 1_000_000).await?,
-    ];
+    let gateway = crate::loadgen::Shop::new(client.clone(), &url);
+    let admin = gateway.login(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    let products = gateway.test_products(&admin, "chaos").await?;
     let mut tokens = Vec::new();
     for i in 0..settings.concurrency {
         let email = format!("chaos-{}-{i}@chaos.12st", uuid::Uuid::now_v7());
-        let signup = json!({"email": email, "password": "chaos password", "name": "Chaos"});
-        client
-            .post(format!("{url}/api/auth/signup"))
-            .json(&signup)
-            .send()
-            .await?
-            .error_for_status()?;
-        tokens.push(Arc::<str>::from(
-            login(&client, &url, &email, "chaos password").await?,
-        ));
+        tokens.push(Arc::<str>::from(gateway.sign_up(&email, "Chaos").await?));
     }
 
     println!(
@@ -347,18 +335,14 @@ async fn restart_to_drained(
         "http://127.0.0.1:{}/health/ready",
         base_port + service.port_offset()
     );
+    let bus = crate::check::open_bus(data_dir).await.ok()?;
     while killed_at.elapsed() < Duration::from_secs(30) {
         let ready = client
             .get(&url)
             .send()
             .await
             .is_ok_and(|r| r.status().is_success());
-        if ready
-            && crate::check::group_lag(data_dir, service.name())
-                .await
-                .ok()?
-                <= 10
-        {
+        if ready && crate::check::group_lag(&bus, service.name()).await.ok()? <= 10 {
             return Some(killed_at.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -395,41 +379,6 @@ async fn deliver_again(bus: &EmbeddedLog, data_dir: &Path, count: usize) -> anyh
     let delivered = events.len();
     bus.publish(events).await?;
     Ok(delivered)
-}
-
-async fn login(client: &Client, url: &str, email: &str, password: &str) -> anyhow::Result<String> {
-    let answer: Value = client
-        .post(format!("{url}/api/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(answer["access_token"]
-        .as_str()
-        .context("no token")?
-        .to_owned())
-}
-
-async fn add_product(
-    client: &Client,
-    url: &str,
-    admin: &str,
-    price: u64,
-    stock: u32,
-) -> anyhow::Result<String> {
-    let body = json!({"name": "chaos", "description": "created by mall chaos", "price": price, "stock": stock});
-    let created: Value = client
-        .post(format!("{url}/api/products"))
-        .bearer_auth(admin)
-        .json(&body)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(created["id"].as_str().context("no product id")?.to_owned())
 }
 
 /// Places one order (and cancels it at once for `Cancelled`); its id once accepted, or

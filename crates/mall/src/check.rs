@@ -43,15 +43,21 @@ async fn backlog(data_dir: &Path) -> anyhow::Result<i64> {
             .await?;
         db.close().await;
     }
+    let bus = open_bus(data_dir).await?;
     for group in GROUPS {
-        waiting += group_lag(data_dir, group).await?;
+        waiting += group_lag(&bus, group).await?;
     }
+    bus.close().await;
     Ok(waiting)
 }
 
+/// The shop's embedded event log, read-only.
+pub async fn open_bus(data_dir: &Path) -> anyhow::Result<SqlitePool> {
+    open(data_dir, "bus.db").await
+}
+
 /// Events on the topics `group` reads that it has not handled yet.
-pub async fn group_lag(data_dir: &Path, group: &str) -> anyhow::Result<i64> {
-    let bus = open(data_dir, "bus.db").await?;
+pub async fn group_lag(bus: &SqlitePool, group: &str) -> anyhow::Result<i64> {
     let behind = sqlx::query_scalar(
         "SELECT COALESCE(SUM(head - COALESCE(o.next_position, 0)), 0) FROM
            (SELECT topic, partition, MAX(position) + 1 AS head FROM log GROUP BY topic, partition) h
@@ -60,9 +66,8 @@ pub async fn group_lag(data_dir: &Path, group: &str) -> anyhow::Result<i64> {
     )
     .bind(group)
     .bind(group)
-    .fetch_one(&bus)
+    .fetch_one(bus)
     .await?;
-    bus.close().await;
     Ok(behind)
 }
 

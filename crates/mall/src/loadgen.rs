@@ -93,36 +93,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         "--concurrency and --customers are at least 1"
     );
     let client = Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let shop = Shop {
-        client: client.clone(),
-        url: settings.url.trim_end_matches('/').to_owned(),
-    };
+    let shop = Shop::new(client.clone(), &settings.url);
 
     let admin = shop
         .login(&settings.admin_email, &settings.admin_password)
         .await?;
-    let product = |name: &str, price: u64, stock: u32| {
-        let shop = shop.clone();
-        let (admin, name) = (admin.clone(), name.to_owned());
-        async move {
-            let body = json!({"name": name, "description": "created by mall loadgen", "price": price, "stock": stock});
-            let created: Value = shop
-                .send(
-                    shop.client
-                        .post(shop.at("/api/products"))
-                        .bearer_auth(&admin)
-                        .json(&body),
-                )
-                .await?;
-            anyhow::Ok(created["id"].as_str().context("no product id")?.to_owned())
-        }
-    };
-    // Prices the simulated provider authorises (x,000 KRW) and declines (ends in 402).
-    let products = Arc::new([
-        product("loadgen: plenty", 1_000, 1_000_000).await?,
-        product("loadgen: none left", 1_000, 0).await?,
-        product("loadgen: card declined", 10_402, 1_000_000).await?,
-    ]);
+    let products = Arc::new(shop.test_products(&admin, "loadgen").await?);
 
     let bar = ProgressBar::new(settings.customers as u64).with_style(ProgressStyle::with_template(
         "signing up {pos}/{len} {wide_bar}",
@@ -131,11 +107,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let run_id = uuid::Uuid::now_v7();
     for i in 0..settings.customers {
         let email = format!("loadgen-{run_id}-{i}@load.12st");
-        let body =
-            json!({"email": email, "password": "loadgen password", "name": format!("Load {i}")});
-        shop.send::<Value>(shop.client.post(shop.at("/api/auth/signup")).json(&body))
-            .await?;
-        tokens.push(shop.login(&email, "loadgen password").await?);
+        tokens.push(shop.sign_up(&email, &format!("Load {i}")).await?);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -232,13 +204,21 @@ fn pick(mix: &[u32]) -> Kind {
     Kind::Normal
 }
 
+/// A shop's gateway, as the load generator and `mall chaos` use it.
 #[derive(Clone)]
-struct Shop {
+pub struct Shop {
     client: Client,
     url: String,
 }
 
 impl Shop {
+    pub fn new(client: Client, url: &str) -> Self {
+        Shop {
+            client,
+            url: url.trim_end_matches('/').to_owned(),
+        }
+    }
+
     fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
@@ -257,7 +237,39 @@ impl Shop {
         Ok(response.json().await?)
     }
 
-    async fn login(&self, email: &str, password: &str) -> anyhow::Result<String> {
+    /// Signs a customer up (password `generated password`) and returns their token.
+    pub async fn sign_up(&self, email: &str, name: &str) -> anyhow::Result<String> {
+        const PASSWORD: &str = "generated password";
+        let body = json!({"email": email, "password": PASSWORD, "name": name});
+        self.send::<Value>(self.client.post(self.at("/api/auth/signup")).json(&body))
+            .await?;
+        self.login(email, PASSWORD).await
+    }
+
+    /// Adds the three products a run orders, as `admin`: plenty in stock, none left, and
+    /// one whose price (ends in 402) the simulated provider declines. Their ids, in order.
+    pub async fn test_products(&self, admin: &str, by: &str) -> anyhow::Result<[String; 3]> {
+        let mut ids = Vec::new();
+        for (name, price, stock) in [
+            ("plenty", 1_000, 1_000_000),
+            ("none left", 1_000, 0),
+            ("card declined", 10_402, 1_000_000),
+        ] {
+            let body = json!({"name": format!("{by}: {name}"), "description": format!("created by mall {by}"), "price": price, "stock": stock});
+            let created: Value = self
+                .send(
+                    self.client
+                        .post(self.at("/api/products"))
+                        .bearer_auth(admin)
+                        .json(&body),
+                )
+                .await?;
+            ids.push(created["id"].as_str().context("no product id")?.to_owned());
+        }
+        Ok(ids.try_into().expect("three products"))
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> anyhow::Result<String> {
         let body = json!({"email": email, "password": password});
         let token: Value = self
             .send(self.client.post(self.at("/api/auth/login")).json(&body))

@@ -8,13 +8,10 @@ use axum::{
     Extension, Json,
     body::Body,
     extract::{Path, Request, State},
-    http::{HeaderValue, Method, StatusCode, Uri, header},
+    http::{Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use chassis::{
-    auth::Admin, dead_letters::DeadLetterList, problem::Problem, server::TRACEPARENT,
-    trace::TraceContext,
-};
+use chassis::{auth::Admin, dead_letters::DeadLetterList, problem::Problem, trace::TraceContext};
 use uuid::Uuid;
 
 use crate::Upstream;
@@ -39,7 +36,9 @@ pub(crate) async fn list(
         unavailable: vec![],
     };
     for (name, upstream) in keepers.iter() {
-        let answer = call(upstream, Method::GET, "/admin/dlq", token.as_ref(), trace).await;
+        let answer = upstream
+            .call(Method::GET, "/admin/dlq", token.as_ref(), trace)
+            .await;
         match answer.and_then(|(status, body)| {
             if status != StatusCode::OK {
                 return Err(format!("answered {status}"));
@@ -74,7 +73,10 @@ pub(crate) async fn replay(
     let path = format!("/admin/dlq/{id}/replay");
     let mut unavailable = vec![];
     for (name, upstream) in keepers.iter() {
-        match call(upstream, Method::POST, &path, token.as_ref(), trace).await {
+        match upstream
+            .call(Method::POST, &path, token.as_ref(), trace)
+            .await
+        {
             Ok((StatusCode::NOT_FOUND, _)) => {}
             Ok((status, body)) => {
                 return Response::builder()
@@ -114,35 +116,4 @@ fn content_type(status: StatusCode) -> &'static str {
     } else {
         "application/problem+json"
     }
-}
-
-/// One request to a service with the operator's token; its status and body.
-async fn call(
-    upstream: &Upstream,
-    method: Method,
-    path: &str,
-    token: Option<&HeaderValue>,
-    trace: TraceContext,
-) -> Result<(StatusCode, axum::body::Bytes), String> {
-    let uri: Uri = format!("{}{path}", upstream.base)
-        .parse()
-        .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(TRACEPARENT, trace.child().to_string());
-    if let Some(token) = token {
-        request = request.header(header::AUTHORIZATION, token);
-    }
-    let request = request.body(Body::empty()).map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(upstream.timeout, upstream.client.request(request))
-        .await
-        .map_err(|_| "timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, body))
 }

@@ -16,7 +16,7 @@ use axum::{
     Extension, Router,
     body::Body,
     extract::{FromRequestParts, Request, State},
-    http::{HeaderValue, Uri, header},
+    http::{HeaderValue, Method, Uri, header},
     middleware,
     response::{Html, IntoResponse, Response},
     routing::{get, post},
@@ -236,29 +236,17 @@ pub async fn run(
         .route("/api/admin/dlq", get(dead_letters::list))
         .route("/api/admin/dlq/{id}/replay", post(dead_letters::replay))
         .with_state(keepers);
-    let components = Router::new()
-        .route("/api/auth/ui/{file}", get(public))
-        .with_state(upstream(&urls.auth_url))
-        .merge(
-            Router::new()
-                .route("/api/products/ui/{file}", get(public))
-                .with_state(upstream(&urls.product_url)),
-        )
-        .merge(
-            Router::new()
-                .route("/api/orders/ui/{file}", get(public))
-                .with_state(upstream(&urls.order_url)),
-        )
-        .merge(
-            Router::new()
-                .route("/api/mypage/ui/{file}", get(public))
-                .with_state(upstream(&urls.mypage_url)),
-        )
-        .merge(
-            Router::new()
-                .route("/api/deliveries/ui/{file}", get(public))
-                .with_state(upstream(&urls.delivery_url)),
-        )
+    // Each service's web components, public like the catalogue.
+    let component = |path: &str, base: &str| {
+        Router::new()
+            .route(path, get(public))
+            .with_state(upstream(base))
+    };
+    let components = component("/api/auth/ui/{file}", &urls.auth_url)
+        .merge(component("/api/products/ui/{file}", &urls.product_url))
+        .merge(component("/api/orders/ui/{file}", &urls.order_url))
+        .merge(component("/api/mypage/ui/{file}", &urls.mypage_url))
+        .merge(component("/api/deliveries/ui/{file}", &urls.delivery_url))
         .route("/", get(|| async { Html(SHELL_PAGE) }))
         .merge(ui::assets("/ui/shell", SHELL));
     let documents = Router::new()
@@ -336,7 +324,10 @@ async fn forward_for(
 
 /// The shop's public API: each service's own document, fetched now so it is never stale,
 /// with its paths under `/api` as the gateway routes them.
-async fn openapi_document(State(upstreams): State<Arc<[Upstream; 5]>>) -> Response {
+async fn openapi_document(
+    State(upstreams): State<Arc<[Upstream; 5]>>,
+    Extension(trace): Extension<TraceContext>,
+) -> Response {
     let mut merged = serde_json::json!({
         "openapi": "3.1.0",
         "info": {
@@ -348,7 +339,12 @@ async fn openapi_document(State(upstreams): State<Arc<[Upstream; 5]>>) -> Respon
         "components": {"schemas": {}, "securitySchemes": {}},
     });
     for upstream in upstreams.iter() {
-        let document = match fetch_document(upstream).await {
+        let document = match upstream
+            .call(Method::GET, "/openapi.json", None, trace)
+            .await
+            .and_then(|(_, body)| {
+                serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| e.to_string())
+            }) {
             Ok(document) => document,
             Err(error) => {
                 tracing::warn!(%error, upstream = %upstream.base, "cannot fetch an API document");
@@ -377,22 +373,38 @@ async fn openapi_document(State(upstreams): State<Arc<[Upstream; 5]>>) -> Respon
     axum::Json(merged).into_response()
 }
 
-async fn fetch_document(upstream: &Upstream) -> Result<serde_json::Value, String> {
-    let uri: Uri = format!("{}/openapi.json", upstream.base)
-        .parse()
-        .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
-    let request = Request::get(uri)
-        .body(Body::empty())
-        .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(upstream.timeout, upstream.client.request(request))
-        .await
-        .map_err(|_| "timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| e.to_string())
+impl Upstream {
+    /// One request of the gateway's own to the service (with the caller's token, if it
+    /// acts for one), read whole: its status and body.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&HeaderValue>,
+        trace: TraceContext,
+    ) -> Result<(StatusCode, axum::body::Bytes), String> {
+        let uri: Uri = format!("{}{path}", self.base)
+            .parse()
+            .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(TRACEPARENT, trace.child().to_string());
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, token);
+        }
+        let request = request.body(Body::empty()).map_err(|e| e.to_string())?;
+        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    }
 }
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 section 7.6.1).
