@@ -1,9 +1,10 @@
 //! Settings every service shares. Each is a flag and an environment variable (12-factor);
 //! clap validates them at start and names the bad value and the variable in its error.
 
-use std::time::Duration;
+use std::{path::PathBuf, str::FromStr, time::Duration};
 
 use clap::{Args, ValueEnum};
+use sqlx::postgres::PgConnectOptions;
 
 use crate::{auth::TokenSettings, faults::Environment};
 
@@ -20,9 +21,23 @@ pub struct ChassisSettings {
     pub request_timeout_ms: u64,
 
     /// The event bus: `embedded` (the log in the data folder, shared by every process on
-    /// this machine) or `kafka://host:port[,host:port...]`.
-    #[arg(long, env = "MALL_BUS", default_value = "embedded", value_parser = parse_bus)]
+    /// this machine) or `kafka://host:port[,host:port...][/namespace]`; a namespace
+    /// prefixes every topic and consumer group (`<namespace>.<topic>`), so that several
+    /// shops (dev and prod, or tests) can share one cluster.
+    #[arg(long, env = "MALL_BUS", default_value = "embedded", value_parser = BusLocation::from_str)]
     pub bus: BusLocation,
+
+    /// Each service's database: `embedded` (a SQLite file per service in the data
+    /// folder), `sqlite://<folder>`, or `postgres://user[:password]@host[:port]/<name>`,
+    /// where service `<s>` gets the database `<name>_<s>` (created on first start).
+    #[arg(long, env = "MALL_DB", default_value = "embedded", value_parser = DatabaseLocation::from_str)]
+    pub db: DatabaseLocation,
+
+    /// Most connections of a service's database pool (SQLite: readers beside the one
+    /// writer).
+    #[arg(long, env = "MALL_DB_MAX_CONNECTIONS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
 
     /// Partitions of a topic, fixed when the topic is first used.
     #[arg(long, env = "MALL_BUS_PARTITIONS", default_value_t = 4,
@@ -101,20 +116,119 @@ pub struct ServiceUrls {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BusLocation {
     Embedded,
-    /// Kafka brokers, `host:port,...`.
-    Kafka(String),
+    Kafka {
+        /// `host:port,...`
+        brokers: String,
+        /// Prefix of the shop's topics and groups; empty for none.
+        namespace: String,
+    },
 }
 
 fn parse_bus(value: &str) -> Result<BusLocation, String> {
     match value.strip_prefix("kafka://") {
         _ if value == "embedded" => Ok(BusLocation::Embedded),
-        Some(brokers) if !brokers.is_empty() && !brokers.contains('/') => {
-            Ok(BusLocation::Kafka(brokers.to_owned()))
+        Some(rest) => {
+            let (brokers, namespace) = rest.split_once('/').unwrap_or((rest, ""));
+            let valid_namespace = namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if brokers.is_empty() || !valid_namespace {
+                return Err(format!(
+                    "`{value}` is not `kafka://host:port[,host:port...][/namespace]` \
+                     (a namespace has letters, digits, `-` and `_`)"
+                ));
+            }
+            Ok(BusLocation::Kafka {
+                brokers: brokers.to_owned(),
+                namespace: namespace.to_owned(),
+            })
         }
-        _ => Err(format!(
-            "`{value}` is neither `embedded` nor `kafka://host:port[,host:port...]`"
+        None => Err(format!(
+            "`{value}` is neither `embedded` nor `kafka://host:port[,host:port...][/namespace]`"
         )),
     }
+}
+
+/// Where the services' databases are.
+#[derive(Debug, Clone)]
+pub enum DatabaseLocation {
+    /// `<service>.db` in the data folder.
+    Embedded,
+    /// `<service>.db` in this folder.
+    Sqlite(PathBuf),
+    /// The server, and in its database name the prefix of each service's database.
+    Postgres {
+        url: String,
+        server: Box<PgConnectOptions>,
+    },
+}
+
+impl std::fmt::Display for DatabaseLocation {
+    /// The value it was given as, for child processes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseLocation::Embedded => f.write_str("embedded"),
+            DatabaseLocation::Sqlite(folder) => write!(f, "sqlite://{}", folder.display()),
+            DatabaseLocation::Postgres { url, .. } => f.write_str(url),
+        }
+    }
+}
+
+impl std::fmt::Display for BusLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BusLocation::Embedded => f.write_str("embedded"),
+            BusLocation::Kafka { brokers, namespace } if namespace.is_empty() => {
+                write!(f, "kafka://{brokers}")
+            }
+            BusLocation::Kafka { brokers, namespace } => write!(f, "kafka://{brokers}/{namespace}"),
+        }
+    }
+}
+
+impl DatabaseLocation {
+    pub fn is_embedded(&self) -> bool {
+        !matches!(self, DatabaseLocation::Postgres { .. })
+    }
+}
+
+impl FromStr for DatabaseLocation {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        parse_database(value)
+    }
+}
+
+impl FromStr for BusLocation {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        parse_bus(value)
+    }
+}
+
+fn parse_database(value: &str) -> Result<DatabaseLocation, String> {
+    if value == "embedded" {
+        return Ok(DatabaseLocation::Embedded);
+    }
+    if let Some(folder) = value.strip_prefix("sqlite://") {
+        return match folder {
+            "" => Err("`sqlite://` needs a folder: `sqlite://<folder>`".into()),
+            folder => Ok(DatabaseLocation::Sqlite(folder.into())),
+        };
+    }
+    if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        return PgConnectOptions::from_str(value)
+            .map(|server| DatabaseLocation::Postgres {
+                url: value.to_owned(),
+                server: Box::new(server),
+            })
+            .map_err(|error| format!("`{value}` is not a PostgreSQL URL: {error}"));
+    }
+    Err(format!(
+        "`{value}` is neither `embedded`, `sqlite://<folder>` nor `postgres://...`"
+    ))
 }
 
 /// SQLite `synchronous` level in WAL mode.
@@ -129,6 +243,13 @@ pub enum Durability {
 impl ChassisSettings {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn pool(&self) -> crate::db::PoolSettings {
+        crate::db::PoolSettings {
+            max_connections: self.db_max_connections,
+            durability: self.sqlite_synchronous,
+        }
     }
 }
 
@@ -149,6 +270,58 @@ mod tests {
         let cli = Cli::try_parse_from(["test"]).unwrap();
         assert_eq!(cli.settings.bus_partitions, 4);
         assert_eq!(cli.settings.sqlite_synchronous, Durability::Normal);
+    }
+
+    #[test]
+    fn a_kafka_bus_may_have_a_namespace() {
+        assert_eq!(
+            parse_bus("kafka://a:9092,b:9092/dev").unwrap(),
+            BusLocation::Kafka {
+                brokers: "a:9092,b:9092".into(),
+                namespace: "dev".into()
+            }
+        );
+        assert_eq!(
+            parse_bus("kafka://a:9092").unwrap(),
+            BusLocation::Kafka {
+                brokers: "a:9092".into(),
+                namespace: String::new()
+            }
+        );
+        assert_eq!(
+            parse_bus("kafka://a:9092/dev").unwrap().to_string(),
+            "kafka://a:9092/dev"
+        );
+        assert!(parse_bus("kafka:///dev").is_err());
+        assert!(parse_bus("kafka://a:9092/a.b").is_err());
+        assert!(parse_bus("nats://a:4222").is_err());
+    }
+
+    #[test]
+    fn a_database_is_chosen_by_url() {
+        let parse = |value: &str| parse_database(value);
+        assert!(matches!(parse("embedded"), Ok(DatabaseLocation::Embedded)));
+        assert!(
+            matches!(parse("sqlite:///var/mall"), Ok(DatabaseLocation::Sqlite(p)) if p == PathBuf::from("/var/mall"))
+        );
+        match parse("postgres://mall@db:6543/shop") {
+            Ok(location @ DatabaseLocation::Postgres { .. }) => {
+                assert_eq!(location.to_string(), "postgres://mall@db:6543/shop");
+                let DatabaseLocation::Postgres { server, .. } = location else {
+                    unreachable!()
+                };
+                assert_eq!(server.get_host(), "db");
+                assert_eq!(server.get_port(), 6543);
+                assert_eq!(server.get_database(), Some("shop"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse("mysql://db/shop")
+                .unwrap_err()
+                .contains("mysql://db/shop")
+        );
+        assert!(parse("sqlite://").is_err());
     }
 
     #[test]

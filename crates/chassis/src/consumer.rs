@@ -9,11 +9,11 @@ use std::{
 
 use contracts::{DecodeError, Envelope, Event, events::DeadLettered};
 use rand::Rng;
-use sqlx::SqliteConnection;
 use tracing::Instrument;
 
 use crate::{
     bus::{Record, Subscription},
+    db::Tx,
     dead_letters,
     faults::CrashPoint,
     flows::ServiceFlows,
@@ -60,7 +60,7 @@ pub enum HandlerError {
 pub trait EventHandler: Send + Sync + 'static {
     fn handle(
         &self,
-        conn: &mut SqliteConnection,
+        tx: &mut Tx,
         delivery: &Delivery<'_>,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
@@ -290,7 +290,7 @@ async fn handle_once<H: EventHandler>(
 /// Records the event in the inbox and, unless it was there already, lets the handler
 /// apply it: both in `conn`'s transaction.
 async fn handle_in<H: EventHandler>(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     group: &str,
     handler: &Declared<H>,
     delivery: &Delivery<'_>,
@@ -334,7 +334,6 @@ mod tests {
         events::{DeadLettered, OrderCancelled, OrderConfirmed},
         topics,
     };
-    use sqlx::SqliteConnection;
     use tokio_util::sync::CancellationToken;
     use uuid::Uuid;
 
@@ -342,7 +341,8 @@ mod tests {
     use crate::{
         ServiceRuntime,
         bus::{EventBus, OutgoingEvent, embedded::EmbeddedLog},
-        config::{ChassisSettings, Durability},
+        config::{ChassisSettings, DatabaseLocation, Durability},
+        db::Tx,
         flows::{EventRef, Policy, ServiceFlows, Subdomain},
     };
 
@@ -372,18 +372,15 @@ mod tests {
     struct PoisonSensitive;
 
     impl EventHandler for PoisonSensitive {
-        async fn handle(
-            &self,
-            conn: &mut SqliteConnection,
-            delivery: &Delivery<'_>,
-        ) -> Result<(), HandlerError> {
+        async fn handle(&self, tx: &mut Tx, delivery: &Delivery<'_>) -> Result<(), HandlerError> {
             if delivery.envelope.subject == "poison" {
                 return Err(HandlerError::Failed("cannot digest poison".into()));
             }
-            sqlx::query("INSERT INTO handled (event_id) VALUES (?)")
-                .bind(delivery.envelope.id)
-                .execute(conn)
-                .await?;
+            crate::execute!(
+                tx,
+                sqlx::query("INSERT INTO handled (event_id) VALUES ($1)")
+                    .bind(delivery.envelope.id)
+            )?;
             Ok(())
         }
     }
@@ -408,6 +405,8 @@ mod tests {
             body_limit_bytes: 1024,
             request_timeout_ms: 1000,
             bus: crate::config::BusLocation::Embedded,
+            db: DatabaseLocation::Embedded,
+            db_max_connections: 2,
             bus_partitions: 1,
             consumer_max_attempts: 2,
             instance_id: "0".into(),
@@ -423,21 +422,22 @@ mod tests {
         let rt = ServiceRuntime::start(
             "svc",
             settings,
-            &dir.path().join("svc.db"),
+            dir.path(),
             bus.clone(),
             CancellationToken::new(),
         )
         .await
         .unwrap();
-        sqlx::query("CREATE TABLE handled (event_id BLOB NOT NULL)")
-            .execute(rt.db.writer())
+        rt.db
+            .apply_schema("CREATE TABLE handled (event_id BLOB NOT NULL)", "")
             .await
             .unwrap();
         let handled = || async {
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM handled")
-                .fetch_one(rt.db.reader())
+            let mut conn = rt.db.read().await.unwrap();
+            crate::on_conn!(&mut conn, c => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM handled")
+                .fetch_one(c)
                 .await
-                .unwrap()
+                .unwrap())
         };
         let first = event("fine");
         let id = Uuid::now_v7();

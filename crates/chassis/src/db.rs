@@ -1,28 +1,42 @@
-//! A service's own SQLite database: WAL mode, readers beside one writer, and write
-//! transactions that take the write lock up front.
+//! A service's own database: a SQLite file (the embedded default) or a PostgreSQL
+//! database of its own (database per service: no service can reach another's tables).
+//!
+//! Stores write their SQL once, with `$1`-style parameters that both backends read, and
+//! run it through [`on_conn!`], which compiles the statement for each backend.
 
 use std::{path::Path, str::FromStr, time::Duration};
 
 use sqlx::{
-    Sqlite, SqlitePool, Transaction,
+    PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction,
+    migrate::{MigrateError, Migrator},
+    pool::PoolConnection,
+    postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
+use uuid::Uuid;
 
-use crate::config::Durability;
+use crate::config::{DatabaseLocation, Durability};
 
-/// A service's SQLite file: a pool of readers and one writer connection.
+/// A service's database.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Sqlite(SqliteFile),
+    Postgres(PgPool),
+}
+
+/// A SQLite file in WAL mode: a pool of readers and one writer connection.
 ///
 /// Writers in one process queue for the single write connection (a fair async wait)
 /// rather than meeting inside SQLite, whose busy handler sleeps in steps of up to 100 ms:
 /// with two write connections, the commit latency of the loser went to hundreds of ms.
 #[derive(Clone, Debug)]
-pub struct Database {
+pub struct SqliteFile {
     reader: SqlitePool,
     writer: SqlitePool,
 }
 
-impl Database {
-    /// Opens (creating if needed) the database file at `path`.
+impl SqliteFile {
+    /// Opens (creating if needed) the file at `path`.
     pub async fn open(
         path: &Path,
         durability: Durability,
@@ -46,7 +60,7 @@ impl Database {
             .max_connections(readers)
             .connect_with(options)
             .await?;
-        Ok(Database { reader, writer })
+        Ok(SqliteFile { reader, writer })
     }
 
     /// Connections for reading; each read sees the last commit.
@@ -69,5 +83,255 @@ impl Database {
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+    }
+}
+
+/// How a service's database is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Most connections of the pool (readers, for SQLite).
+    pub max_connections: u32,
+    pub durability: Durability,
+}
+
+/// Runs `$body` with `$c` bound to the connection behind `$conn` (anything [`AsConn`]):
+/// `&mut SqliteConnection` or `&mut PgConnection`. The body is compiled once per backend.
+#[macro_export]
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $crate::db::AsConn::conn($conn) {
+            $crate::db::Conn::Sqlite($c) => $body,
+            $crate::db::Conn::Postgres($c) => $body,
+        }
+    };
+}
+
+/// Runs the statement `$query` on `$conn` (anything [`AsConn`]) and returns how many
+/// rows it changed. The statement is built once per backend.
+#[macro_export]
+macro_rules! execute {
+    ($conn:expr, $query:expr) => {
+        $crate::on_conn!($conn, c => $query.execute(c).await.map(|done| done.rows_affected()))
+    };
+}
+
+/// A connection of either backend, borrowed for one statement or a few.
+pub enum Conn<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+/// Something statements can run on: a write transaction or a reading connection.
+pub trait AsConn: Send {
+    fn conn(&mut self) -> Conn<'_>;
+}
+
+/// A write transaction: on SQLite it holds the write lock from its first statement; on
+/// PostgreSQL writers of one aggregate take [`lock`] on it first.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl AsConn for Tx {
+    fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Sqlite(tx) => Conn::Sqlite(tx),
+            Tx::Postgres(tx) => Conn::Postgres(tx),
+        }
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
+    }
+}
+
+/// A connection for reading; each read sees the last commit.
+pub enum ReadConn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl AsConn for ReadConn {
+    fn conn(&mut self) -> Conn<'_> {
+        match self {
+            ReadConn::Sqlite(conn) => Conn::Sqlite(conn),
+            ReadConn::Postgres(conn) => Conn::Postgres(conn),
+        }
+    }
+}
+
+impl<T: AsConn> AsConn for &mut T {
+    fn conn(&mut self) -> Conn<'_> {
+        (**self).conn()
+    }
+}
+
+/// Serialises the writers of one aggregate until the transaction ends. SQLite's write
+/// lock does that already; PostgreSQL takes a transaction-scoped advisory lock on the id,
+/// so that a read-decide-write (stock, an order's next version) never decides on a state
+/// another transaction is changing.
+pub async fn lock(tx: &mut Tx, aggregate: Uuid) -> Result<(), sqlx::Error> {
+    if let Tx::Postgres(tx) = tx {
+        let (high, low) = aggregate.as_u64_pair();
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind((high ^ low) as i64)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the database {location}: {source}")]
+    Open {
+        location: String,
+        source: sqlx::Error,
+    },
+    #[error("cannot create the database {name}: {source}")]
+    Create { name: String, source: sqlx::Error },
+}
+
+impl Database {
+    /// Opens (creating if needed) service `service`'s database at `location`: the file
+    /// `<service>.db` in the folder, or the PostgreSQL database `<name>_<service>`.
+    pub async fn open(
+        location: &DatabaseLocation,
+        data_dir: &Path,
+        service: &str,
+        settings: PoolSettings,
+    ) -> Result<Self, OpenError> {
+        match location {
+            DatabaseLocation::Embedded => {
+                Self::open_sqlite(&data_dir.join(format!("{service}.db")), settings).await
+            }
+            DatabaseLocation::Sqlite(folder) => {
+                Self::open_sqlite(&folder.join(format!("{service}.db")), settings).await
+            }
+            DatabaseLocation::Postgres { server, .. } => {
+                Self::open_postgres(server, service, settings).await
+            }
+        }
+    }
+
+    async fn open_sqlite(path: &Path, settings: PoolSettings) -> Result<Self, OpenError> {
+        SqliteFile::open(path, settings.durability, settings.max_connections)
+            .await
+            .map(Database::Sqlite)
+            .map_err(|source| OpenError::Open {
+                location: path.display().to_string(),
+                source,
+            })
+    }
+
+    /// Connects to the service's own PostgreSQL database, creating it on first start.
+    async fn open_postgres(
+        server: &PgConnectOptions,
+        service: &str,
+        settings: PoolSettings,
+    ) -> Result<Self, OpenError> {
+        let name = format!("{}_{service}", server.get_database().unwrap_or("mall"));
+        let options = server.clone().database(&name);
+        let pool = || {
+            PgPoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_lazy_with(options.clone())
+        };
+        let failed = |source| OpenError::Open {
+            location: format!("{}:{}/{name}", server.get_host(), server.get_port()),
+            source,
+        };
+        let first = pool();
+        match first.acquire().await {
+            Ok(_) => return Ok(Database::Postgres(first)),
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("3D000") => {}
+            Err(error) => return Err(failed(error)),
+        }
+        create_database(server, &name).await?;
+        let pool = pool();
+        pool.acquire().await.map_err(failed)?;
+        Ok(Database::Postgres(pool))
+    }
+
+    pub async fn read(&self) -> Result<ReadConn, sqlx::Error> {
+        Ok(match self {
+            Database::Sqlite(file) => ReadConn::Sqlite(file.reader.acquire().await?),
+            Database::Postgres(pool) => ReadConn::Postgres(pool.acquire().await?),
+        })
+    }
+
+    /// Begins a write transaction (on SQLite, holding the write lock from the start).
+    pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Database::Sqlite(file) => Tx::Sqlite(file.begin_write().await?),
+            Database::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Runs the service's migrations for this backend.
+    pub async fn migrate(
+        &self,
+        sqlite: &Migrator,
+        postgres: &Migrator,
+    ) -> Result<(), MigrateError> {
+        match self {
+            Database::Sqlite(file) => sqlite.run(file.writer()).await,
+            Database::Postgres(pool) => postgres.run(pool).await,
+        }
+    }
+
+    /// Runs a schema script (statements separated by `;`) of this backend's dialect.
+    pub async fn apply_schema(
+        &self,
+        sqlite: &'static str,
+        postgres: &'static str,
+    ) -> Result<(), sqlx::Error> {
+        match self {
+            Database::Sqlite(file) => sqlx::raw_sql(sqlite).execute(file.writer()).await.map(drop),
+            Database::Postgres(pool) => sqlx::raw_sql(postgres).execute(pool).await.map(drop),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Database::Sqlite(file) => file.close().await,
+            Database::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// `CREATE DATABASE`, from the server's maintenance database; another process creating
+/// it at the same moment is no failure.
+async fn create_database(server: &PgConnectOptions, name: &str) -> Result<(), OpenError> {
+    use sqlx::Connection;
+    let failed = |source| OpenError::Create {
+        name: name.to_owned(),
+        source,
+    };
+    let mut admin = PgConnection::connect_with(&server.clone().database("postgres"))
+        .await
+        .map_err(failed)?;
+    let created = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE \"{}\"",
+        name.replace('"', "\"\"")
+    )))
+    .execute(&mut admin)
+    .await;
+    match created {
+        Ok(_) => Ok(()),
+        // 42P04: exists already; 23505: lost a race with another creator.
+        Err(sqlx::Error::Database(error))
+            if matches!(error.code().as_deref(), Some("42P04" | "23505")) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(failed(error)),
     }
 }

@@ -17,51 +17,71 @@ use axum::{
 use chrono::{DateTime, Utc};
 use contracts::{Envelope, events::DeadLettered, topics};
 use serde::{Deserialize, Serialize};
-use sqlx::SqliteConnection;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use crate::{ServiceRuntime, auth::Admin, db::Database, outbox, problem::Problem};
+use crate::{
+    ServiceRuntime,
+    auth::Admin,
+    db::{self, Database, Tx},
+    execute, on_conn, outbox,
+    problem::Problem,
+};
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id BLOB PRIMARY KEY,
-    grp TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    partition INTEGER NOT NULL,
-    position INTEGER NOT NULL,
-    attempts INTEGER NOT NULL,
-    error TEXT NOT NULL,
-    failed_at_us INTEGER NOT NULL,
-    envelope TEXT NOT NULL,
-    replayed_at_us INTEGER
+/// The dead letter table, for SQLite and for PostgreSQL.
+pub(crate) const SCHEMA: (&str, &str) = (
+    "CREATE TABLE IF NOT EXISTS dead_letters (
+        id BLOB PRIMARY KEY,
+        grp TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        partition INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        failed_at_us INTEGER NOT NULL,
+        envelope TEXT NOT NULL,
+        replayed_at_us INTEGER
+    );",
+    "CREATE TABLE IF NOT EXISTS dead_letters (
+        id UUID PRIMARY KEY,
+        grp TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        partition BIGINT NOT NULL,
+        position BIGINT NOT NULL,
+        attempts BIGINT NOT NULL,
+        error TEXT NOT NULL,
+        failed_at_us BIGINT NOT NULL,
+        envelope TEXT NOT NULL,
+        replayed_at_us BIGINT
+    );",
 );
-";
 
 /// Stores the dead letter `announcement` carries and puts the announcement in the outbox
 /// for the dead-letter topic; both commit with `conn`'s transaction.
 pub(crate) async fn record(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     announcement: &Envelope,
     dead: &DeadLettered,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO dead_letters (id, grp, topic, partition, position, attempts, error,
-                                   failed_at_us, envelope)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(announcement.id)
-    .bind(&dead.group)
-    .bind(&dead.topic)
-    .bind(dead.partition)
-    .bind(dead.offset)
-    .bind(dead.attempts)
-    .bind(&dead.error)
-    .bind(dead.failed_at.timestamp_micros())
-    .bind(serde_json::to_string(&dead.event).expect("envelopes always serialise"))
-    .execute(&mut *conn)
-    .await?;
+    let event = serde_json::to_string(&dead.event).expect("envelopes always serialise");
+    execute!(
+        &mut *conn,
+        sqlx::query(
+            "INSERT INTO dead_letters (id, grp, topic, partition, position, attempts, error,
+                                       failed_at_us, envelope)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(announcement.id)
+        .bind(&dead.group)
+        .bind(&dead.topic)
+        .bind(i64::from(dead.partition))
+        .bind(dead.offset)
+        .bind(i64::from(dead.attempts))
+        .bind(&dead.error)
+        .bind(dead.failed_at.timestamp_micros())
+        .bind(&event)
+    )?;
     outbox::enqueue(
         conn,
         &topics::dead_letter(&dead.topic, &dead.group),
@@ -186,9 +206,11 @@ async fn list_dead_letters(
 
 /// The service's dead letters, newest first.
 pub async fn list(db: &Database) -> Result<Vec<DeadLetter>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as("SELECT * FROM dead_letters ORDER BY failed_at_us DESC")
-        .fetch_all(db.reader())
-        .await?;
+    let mut conn = db.read().await?;
+    let rows: Vec<Row> = on_conn!(&mut conn, c =>
+        sqlx::query_as("SELECT * FROM dead_letters ORDER BY failed_at_us DESC")
+            .fetch_all(c)
+            .await)?;
     Ok(rows.into_iter().map(DeadLetter::from).collect())
 }
 
@@ -219,20 +241,23 @@ async fn replay_dead_letter(
 /// transaction; the service's relay publishes it.
 pub async fn replay(db: &Database, id: Uuid) -> Result<DeadLetter, DlqError> {
     let mut tx = db.begin_write().await?;
-    let row: Row = sqlx::query_as("SELECT * FROM dead_letters WHERE id = ?")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(DlqError::NotFound(id))?;
+    db::lock(&mut tx, id).await?;
+    let row: Option<Row> = on_conn!(&mut tx, c =>
+        sqlx::query_as("SELECT * FROM dead_letters WHERE id = $1")
+            .bind(id)
+            .fetch_optional(c)
+            .await)?;
+    let row = row.ok_or(DlqError::NotFound(id))?;
     if row.replayed_at_us.is_some() {
         return Err(DlqError::Replayed(id));
     }
     let now = Utc::now();
-    sqlx::query("UPDATE dead_letters SET replayed_at_us = ? WHERE id = ?")
-        .bind(now.timestamp_micros())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    execute!(
+        &mut tx,
+        sqlx::query("UPDATE dead_letters SET replayed_at_us = $1 WHERE id = $2")
+            .bind(now.timestamp_micros())
+            .bind(id)
+    )?;
     let envelope: Envelope =
         serde_json::from_str(&row.envelope).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     outbox::enqueue(&mut tx, &row.topic, &envelope).await?;

@@ -6,25 +6,34 @@
 use std::{sync::Arc, time::Duration};
 
 use contracts::Envelope;
-use sqlx::SqliteConnection;
+use sqlx::AssertSqlSafe;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     bus::{BusError, EventBus, OutgoingEvent},
-    db::Database,
+    db::{AsConn, Database},
+    execute,
     faults::{CrashPoint, Faults},
+    on_conn,
     telemetry::{Metrics, TopicLabels},
 };
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    topic TEXT NOT NULL,
-    envelope TEXT NOT NULL,
-    created_at_us INTEGER NOT NULL
+/// The outbox table, for SQLite and for PostgreSQL.
+pub(crate) const SCHEMA: (&str, &str) = (
+    "CREATE TABLE IF NOT EXISTS outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        topic TEXT NOT NULL,
+        envelope TEXT NOT NULL,
+        created_at_us INTEGER NOT NULL
+    );",
+    "CREATE TABLE IF NOT EXISTS outbox (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        topic TEXT NOT NULL,
+        envelope TEXT NOT NULL,
+        created_at_us BIGINT NOT NULL
+    );",
 );
-";
 
 /// Most events the relay publishes in one go.
 const RELAY_BATCH: i64 = 500;
@@ -33,16 +42,19 @@ const RELAY_IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// Stores `envelope` for publication on `topic` once the surrounding transaction commits.
 pub async fn enqueue(
-    conn: &mut SqliteConnection,
+    conn: &mut impl AsConn,
     topic: &str,
     envelope: &Envelope,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO outbox (topic, envelope, created_at_us) VALUES (?, ?, ?)")
-        .bind(topic)
-        .bind(serde_json::to_string(envelope).expect("envelopes always serialise"))
-        .bind(chrono::Utc::now().timestamp_micros())
-        .execute(conn)
-        .await?;
+    let envelope = serde_json::to_string(envelope).expect("envelopes always serialise");
+    let now = chrono::Utc::now().timestamp_micros();
+    execute!(
+        conn,
+        sqlx::query("INSERT INTO outbox (topic, envelope, created_at_us) VALUES ($1, $2, $3)")
+            .bind(topic)
+            .bind(&envelope)
+            .bind(now)
+    )?;
     Ok(())
 }
 
@@ -100,15 +112,16 @@ async fn publish_pending(
     metrics: &Metrics,
     faults: &Faults,
 ) -> Result<usize, RelayError> {
-    let rows: Vec<(i64, String, String)> =
-        sqlx::query_as("SELECT seq, topic, envelope FROM outbox ORDER BY seq LIMIT ?")
+    let mut conn = db.read().await?;
+    let rows: Vec<(i64, String, String)> = on_conn!(&mut conn, c =>
+        sqlx::query_as("SELECT seq, topic, envelope FROM outbox ORDER BY seq LIMIT $1")
             .bind(RELAY_BATCH)
-            .fetch_all(db.reader())
-            .await?;
-    let Some(&(last_seq, _, _)) = rows.last() else {
+            .fetch_all(c)
+            .await)?;
+    if rows.is_empty() {
         metrics.outbox_backlog.set(0);
         return Ok(0);
-    };
+    }
     let events = rows
         .iter()
         .map(|(seq, topic, envelope)| {
@@ -122,10 +135,17 @@ async fn publish_pending(
     faults.maybe_crash(CrashPoint::BeforePublish);
     bus.publish(events).await?;
     faults.maybe_crash(CrashPoint::AfterPublish);
-    sqlx::query("DELETE FROM outbox WHERE seq <= ?")
-        .bind(last_seq)
-        .execute(db.writer())
-        .await?;
+    // Exactly the rows published: on PostgreSQL a row with a lower seq can commit later
+    // than the ones read, so "everything up to the last seq" could take an unpublished one.
+    let published = rows
+        .iter()
+        .map(|(seq, _, _)| seq.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let delete = format!("DELETE FROM outbox WHERE seq IN ({published})");
+    let mut tx = db.begin_write().await?;
+    execute!(&mut tx, sqlx::raw_sql(AssertSqlSafe(delete.clone())))?;
+    tx.commit().await?;
     for (_, topic, _) in &rows {
         metrics
             .events_published
@@ -134,9 +154,8 @@ async fn publish_pending(
             })
             .inc();
     }
-    let backlog: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-        .fetch_one(db.reader())
-        .await?;
+    let backlog: i64 = on_conn!(&mut conn, c =>
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(c).await)?;
     metrics.outbox_backlog.set(backlog);
     Ok(rows.len())
 }

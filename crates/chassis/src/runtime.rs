@@ -3,15 +3,14 @@
 
 use std::{path::Path, sync::Arc};
 
-use sqlx::{Sqlite, Transaction};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     auth::TokenVerifier,
     bus::EventBus,
-    config::{ChassisSettings, Durability},
+    config::ChassisSettings,
     consumer::{self, EventHandler},
-    db::Database,
+    db::{Database, OpenError, Tx},
     dead_letters,
     faults::{FaultError, Faults},
     flows::ServiceFlows,
@@ -37,6 +36,8 @@ pub struct ServiceRuntime {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Faults(#[from] FaultError),
@@ -48,12 +49,12 @@ impl ServiceRuntime {
     pub async fn start(
         name: &'static str,
         settings: ChassisSettings,
-        database: &Path,
+        data_dir: &Path,
         bus: Arc<dyn EventBus>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, StartError> {
         let faults = Faults::parse(&settings.faults, name, settings.environment)?;
-        let db = open_service_database(database, settings.sqlite_synchronous).await?;
+        let db = open_service_database(name, &settings, data_dir).await?;
         let rt = Arc::new(ServiceRuntime {
             name,
             db,
@@ -90,7 +91,7 @@ impl ServiceRuntime {
 
     /// Commits a write transaction and tells the relay its outbox rows are there, so the
     /// events it caused go out at once rather than at the relay's next idle check.
-    pub async fn commit(&self, tx: Transaction<'static, Sqlite>) -> Result<(), sqlx::Error> {
+    pub async fn commit(&self, tx: Tx) -> Result<(), sqlx::Error> {
         tx.commit().await?;
         self.outbox.wake();
         Ok(())
@@ -109,18 +110,18 @@ impl ServiceRuntime {
     }
 }
 
-/// A service's database with the outbox and inbox tables, for tools that change a
-/// service's data while it is stopped or running (its relay publishes what they leave).
+/// Service `name`'s database, where `settings` put it, with the outbox, inbox and dead
+/// letter tables: for the service, and for tools that change a service's data while it
+/// is stopped or running (its relay publishes what they leave).
 pub async fn open_service_database(
-    path: &Path,
-    durability: Durability,
-) -> Result<Database, sqlx::Error> {
-    let db = Database::open(path, durability, 8).await?;
-    sqlx::raw_sql(outbox::SCHEMA).execute(db.writer()).await?;
-    sqlx::raw_sql(inbox::SCHEMA).execute(db.writer()).await?;
-    sqlx::raw_sql(dead_letters::SCHEMA)
-        .execute(db.writer())
-        .await?;
+    name: &str,
+    settings: &ChassisSettings,
+    data_dir: &Path,
+) -> Result<Database, StartError> {
+    let db = Database::open(&settings.db, data_dir, name, settings.pool()).await?;
+    for (sqlite, postgres) in [outbox::SCHEMA, inbox::SCHEMA, dead_letters::SCHEMA] {
+        db.apply_schema(sqlite, postgres).await?;
+    }
     Ok(db)
 }
 
@@ -150,9 +151,12 @@ impl Service for ServiceRuntime {
     }
 
     async fn ready(&self) -> Result<(), String> {
-        sqlx::query("SELECT 1")
-            .execute(self.db.reader())
+        let mut conn = self
+            .db
+            .read()
             .await
+            .map_err(|error| format!("database: {error}"))?;
+        crate::on_conn!(&mut conn, c => sqlx::query("SELECT 1").execute(c).await.map(drop))
             .map_err(|error| format!("database: {error}"))?;
         self.bus
             .ping()

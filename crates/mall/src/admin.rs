@@ -3,8 +3,7 @@
 use std::{io::BufRead, path::PathBuf};
 
 use anyhow::Context;
-use chassis::bus::embedded::EmbeddedLog;
-use chassis::config::{ChassisSettings, Durability};
+use chassis::config::ChassisSettings;
 use chassis::dead_letters::{self, DlqError};
 use clap::{Subcommand, ValueEnum};
 
@@ -36,6 +35,8 @@ pub enum Task {
         /// How long to wait for the bus to drain, in seconds.
         #[arg(long, default_value_t = 30)]
         wait_secs: u64,
+        #[command(flatten)]
+        chassis: ChassisSettings,
     },
     /// The events consumer groups gave up on: list them, or replay one once its cause is
     /// fixed (the running service's relay puts it back on its topic).
@@ -45,6 +46,8 @@ pub enum Task {
         /// The shop's data folder.
         #[arg(long, env = "MALL_DATA_DIR", default_value = "./data", global = true)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        chassis: ChassisSettings,
     },
     /// Create an account. The password is read from MALL_NEW_USER_PASSWORD or, when that
     /// is unset, from the first line of standard input; never from the command line.
@@ -81,14 +84,17 @@ const CONSUMERS: [&str; 5] = [
     mypage::NAME,
 ];
 
-async fn dead_letters(data_dir: &std::path::Path, action: DlqAction) -> anyhow::Result<()> {
+async fn dead_letters(
+    data_dir: &std::path::Path,
+    chassis: &ChassisSettings,
+    action: DlqAction,
+) -> anyhow::Result<()> {
     let mut replayed = false;
     for service in CONSUMERS {
-        let path = data_dir.join(format!("{service}.db"));
-        if !path.exists() {
+        if chassis.db.is_embedded() && !data_dir.join(format!("{service}.db")).exists() {
             continue;
         }
-        let db = chassis::runtime::open_service_database(&path, Durability::Normal).await?;
+        let db = crate::shop::service_database(service, data_dir, chassis).await?;
         match &action {
             DlqAction::List => {
                 for dead in dead_letters::list(&db).await? {
@@ -141,19 +147,13 @@ pub async fn run(task: Task) -> anyhow::Result<()> {
         } => {
             let path = data_dir.join(format!("{}.db", mypage::NAME));
             anyhow::ensure!(
-                path.exists(),
+                !chassis.db.is_embedded() || path.exists(),
                 "{} does not exist: has the shop run here?",
                 path.display()
             );
-            let db =
-                chassis::runtime::open_service_database(&path, chassis.sqlite_synchronous).await?;
-            let bus = EmbeddedLog::open(
-                &data_dir.join("bus.db"),
-                chassis.sqlite_synchronous,
-                chassis.bus_partitions,
-            )
-            .await?;
-            let replayed = mypage::rebuild(&db, &bus).await?;
+            let db = crate::shop::service_database(mypage::NAME, &data_dir, &chassis).await?;
+            let bus = crate::shop::connect_bus(&data_dir, &chassis).await?;
+            let replayed = mypage::rebuild(&db, bus.as_ref()).await?;
             db.close().await;
             println!("my page rebuilt from {replayed} events and swapped in");
             Ok(())
@@ -161,14 +161,20 @@ pub async fn run(task: Task) -> anyhow::Result<()> {
         Task::Check {
             data_dir,
             wait_secs,
+            chassis,
         } => {
-            if crate::check::run(&data_dir, std::time::Duration::from_secs(wait_secs)).await? {
+            let wait = std::time::Duration::from_secs(wait_secs);
+            if crate::check::run(&data_dir, &chassis, wait).await? {
                 Ok(())
             } else {
                 anyhow::bail!("invariants violated")
             }
         }
-        Task::Dlq { action, data_dir } => dead_letters(&data_dir, action).await,
+        Task::Dlq {
+            action,
+            data_dir,
+            chassis,
+        } => dead_letters(&data_dir, &chassis, action).await,
         Task::CreateUser {
             email,
             name,

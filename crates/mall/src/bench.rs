@@ -153,7 +153,7 @@ async fn bus(
 
 async fn commit_rate(commits: u64, durability: Durability) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let db = chassis::db::Database::open(&dir.path().join("commits.db"), durability, 1).await?;
+    let db = chassis::db::SqliteFile::open(&dir.path().join("commits.db"), durability, 1).await?;
     sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
         .execute(db.writer())
         .await?;

@@ -13,6 +13,7 @@ use std::{
 };
 
 use anyhow::Context;
+use chassis::config::ChassisSettings;
 use chassis::{
     bus::{EventBus, OutgoingEvent, embedded::EmbeddedLog},
     config::Durability,
@@ -194,7 +195,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let settled_in = load_stopped.elapsed();
     stop_shop(&mut shop).await;
     println!("\n== invariants (mall admin check) ==");
-    let invariants_hold = crate::check::run(&data_dir, Duration::from_secs(60)).await?;
+    let invariants_hold =
+        crate::check::run(&data_dir, &embedded_settings()?, Duration::from_secs(60)).await?;
 
     println!("\n== chaos ==");
     println!(
@@ -335,19 +337,42 @@ async fn restart_to_drained(
         "http://127.0.0.1:{}/health/ready",
         base_port + service.port_offset()
     );
-    let bus = crate::check::open_bus(data_dir).await.ok()?;
+    let bus = crate::shop::connect_bus(data_dir, &embedded_settings().ok()?)
+        .await
+        .ok()?;
     while killed_at.elapsed() < Duration::from_secs(30) {
         let ready = client
             .get(&url)
             .send()
             .await
             .is_ok_and(|r| r.status().is_success());
-        if ready && crate::check::group_lag(&bus, service.name()).await.ok()? <= 10 {
+        if ready
+            && crate::check::group_lag(bus.as_ref(), service.name())
+                .await
+                .ok()?
+                <= 10
+        {
             return Some(killed_at.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     None
+}
+
+/// The shop's settings as its children read them from the environment: the embedded
+/// database and log, which chaos damages directly.
+fn embedded_settings() -> anyhow::Result<ChassisSettings> {
+    #[derive(clap::Parser)]
+    struct FromEnvironment {
+        #[command(flatten)]
+        chassis: ChassisSettings,
+    }
+    let settings = <FromEnvironment as clap::Parser>::try_parse_from(["mall"])?.chassis;
+    anyhow::ensure!(
+        settings.db.is_embedded() && settings.bus == chassis::config::BusLocation::Embedded,
+        "mall chaos runs on the embedded database and log (unset MALL_DB and MALL_BUS)"
+    );
+    Ok(settings)
 }
 
 /// Appends copies of random events already in the log: each is a duplicate, and arrives

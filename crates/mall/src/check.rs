@@ -5,70 +5,93 @@
 use std::{
     collections::{HashMap, HashSet},
     path::Path,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
+use chassis::{bus::EventBus, config::ChassisSettings, db::Database, flows::ServiceFlows, on_conn};
 use contracts::{
-    Envelope,
     events::{ProductAdded, StockAdjusted},
     topics,
 };
-use sqlx::{SqlitePool, sqlite::SqliteConnectOptions};
 use uuid::Uuid;
 
-/// The groups that must have read everything before the invariants mean anything.
-const GROUPS: [&str; 6] = ["product", "order", "payment", "delivery", "mypage", "auth"];
-const SERVICES: [&str; 6] = ["product", "order", "payment", "delivery", "mypage", "auth"];
+/// Every service with a database, and what it consumes: all must have read everything
+/// before the invariants mean anything.
+const SERVICES: [&ServiceFlows; 6] = [
+    &product::FLOWS,
+    &order::FLOWS,
+    &payment::FLOWS,
+    &delivery::FLOWS,
+    &mypage::FLOWS,
+    &auth::FLOWS,
+];
 
-async fn open(data_dir: &Path, file: &str) -> anyhow::Result<SqlitePool> {
-    let path = data_dir.join(file);
-    anyhow::ensure!(
-        path.exists(),
-        "{} does not exist: is this a shop's data folder?",
-        path.display()
-    );
-    SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path).read_only(true))
-        .await
-        .with_context(|| format!("cannot open {}", path.display()))
+/// The shop's databases and bus, as its settings place them.
+struct Shop {
+    databases: HashMap<&'static str, Database>,
+    bus: Arc<dyn EventBus>,
 }
 
-/// Events not yet published (outboxes) or not yet handled (consumer groups).
-async fn backlog(data_dir: &Path) -> anyhow::Result<i64> {
-    let mut waiting = 0;
-    for service in SERVICES {
-        let db = open(data_dir, &format!("{service}.db")).await?;
-        waiting += sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&db)
-            .await?;
-        db.close().await;
+impl Shop {
+    async fn open(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<Self> {
+        let mut databases = HashMap::new();
+        for flows in SERVICES {
+            let path = data_dir.join(format!("{}.db", flows.service));
+            anyhow::ensure!(
+                !chassis.db.is_embedded() || path.exists(),
+                "{} does not exist: is this a shop's data folder?",
+                path.display()
+            );
+            let db = crate::shop::service_database(flows.service, data_dir, chassis).await?;
+            databases.insert(flows.service, db);
+        }
+        let bus = crate::shop::connect_bus(data_dir, chassis).await?;
+        Ok(Shop { databases, bus })
     }
-    let bus = open_bus(data_dir).await?;
-    for group in GROUPS {
-        waiting += group_lag(&bus, group).await?;
+
+    fn db(&self, service: &str) -> &Database {
+        &self.databases[service]
     }
-    bus.close().await;
-    Ok(waiting)
+
+    /// Events not yet published (outboxes) or not yet handled (consumer groups).
+    async fn backlog(&self) -> anyhow::Result<i64> {
+        let mut waiting = 0;
+        for flows in SERVICES {
+            let mut conn = self.db(flows.service).read().await?;
+            waiting += on_conn!(&mut conn, c => sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM outbox",
+                )
+                .fetch_one(c)
+                .await)?;
+            waiting += group_lag(self.bus.as_ref(), flows.service).await?;
+        }
+        Ok(waiting)
+    }
+
+    async fn close(&self) {
+        for db in self.databases.values() {
+            db.close().await;
+        }
+    }
 }
 
-/// The shop's embedded event log, read-only.
-pub async fn open_bus(data_dir: &Path) -> anyhow::Result<SqlitePool> {
-    open(data_dir, "bus.db").await
+/// Events on the topics `service` consumes that it has not handled yet.
+pub async fn group_lag(bus: &dyn EventBus, service: &str) -> anyhow::Result<i64> {
+    let flows = SERVICES
+        .iter()
+        .find(|flows| flows.service == service)
+        .with_context(|| format!("no service {service}"))?;
+    Ok(bus.group_backlog(service, &flows.topics()).await?)
 }
 
-/// Events on the topics `group` reads that it has not handled yet.
-pub async fn group_lag(bus: &SqlitePool, group: &str) -> anyhow::Result<i64> {
-    let behind = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(head - COALESCE(o.next_position, 0)), 0) FROM
-           (SELECT topic, partition, MAX(position) + 1 AS head FROM log GROUP BY topic, partition) h
-         LEFT JOIN group_offsets o ON o.grp = ? AND o.topic = h.topic AND o.partition = h.partition
-         WHERE h.topic IN (SELECT DISTINCT topic FROM leases WHERE grp = ?)",
-    )
-    .bind(group)
-    .bind(group)
-    .fetch_one(bus)
-    .await?;
-    Ok(behind)
+/// Rows of `sql` in `service`'s database.
+macro_rules! rows {
+    ($shop:expr, $service:expr, $sql:expr) => {{
+        let mut conn = $shop.db($service).read().await?;
+        on_conn!(&mut conn, c => sqlx::query_as($sql).fetch_all(c).await)?
+    }};
 }
 
 /// An order on my page: id, order, payment and delivery status.
@@ -93,15 +116,13 @@ impl Report {
 }
 
 /// Each order's status, from the last status-changing event of its stream.
-async fn order_statuses(data_dir: &Path) -> anyhow::Result<HashMap<Uuid, String>> {
-    let orders = open(data_dir, "order.db").await?;
-    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+async fn order_statuses(shop: &Shop) -> anyhow::Result<HashMap<Uuid, String>> {
+    let rows: Vec<(Uuid, String)> = rows!(
+        shop,
+        "order",
         "SELECT order_id, event_type FROM order_events
-         WHERE event_type NOT IN ('AddressChanged', 'AddressChangeUndone') ORDER BY order_id, version",
-    )
-    .fetch_all(&orders)
-    .await?;
-    orders.close().await;
+         WHERE event_type NOT IN ('AddressChanged', 'AddressChangeUndone') ORDER BY order_id, version"
+    );
     let status = |event: &str| match event {
         "OrderPlaced" => "PENDING",
         "OrderConfirmed" => "CONFIRMED",
@@ -117,12 +138,23 @@ async fn order_statuses(data_dir: &Path) -> anyhow::Result<HashMap<Uuid, String>
         .collect())
 }
 
-pub async fn run(data_dir: &Path, wait: Duration) -> anyhow::Result<bool> {
+pub async fn run(
+    data_dir: &Path,
+    chassis: &ChassisSettings,
+    wait: Duration,
+) -> anyhow::Result<bool> {
+    let shop = Shop::open(data_dir, chassis).await?;
+    let healthy = check(&shop, wait).await;
+    shop.close().await;
+    healthy
+}
+
+async fn check(shop: &Shop, wait: Duration) -> anyhow::Result<bool> {
     let started = Instant::now();
-    let mut waiting = backlog(data_dir).await?;
+    let mut waiting = shop.backlog().await?;
     while waiting > 0 && started.elapsed() < wait {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        waiting = backlog(data_dir).await?;
+        waiting = shop.backlog().await?;
     }
     println!(
         "bus drained: {} ({waiting} events waiting)",
@@ -134,18 +166,11 @@ pub async fn run(data_dir: &Path, wait: Duration) -> anyhow::Result<bool> {
     }
 
     // Stock on hand + reserved + sold = stock ever added (ProductAdded + StockAdjusted).
-    let bus = open(data_dir, "bus.db").await?;
-    let catalogue_events: Vec<String> =
-        sqlx::query_scalar("SELECT envelope FROM log WHERE topic = ?")
-            .bind(topics::PRODUCT)
-            .fetch_all(&bus)
-            .await?;
-    bus.close().await;
+    let catalogue_events = shop.bus.read_topic(topics::PRODUCT).await?;
     let mut ever_added: HashMap<Uuid, i64> = HashMap::new();
     // The log is at least once: an event delivered twice was still one change.
     let mut seen = std::collections::HashSet::new();
-    for raw in catalogue_events {
-        let envelope: Envelope = serde_json::from_str(&raw)?;
+    for envelope in catalogue_events {
         if !seen.insert(envelope.id) {
             continue;
         }
@@ -155,11 +180,11 @@ pub async fn run(data_dir: &Path, wait: Duration) -> anyhow::Result<bool> {
             *ever_added.entry(adjusted.product_id).or_default() += adjusted.delta;
         }
     }
-    let product = open(data_dir, "product.db").await?;
-    let stock: Vec<(Uuid, i64, i64, i64)> =
-        sqlx::query_as("SELECT id, available, reserved, sold FROM products")
-            .fetch_all(&product)
-            .await?;
+    let stock: Vec<(Uuid, i64, i64, i64)> = rows!(
+        shop,
+        "product",
+        "SELECT id, available, reserved, sold FROM products"
+    );
     let broken: Vec<String> = stock
         .iter()
         .filter(|(id, a, r, s)| ever_added.get(id).copied().unwrap_or(0) != a + r + s)
@@ -176,12 +201,9 @@ pub async fn run(data_dir: &Path, wait: Duration) -> anyhow::Result<bool> {
         &broken,
     );
 
-    let statuses = order_statuses(data_dir).await?;
+    let statuses = order_statuses(shop).await?;
     let reservations: Vec<(Uuid, String)> =
-        sqlx::query_as("SELECT order_id, status FROM reservations")
-            .fetch_all(&product)
-            .await?;
-    product.close().await;
+        rows!(shop, "product", "SELECT order_id, status FROM reservations");
     let expected_reservation = |status: &str| match status {
         "PENDING" => "RESERVED",
         "CONFIRMED" | "DELIVERING" | "DELIVERED" => "SOLD",
@@ -203,19 +225,14 @@ pub async fn run(data_dir: &Path, wait: Duration) -> anyhow::Result<bool> {
     );
 
     // Captured payments = confirmed, not-cancelled orders.
-    let payment = open(data_dir, "payment.db").await?;
-    let captured: HashSet<Uuid> =
-        sqlx::query_scalar("SELECT order_id FROM payments WHERE status = 'AUTHORIZED'")
-            .fetch_all(&payment)
-            .await?
-            .into_iter()
-            .collect();
-    let payments: HashMap<Uuid, String> = sqlx::query_as("SELECT order_id, status FROM payments")
-        .fetch_all(&payment)
-        .await?
-        .into_iter()
+    let payment_rows: Vec<(Uuid, String)> =
+        rows!(shop, "payment", "SELECT order_id, status FROM payments");
+    let captured: HashSet<Uuid> = payment_rows
+        .iter()
+        .filter(|(_, status)| status == "AUTHORIZED")
+        .map(|(id, _)| *id)
         .collect();
-    payment.close().await;
+    let payments: HashMap<Uuid, String> = payment_rows.into_iter().collect();
     let confirmed: HashSet<Uuid> = statuses
         .iter()
         .filter(|(_, s)| matches!(s.as_str(), "CONFIRMED" | "DELIVERING" | "DELIVERED"))
@@ -238,14 +255,9 @@ pub async fn run(data_dir: &Path, wait: Duration) -> anyhow::Result<bool> {
     );
 
     // At most one delivery per order (the table's key), and only for orders that go out.
-    let delivery = open(data_dir, "delivery.db").await?;
-    let deliveries: HashMap<Uuid, String> =
-        sqlx::query_as("SELECT order_id, status FROM deliveries")
-            .fetch_all(&delivery)
-            .await?
-            .into_iter()
-            .collect();
-    delivery.close().await;
+    let delivery_rows: Vec<(Uuid, String)> =
+        rows!(shop, "delivery", "SELECT order_id, status FROM deliveries");
+    let deliveries: HashMap<Uuid, String> = delivery_rows.into_iter().collect();
     let broken: Vec<String> = deliveries
         .iter()
         .filter(|(id, status)| {
@@ -271,13 +283,11 @@ pub async fn run(data_dir: &Path, wait: Duration) -> anyhow::Result<bool> {
     );
 
     // My page equals the owning services.
-    let mypage = open(data_dir, "mypage.db").await?;
-    let rows: Vec<MyPageRow> = sqlx::query_as(
-        "SELECT order_id, order_status, payment_status, delivery_status FROM mypage_orders",
-    )
-    .fetch_all(&mypage)
-    .await?;
-    mypage.close().await;
+    let rows: Vec<MyPageRow> = rows!(
+        shop,
+        "mypage",
+        "SELECT order_id, order_status, payment_status, delivery_status FROM mypage_orders"
+    );
     let mut broken = Vec::new();
     for (id, order_status, payment_status, delivery_status) in &rows {
         let payment_expected = payments.get(id).filter(|s| s.as_str() != "CANCELLED");

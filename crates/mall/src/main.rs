@@ -28,8 +28,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole shop in this process: every service on its own port with its own
-    /// SQLite database under --data-dir, the embedded event log between them, and a demo
-    /// catalogue and a demo customer on first start. Ports: gateway = base, order = base+1,
+    /// database (a SQLite file under --data-dir, or with --db a PostgreSQL database), the
+    /// embedded event log or Kafka (--bus) between them, and a demo catalogue and a demo
+    /// customer on first start. Ports: gateway = base, order = base+1,
     /// delivery = base+2, product = base+3, payment = base+4, mypage = base+5, auth = base+6.
     Up {
         #[command(flatten)]
@@ -38,8 +39,8 @@ enum Command {
         #[arg(long, env = "MALL_BASE_PORT", default_value_t = 8080)]
         base_port: u16,
         /// Run each service in its own child process (`mall serve <service>`) under a
-        /// supervisor that restarts a child that dies. The children take their settings
-        /// from the environment (the `MALL_*` variables), not from these flags.
+        /// supervisor that restarts a child that dies. The children take --db and --bus
+        /// from here, every other setting from the environment (the `MALL_*` variables).
         #[arg(long)]
         split: bool,
         #[command(flatten)]
@@ -103,7 +104,8 @@ enum Command {
 /// Where a shop keeps its data and which address it listens on.
 #[derive(clap::Args, Clone)]
 pub struct Placement {
-    /// Folder of the SQLite files: one per service and `bus.db`, the event log.
+    /// Folder of the shop's files: on the embedded defaults a SQLite file per service and
+    /// `bus.db`, the event log; always the demo customer and the signing key of `mall up`.
     #[arg(long, env = "MALL_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// Address to listen on.

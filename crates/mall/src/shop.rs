@@ -103,16 +103,46 @@ async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// The auth service's database in `data_dir`, migrated: for tools that add accounts.
+/// The auth service's database, migrated: for tools that add accounts.
 pub async fn auth_database(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<Database> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
-    let path = data_dir.join(format!("{}.db", auth::NAME));
-    let db = chassis::runtime::open_service_database(&path, chassis.sqlite_synchronous)
-        .await
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let db = service_database(auth::NAME, data_dir, chassis).await?;
     auth::migrate(&db).await?;
     Ok(db)
+}
+
+/// Service `name`'s database where the settings put it, for operator tools.
+pub async fn service_database(
+    name: &str,
+    data_dir: &Path,
+    chassis: &ChassisSettings,
+) -> anyhow::Result<Database> {
+    chassis::runtime::open_service_database(name, chassis, data_dir)
+        .await
+        .with_context(|| format!("cannot open the {name} database"))
+}
+
+/// The bus the settings name: the embedded log in `data_dir`, or Kafka.
+pub async fn connect_bus(
+    data_dir: &Path,
+    chassis: &ChassisSettings,
+) -> anyhow::Result<Arc<dyn EventBus>> {
+    Ok(match &chassis.bus {
+        BusLocation::Embedded => Arc::new(
+            EmbeddedLog::open(
+                &data_dir.join("bus.db"),
+                chassis.sqlite_synchronous,
+                chassis.bus_partitions,
+            )
+            .await
+            .context("cannot open the event log")?,
+        ),
+        BusLocation::Kafka { brokers, namespace } => Arc::new(
+            KafkaBus::connect(brokers, namespace, chassis.bus_partitions)
+                .context("cannot set up the Kafka clients")?,
+        ),
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -169,21 +199,7 @@ impl Shop {
     async fn open(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
-        let bus: Arc<dyn EventBus> = match &chassis.bus {
-            BusLocation::Embedded => Arc::new(
-                EmbeddedLog::open(
-                    &data_dir.join("bus.db"),
-                    chassis.sqlite_synchronous,
-                    chassis.bus_partitions,
-                )
-                .await
-                .context("cannot open the event log")?,
-            ),
-            BusLocation::Kafka(brokers) => Arc::new(
-                KafkaBus::connect(brokers, chassis.bus_partitions)
-                    .context("cannot set up the Kafka clients")?,
-            ),
-        };
+        let bus = connect_bus(data_dir, chassis).await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         Ok(Shop {
@@ -199,16 +215,15 @@ impl Shop {
         name: &'static str,
         chassis: &ChassisSettings,
     ) -> anyhow::Result<Arc<ServiceRuntime>> {
-        let database = self.data_dir.join(format!("{name}.db"));
         ServiceRuntime::start(
             name,
             chassis.clone(),
-            &database,
+            &self.data_dir,
             self.bus.clone(),
             self.shutdown.clone(),
         )
         .await
-        .with_context(|| format!("cannot start {name} on {}", database.display()))
+        .with_context(|| format!("cannot start {name}"))
     }
 
     /// The token signing key: the configured file, or (for `mall up`, which seeds demo

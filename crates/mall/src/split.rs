@@ -52,6 +52,10 @@ pub async fn up(place: Placement, base_port: u16, chassis: &ChassisSettings) -> 
             port: base_port + service.port_offset(),
             urls: urls.clone(),
             signing_key: signing_key.clone(),
+            backends: [
+                ("MALL_DB", chassis.db.to_string()),
+                ("MALL_BUS", chassis.bus.to_string()),
+            ],
         };
         children.spawn(supervise(command, shutdown.clone()));
     }
@@ -77,6 +81,8 @@ struct ChildCommand {
     port: u16,
     urls: ServiceUrls,
     signing_key: PathBuf,
+    /// The databases and bus `mall up` was given, by flag or environment.
+    backends: [(&'static str, String); 2],
 }
 
 impl ChildCommand {
@@ -96,6 +102,7 @@ impl ChildCommand {
             .env("MALL_PAYMENT_URL", &self.urls.payment_url)
             .env("MALL_JWKS_URL", format!("{}/auth/jwks", self.urls.auth_url))
             .env("MALL_AUTH_SIGNING_KEY_FILE", &self.signing_key)
+            .envs(self.backends.iter().map(|(name, value)| (name, value)))
             .env(
                 "MALL_SEED_DEMO",
                 (self.service == ServiceName::Product).to_string(),

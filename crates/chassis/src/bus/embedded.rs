@@ -23,7 +23,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{BusError, EventBus, OutgoingEvent, PartitionLag, Record, Subscription, partition_for};
-use crate::{config::Durability, db::Database};
+use crate::{config::Durability, db::SqliteFile};
 
 /// A member that stops renewing loses its partitions after this long.
 const LEASE: Duration = Duration::from_secs(10);
@@ -72,7 +72,7 @@ struct AppendRequest {
 /// Handle to the log; cheap to clone and share between services.
 #[derive(Clone)]
 pub struct EmbeddedLog {
-    db: Database,
+    db: SqliteFile,
     appends: mpsc::Sender<AppendRequest>,
     changes: watch::Receiver<u64>,
     default_partitions: u32,
@@ -85,7 +85,7 @@ impl EmbeddedLog {
         durability: Durability,
         default_partitions: u32,
     ) -> Result<Self, BusError> {
-        let db = Database::open(path, durability, 8).await?;
+        let db = SqliteFile::open(path, durability, 8).await?;
         sqlx::raw_sql(SCHEMA).execute(db.writer()).await?;
         let (appends, requests) = mpsc::channel(4096);
         let (changed, changes) = watch::channel(0);
@@ -143,11 +143,49 @@ impl EventBus for EmbeddedLog {
         sqlx::query("SELECT 1").execute(self.db.reader()).await?;
         Ok(())
     }
+
+    async fn group_backlog(&self, group: &str, topics: &[&str]) -> Result<i64, BusError> {
+        let mut behind = 0;
+        for topic in topics {
+            behind += sqlx::query_scalar::<_, i64>(
+                "SELECT COALESCE(SUM(h.head - COALESCE(o.next_position, 0)), 0) FROM
+                   (SELECT partition, MAX(position) + 1 AS head FROM log WHERE topic = $1
+                    GROUP BY partition) h
+                 LEFT JOIN group_offsets o
+                   ON o.grp = $2 AND o.topic = $1 AND o.partition = h.partition",
+            )
+            .bind(topic)
+            .bind(group)
+            .fetch_one(self.db.reader())
+            .await?;
+        }
+        Ok(behind)
+    }
+
+    async fn read_topic(&self, topic: &str) -> Result<Vec<Envelope>, BusError> {
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT partition, position, envelope FROM log WHERE topic = $1
+             ORDER BY partition, position",
+        )
+        .bind(topic)
+        .fetch_all(self.db.reader())
+        .await?;
+        rows.into_iter()
+            .map(|(partition, offset, envelope)| {
+                serde_json::from_str(&envelope).map_err(|source| BusError::Corrupt {
+                    topic: topic.to_owned(),
+                    partition: partition as u32,
+                    offset,
+                    source,
+                })
+            })
+            .collect()
+    }
 }
 
 /// The one writer of this process: folds queued appends into one transaction.
 async fn write_appends(
-    db: Database,
+    db: SqliteFile,
     mut requests: mpsc::Receiver<AppendRequest>,
     changed: Arc<watch::Sender<u64>>,
     default_partitions: u32,
@@ -193,7 +231,7 @@ struct WriterCache {
 }
 
 async fn append(
-    db: &Database,
+    db: &SqliteFile,
     cache: &mut WriterCache,
     default_partitions: u32,
     batch: &[AppendRequest],
@@ -281,7 +319,7 @@ async fn head_of(
 }
 
 /// Wakes this process's consumers when another process commits to the log.
-async fn watch_other_writers(db: Database, changed: Weak<watch::Sender<u64>>) {
+async fn watch_other_writers(db: SqliteFile, changed: Weak<watch::Sender<u64>>) {
     let mut last_version: Option<i64> = None;
     let Ok(mut conn) = db.reader().acquire().await else {
         return;

@@ -16,7 +16,7 @@ use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
-    consumer::{CommitMode, Consumer, StreamConsumer},
+    consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer},
@@ -29,6 +29,8 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct KafkaBus {
     brokers: String,
+    /// Prefix of every topic and group name on the cluster; empty for none.
+    namespace: String,
     partitions: i32,
     producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
@@ -41,9 +43,10 @@ fn failed(error: KafkaError) -> BusError {
 }
 
 impl KafkaBus {
-    /// A bus on the brokers of `brokers` (`host:port,...`); topics it creates get
-    /// `partitions` partitions.
-    pub fn connect(brokers: &str, partitions: u32) -> Result<Self, BusError> {
+    /// A bus on the brokers of `brokers` (`host:port,...`), its topics and groups named
+    /// `<namespace>.<name>` (just `<name>` when the namespace is empty); topics it creates
+    /// get `partitions` partitions.
+    pub fn connect(brokers: &str, namespace: &str, partitions: u32) -> Result<Self, BusError> {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
@@ -58,6 +61,7 @@ impl KafkaBus {
             .map_err(failed)?;
         Ok(KafkaBus {
             brokers: brokers.to_owned(),
+            namespace: namespace.to_owned(),
             partitions: partitions as i32,
             producer,
             admin,
@@ -65,7 +69,46 @@ impl KafkaBus {
         })
     }
 
+    /// The cluster's name for the shop's topic or group `name`.
+    fn named(&self, name: &str) -> String {
+        cluster_name(&self.namespace, name)
+    }
+
+    /// A consumer outside any group's membership, for operator reads.
+    fn inspector(&self, group: Option<&str>) -> Result<BaseConsumer, BusError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true");
+        if let Some(group) = group {
+            config.set("group.id", self.named(group));
+        }
+        config.create().map_err(failed)
+    }
+
+    /// Every partition of `topics` (cluster names) that exists.
+    fn partitions(
+        consumer: &BaseConsumer,
+        topics: &[String],
+    ) -> Result<TopicPartitionList, BusError> {
+        let metadata = consumer
+            .fetch_metadata(None, BROKER_TIMEOUT)
+            .map_err(failed)?;
+        let mut list = TopicPartitionList::new();
+        for topic in metadata.topics() {
+            if topics.iter().any(|t| t == topic.name()) {
+                for partition in topic.partitions() {
+                    list.add_partition(topic.name(), partition.id());
+                }
+            }
+        }
+        Ok(list)
+    }
+
     async fn ensure_topics(&self, topics: &[&str]) -> Result<(), BusError> {
+        let topics: Vec<String> = topics.iter().map(|topic| self.named(topic)).collect();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         let missing: Vec<&str> = {
             let known = self.known_topics.lock().expect("topic cache lock poisoned");
             topics
@@ -127,6 +170,14 @@ impl KafkaBus {
     }
 }
 
+fn cluster_name(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{namespace}.{name}")
+    }
+}
+
 /// The envelope's metadata as Kafka headers, so brokers' tools and other consumers can
 /// route and trace without parsing the payload.
 fn headers(envelope: &Envelope) -> OwnedHeaders {
@@ -161,7 +212,8 @@ impl EventBus for KafkaBus {
         let sends = events.iter().map(|event| {
             let payload =
                 serde_json::to_string(&event.envelope).expect("envelopes always serialise");
-            let record = FutureRecord::to(&event.topic)
+            let topic = self.named(&event.topic);
+            let record = FutureRecord::to(&topic)
                 .key(&event.envelope.subject)
                 .payload(&payload)
                 .headers(headers(&event.envelope));
@@ -194,7 +246,7 @@ impl EventBus for KafkaBus {
         self.ensure_topics(topics).await?;
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
-            .set("group.id", group)
+            .set("group.id", self.named(group))
             .set("client.id", member)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
@@ -206,9 +258,12 @@ impl EventBus for KafkaBus {
             .set("queued.max.messages.kbytes", "4096")
             .create()
             .map_err(failed)?;
-        consumer.subscribe(topics).map_err(failed)?;
+        let topics: Vec<String> = topics.iter().map(|topic| self.named(topic)).collect();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(failed)?;
         Ok(Box::new(KafkaSubscription {
             consumer: Arc::new(consumer),
+            namespace: self.namespace.clone(),
             unacknowledged: HashMap::new(),
         }))
     }
@@ -225,16 +280,100 @@ impl EventBus for KafkaBus {
         .await
         .map_err(|error| BusError::Append(error.to_string()))?
     }
+
+    async fn group_backlog(&self, group: &str, topics: &[&str]) -> Result<i64, BusError> {
+        let consumer = self.inspector(Some(group))?;
+        let topics: Vec<String> = topics.iter().map(|topic| self.named(topic)).collect();
+        tokio::task::spawn_blocking(move || {
+            let partitions = Self::partitions(&consumer, &topics)?;
+            let committed = consumer
+                .committed_offsets(partitions, BROKER_TIMEOUT)
+                .map_err(failed)?;
+            let mut behind = 0;
+            for element in committed.elements() {
+                let (low, high) = consumer
+                    .fetch_watermarks(element.topic(), element.partition(), BROKER_TIMEOUT)
+                    .map_err(failed)?;
+                let done = match element.offset() {
+                    Offset::Offset(offset) => offset,
+                    _ => low,
+                };
+                behind += (high - done).max(0);
+            }
+            Ok(behind)
+        })
+        .await
+        .map_err(|error| BusError::Append(error.to_string()))?
+    }
+
+    async fn read_topic(&self, topic: &str) -> Result<Vec<Envelope>, BusError> {
+        let consumer = self.inspector(None)?;
+        let topic = self.named(topic);
+        tokio::task::spawn_blocking(move || {
+            let mut partitions = Self::partitions(&consumer, std::slice::from_ref(&topic))?;
+            let mut unread = HashSet::new();
+            for element in partitions.elements() {
+                let (low, high) = consumer
+                    .fetch_watermarks(element.topic(), element.partition(), BROKER_TIMEOUT)
+                    .map_err(failed)?;
+                if high > low {
+                    unread.insert(element.partition());
+                }
+            }
+            partitions
+                .set_all_offsets(Offset::Beginning)
+                .map_err(failed)?;
+            consumer.assign(&partitions).map_err(failed)?;
+            let mut envelopes = Vec::new();
+            let started = std::time::Instant::now();
+            while !unread.is_empty() {
+                if started.elapsed() > BROKER_TIMEOUT {
+                    return Err(BusError::Append(format!("reading {topic} timed out")));
+                }
+                match consumer.poll(Duration::from_millis(200)) {
+                    None => {}
+                    Some(Err(KafkaError::PartitionEOF(partition))) => {
+                        unread.remove(&partition);
+                    }
+                    Some(Err(error)) => return Err(failed(error)),
+                    Some(Ok(message)) => {
+                        let payload = message.payload().unwrap_or_default();
+                        envelopes.push(serde_json::from_slice(payload).map_err(|source| {
+                            BusError::Corrupt {
+                                topic: topic.clone(),
+                                partition: message.partition() as u32,
+                                offset: message.offset(),
+                                source,
+                            }
+                        })?);
+                    }
+                }
+            }
+            Ok(envelopes)
+        })
+        .await
+        .map_err(|error| BusError::Append(error.to_string()))?
+    }
 }
 
 pub struct KafkaSubscription {
     consumer: Arc<StreamConsumer>,
+    namespace: String,
     /// The first offset of each partition handed out and not committed since: where to
     /// read again, as the embedded log does, when the consumer gives up on a batch.
     unacknowledged: HashMap<(String, i32), i64>,
 }
 
 impl KafkaSubscription {
+    /// The shop's name of a cluster topic.
+    fn shop_name(&self, topic: &str) -> String {
+        topic
+            .strip_prefix(&self.namespace)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or(topic)
+            .to_owned()
+    }
+
     fn rewind(&mut self) -> Result<(), BusError> {
         for ((topic, partition), offset) in self.unacknowledged.drain() {
             self.consumer
@@ -248,7 +387,7 @@ impl KafkaSubscription {
         &mut self,
         message: &rdkafka::message::BorrowedMessage<'_>,
     ) -> Result<Record, BusError> {
-        let topic = message.topic().to_owned();
+        let topic = self.shop_name(message.topic());
         let payload = message.payload().unwrap_or_default();
         let envelope = serde_json::from_slice(payload).map_err(|source| BusError::Corrupt {
             topic: topic.clone(),
@@ -257,7 +396,7 @@ impl KafkaSubscription {
             source,
         })?;
         self.unacknowledged
-            .entry((topic.clone(), message.partition()))
+            .entry((message.topic().to_owned(), message.partition()))
             .or_insert(message.offset());
         Ok(Record {
             topic,
@@ -288,10 +427,13 @@ impl Subscription for KafkaSubscription {
     }
 
     async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
-        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+        let mut next: HashMap<(String, i32), i64> = HashMap::new();
         for record in records {
             let offset = next
-                .entry((record.topic.as_str(), record.partition as i32))
+                .entry((
+                    cluster_name(&self.namespace, &record.topic),
+                    record.partition as i32,
+                ))
                 .or_default();
             *offset = (*offset).max(record.offset + 1);
         }
@@ -308,8 +450,7 @@ impl Subscription for KafkaSubscription {
                 .map_err(|error| BusError::Append(error.to_string()))?
                 .map_err(failed)?;
         }
-        for ((topic, partition), offset) in next {
-            let key = (topic.to_owned(), partition);
+        for (key, offset) in next {
             if self
                 .unacknowledged
                 .get(&key)
@@ -323,6 +464,7 @@ impl Subscription for KafkaSubscription {
 
     async fn lag(&mut self) -> Result<Vec<PartitionLag>, BusError> {
         let consumer = self.consumer.clone();
+        let namespace = self.namespace.clone();
         tokio::task::spawn_blocking(move || {
             let committed = consumer.committed(BROKER_TIMEOUT).map_err(failed)?;
             let mut lags = Vec::new();
@@ -335,7 +477,12 @@ impl Subscription for KafkaSubscription {
                     _ => 0,
                 };
                 lags.push(PartitionLag {
-                    topic: element.topic().to_owned(),
+                    topic: element
+                        .topic()
+                        .strip_prefix(&namespace)
+                        .and_then(|rest| rest.strip_prefix('.'))
+                        .unwrap_or(element.topic())
+                        .to_owned(),
                     partition: element.partition() as u32,
                     lag: (high - done).max(0),
                 });
@@ -404,7 +551,7 @@ mod tests {
         let cluster = MockCluster::new(1).unwrap();
         // The mock broker answers no CreateTopics: the topic exists as on a real cluster.
         cluster.create_topic("order.order.v1", 2, 1).unwrap();
-        let bus = KafkaBus::connect(&cluster.bootstrap_servers(), 2).unwrap();
+        let bus = KafkaBus::connect(&cluster.bootstrap_servers(), "", 2).unwrap();
         bus.ping().await.unwrap();
         let sent: Vec<_> = (0..5).map(|_| event("order.order.v1")).collect();
         bus.publish(sent.clone()).await.unwrap();
@@ -470,7 +617,7 @@ mod tests {
     async fn a_new_member_of_the_group_starts_after_the_committed_offsets() {
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("payment.payment.v1", 1, 1).unwrap();
-        let bus = KafkaBus::connect(&cluster.bootstrap_servers(), 1).unwrap();
+        let bus = KafkaBus::connect(&cluster.bootstrap_servers(), "", 1).unwrap();
         bus.publish((0..3).map(|_| event("payment.payment.v1")).collect())
             .await
             .unwrap();

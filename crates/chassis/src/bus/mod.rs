@@ -70,6 +70,13 @@ pub trait EventBus: Send + Sync {
 
     /// Checks the bus can be reached, for readiness.
     async fn ping(&self) -> Result<(), BusError>;
+
+    /// Events on `topics` that `group` has not committed yet; asks without joining the
+    /// group (operator tools).
+    async fn group_backlog(&self, group: &str, topics: &[&str]) -> Result<i64, BusError>;
+
+    /// Every event on `topic` still kept, from the oldest (operator tools).
+    async fn read_topic(&self, topic: &str) -> Result<Vec<Envelope>, BusError>;
 }
 
 #[async_trait]

@@ -109,12 +109,12 @@ async fn signup_and_login_refuse_what_they_should() {
             .await;
         assert_problem(login, StatusCode::UNAUTHORIZED, "wrong email or password").await;
     }
-    let accounts = shop.open_db("auth.db").await;
-    let hash: String =
+    let accounts = shop.db("auth").await;
+    let hash: String = chassis::on_conn!(&mut accounts.read().await.unwrap(), c =>
         sqlx::query_scalar("SELECT password_hash FROM customers WHERE email = 'kim@example.com'")
-            .fetch_one(&accounts)
+            .fetch_one(c)
             .await
-            .unwrap();
+            .unwrap());
     assert!(hash.starts_with("$argon2id$"), "{hash}");
 }
 
@@ -279,9 +279,9 @@ async fn forged_stale_and_misaddressed_tokens_are_refused_by_the_gateway_and_the
         .unwrap();
     assert_problem(direct, StatusCode::UNAUTHORIZED, "bearer token").await;
 
-    let orders = shop.open_db("order.db").await;
+    let orders = shop.db("order").await;
     assert_eq!(count(&orders, "SELECT COUNT(*) FROM order_events").await, 0);
-    let catalogue = shop.open_db("product.db").await;
+    let catalogue = shop.db("product").await;
     assert_eq!(
         count(
             &catalogue,
@@ -445,7 +445,7 @@ async fn injection_and_script_strings_are_stored_as_text_and_never_run() {
     assert_eq!(order["address"], nasty);
     assert_eq!(order["status"], "DELIVERING");
 
-    let accounts = shop.open_db("auth.db").await;
+    let accounts = shop.db("auth").await;
     assert_eq!(
         count(&accounts, "SELECT COUNT(*) FROM customers").await,
         4,

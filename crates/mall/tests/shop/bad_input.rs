@@ -57,18 +57,10 @@ async fn bad_orders_get_a_problem_naming_what_is_wrong_and_nothing_is_stored() {
         assert_problem(request.send().await.unwrap(), status, mentions).await;
     }
 
-    let orders = shop.open_db("order.db").await;
+    let orders = shop.db("order").await;
     assert_eq!(count(&orders, "SELECT COUNT(*) FROM order_events").await, 0);
     assert_eq!(count(&orders, "SELECT COUNT(*) FROM outbox").await, 0);
-    let bus = shop.open_db("bus.db").await;
-    assert_eq!(
-        count(
-            &bus,
-            "SELECT COUNT(*) FROM log WHERE topic = 'order.order.v1'"
-        )
-        .await,
-        0
-    );
+    assert!(shop.events_on(contracts::topics::ORDER).await.is_empty());
     assert_eq!(shop.stock_of(&product).await, 10);
 }
 
@@ -148,7 +140,7 @@ async fn bad_products_and_stock_changes_are_refused_and_change_nothing() {
         .await;
     assert_eq!(raised.status(), StatusCode::OK);
     assert_eq!(shop.stock_of(&product).await, 12);
-    let catalogue = shop.open_db("product.db").await;
+    let catalogue = shop.db("product").await;
     assert_eq!(
         count(&catalogue, "SELECT COUNT(*) FROM products").await,
         7,

@@ -21,6 +21,23 @@ fn all_event_types() -> Vec<&'static str> {
     types
 }
 
+/// Every topic of the contracts, with the dead-letter topic of each consumer group.
+fn all_topics() -> Vec<String> {
+    let mut topics: Vec<String> = events::catalogue()
+        .iter()
+        .map(|e| e.topic.to_owned())
+        .collect();
+    topics.sort();
+    topics.dedup();
+    let groups = ["product", "order", "payment", "delivery", "mypage"];
+    let dead_letters: Vec<String> = topics
+        .iter()
+        .flat_map(|topic| groups.map(|group| contracts::topics::dead_letter(topic, group)))
+        .collect();
+    topics.extend(dead_letters);
+    topics
+}
+
 /// Drives the shop through every path that publishes an event: sign-up, catalogue
 /// changes, a delivered order with an address change, a cancelled one, one rejected for
 /// stock, one for payment, and a poison event that ends in a dead-letter topic.
@@ -91,19 +108,15 @@ async fn every_kind_of_event(shop: &Shop) {
 async fn captured_events(shop: &Shop) -> BTreeMap<String, Vec<Envelope>> {
     let started = Instant::now();
     loop {
-        let bus = shop.open_db("bus.db").await;
-        let rows: Vec<String> = sqlx::query_scalar("SELECT envelope FROM log")
-            .fetch_all(&bus)
-            .await
-            .unwrap();
-        bus.close().await;
+        let bus = shop.bus().await;
         let mut by_type: BTreeMap<String, Vec<Envelope>> = BTreeMap::new();
-        for row in rows {
-            let envelope: Envelope = serde_json::from_str(&row).unwrap();
-            by_type
-                .entry(envelope.event_type.clone())
-                .or_default()
-                .push(envelope);
+        for topic in all_topics() {
+            for envelope in bus.read_topic(&topic).await.unwrap() {
+                by_type
+                    .entry(envelope.event_type.clone())
+                    .or_default()
+                    .push(envelope);
+            }
         }
         let missing: Vec<_> = all_event_types()
             .into_iter()

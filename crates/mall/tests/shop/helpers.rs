@@ -1,14 +1,21 @@
 use std::{
     net::TcpListener,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
+use std::{str::FromStr, sync::Arc};
+
+use chassis::{
+    bus::{EventBus, OutgoingEvent, embedded::EmbeddedLog, kafka::KafkaBus},
+    config::{BusLocation, DatabaseLocation, Durability},
+    db::{Database, PoolSettings},
+    on_conn,
+};
 use rand::Rng;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
-use sqlx::{SqlitePool, sqlite::SqliteConnectOptions};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const SAGA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -16,11 +23,35 @@ const SAGA_TIMEOUT: Duration = Duration::from_secs(30);
 pub const ADMIN_EMAIL: &str = "admin@test.12st";
 pub const ADMIN_PASSWORD: &str = "admin password for tests";
 
+/// The PostgreSQL server (`postgres://user@host:port`) the shops of this test run keep
+/// their databases on, when `MALL_TEST_DB` names one; else each keeps SQLite files.
+fn test_database_server() -> Option<String> {
+    std::env::var("MALL_TEST_DB")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// The Kafka brokers (`host:port`) the shops of this test run use as their bus, when
+/// `MALL_TEST_KAFKA_BROKERS` names them and `MALL_TEST_BUS` is `kafka`.
+pub fn test_kafka_brokers() -> Option<String> {
+    std::env::var("MALL_TEST_KAFKA_BROKERS")
+        .ok()
+        .filter(|brokers| !brokers.is_empty())
+}
+
+fn test_bus_is_kafka() -> bool {
+    std::env::var("MALL_TEST_BUS").is_ok_and(|bus| bus == "kafka")
+}
+
 /// A running `mall up` in its own folder and ports, with an admin and one signed-up
-/// customer and their tokens. Killed when dropped.
+/// customer and their tokens. Killed when dropped. Its databases and bus are the embedded
+/// defaults, or PostgreSQL and Kafka when the test run names them (`MALL_TEST_DB`,
+/// `MALL_TEST_BUS=kafka`), each shop in its own namespace there.
 pub struct Shop {
     pub url: String,
     pub base_port: u16,
+    /// Prefix of this shop's PostgreSQL databases and Kafka topics and groups.
+    namespace: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
     /// `mall up --split`: one process per service under a supervisor.
@@ -33,7 +64,7 @@ pub struct Shop {
 }
 
 /// `count` consecutive free ports, checked by binding them.
-fn free_ports(count: u16) -> u16 {
+pub fn free_ports(count: u16) -> u16 {
     loop {
         // Below the ephemeral range (32768 and up), where outgoing connections take ports.
         let base = rand::rng().random_range(20_000..32_000);
@@ -70,6 +101,21 @@ impl Shop {
     async fn start_as(split: bool, env: &[(&str, &str)]) -> Shop {
         let dir = tempfile::tempdir().unwrap();
         let base_port = free_ports(7);
+        let namespace = format!("t{:08x}", rand::rng().random::<u32>());
+        let mut backends = Vec::new();
+        if let Some(server) = test_database_server() {
+            backends.push(("MALL_DB".to_owned(), format!("{server}/{namespace}")));
+        }
+        if let (true, Some(brokers)) = (test_bus_is_kafka(), test_kafka_brokers()) {
+            backends.push((
+                "MALL_BUS".to_owned(),
+                format!("kafka://{brokers}/{namespace}"),
+            ));
+        }
+        let env: Vec<(String, String)> = backends
+            .into_iter()
+            .chain(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
         let created = Command::new(env!("CARGO_BIN_EXE_mall"))
             .args([
                 "admin",
@@ -82,6 +128,7 @@ impl Shop {
             ])
             .arg("--data-dir")
             .arg(dir.path())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("MALL_NEW_USER_PASSWORD", ADMIN_PASSWORD)
             .output()
             .unwrap();
@@ -93,13 +140,11 @@ impl Shop {
         let mut shop = Shop {
             url: format!("http://127.0.0.1:{base_port}"),
             base_port,
+            namespace,
             dir,
             child: None,
             split,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env,
             client: Client::new(),
             admin_token: String::new(),
             token: String::new(),
@@ -138,6 +183,78 @@ impl Shop {
 
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The value this shop's processes get for the environment variable `name`.
+    fn setting(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn on_postgres(&self) -> bool {
+        self.setting("MALL_DB")
+            .is_some_and(|db| db.starts_with("postgres"))
+    }
+
+    /// Terminates every server connection to the shop's PostgreSQL databases, as a
+    /// failover or a network cut would; returns how many there were.
+    pub fn cut_database_connections(&self) -> usize {
+        let server = test_database_server().expect("a shop on PostgreSQL");
+        let output = Command::new("psql")
+            .arg(format!("{server}/postgres"))
+            .args(["-At", "-c"])
+            .arg(format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname LIKE '{}\\_%'",
+                self.namespace
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// The shop's event bus, as its services reach it.
+    pub async fn bus(&self) -> Arc<dyn EventBus> {
+        match BusLocation::from_str(self.setting("MALL_BUS").unwrap_or("embedded")).unwrap() {
+            BusLocation::Embedded => Arc::new(
+                EmbeddedLog::open(&self.dir.path().join("bus.db"), Durability::Normal, 4)
+                    .await
+                    .unwrap(),
+            ),
+            BusLocation::Kafka { brokers, namespace } => {
+                Arc::new(KafkaBus::connect(&brokers, &namespace, 4).unwrap())
+            }
+        }
+    }
+
+    /// Every event on `topic` so far.
+    pub async fn events_on(&self, topic: &str) -> Vec<contracts::Envelope> {
+        self.bus().await.read_topic(topic).await.unwrap()
+    }
+
+    /// One service's database (`order`, `product`, ...), to look into or to damage on
+    /// purpose.
+    pub async fn db(&self, service: &str) -> Database {
+        let location =
+            DatabaseLocation::from_str(self.setting("MALL_DB").unwrap_or("embedded")).unwrap();
+        let pool = PoolSettings {
+            max_connections: 2,
+            durability: Durability::Normal,
+        };
+        Database::open(&location, self.dir.path(), service, pool)
+            .await
+            .unwrap()
     }
 
     async fn launch(&mut self) {
@@ -232,21 +349,17 @@ impl Shop {
         assert!(status.success(), "kill -{signal} {service}");
     }
 
-    /// Appends `envelope` to `topic` in the shop's event log behind the services' backs,
-    /// as a misbehaving publisher would.
+    /// Publishes `envelope` to `topic` on the shop's bus behind the services' backs, as a
+    /// misbehaving publisher would.
     pub async fn inject(&self, topic: &str, envelope: &contracts::Envelope) {
-        let bus = self.open_db_to_damage("bus.db").await;
-        sqlx::query(
-            "INSERT INTO log (topic, partition, position, envelope, appended_at_us)
-             SELECT ?1, 0, COALESCE(MAX(position) + 1, 0), ?2, 0 FROM log
-             WHERE topic = ?1 AND partition = 0",
-        )
-        .bind(topic)
-        .bind(serde_json::to_string(envelope).unwrap())
-        .execute(&bus)
-        .await
-        .unwrap();
-        bus.close().await;
+        self.bus()
+            .await
+            .publish(vec![OutgoingEvent {
+                topic: topic.to_owned(),
+                envelope: envelope.clone(),
+            }])
+            .await
+            .unwrap();
     }
 
     /// `mall admin check` on the shop's data: whether every invariant holds, and its report.
@@ -254,6 +367,7 @@ impl Shop {
         let output = Command::new(env!("CARGO_BIN_EXE_mall"))
             .args(["admin", "check", "--wait-secs", "20", "--data-dir"])
             .arg(self.data_dir())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
         (
@@ -376,19 +490,6 @@ impl Shop {
         }
     }
 
-    /// A read-only look into one of the shop's SQLite files.
-    pub async fn open_db(&self, file: &str) -> SqlitePool {
-        open_read_only(&self.dir.path().join(file)).await
-    }
-
-    /// A writable connection to one of the shop's SQLite files, for tests that damage
-    /// data on purpose.
-    pub async fn open_db_to_damage(&self, file: &str) -> SqlitePool {
-        SqlitePool::connect_with(SqliteConnectOptions::new().filename(self.dir.path().join(file)))
-            .await
-            .unwrap()
-    }
-
     /// The value of a counter in a service's `/metrics`, summed over series whose
     /// labels contain every `label=value` of `labels`.
     pub async fn metric(&self, port_offset: u16, name: &str, labels: &[&str]) -> f64 {
@@ -412,13 +513,19 @@ impl Shop {
 impl Drop for Shop {
     fn drop(&mut self) {
         self.kill();
+        if let (true, Some(server)) = (self.on_postgres(), test_database_server()) {
+            let mut drop_databases = Command::new("psql");
+            drop_databases.arg(format!("{server}/postgres")).arg("-q");
+            for service in ["auth", "product", "order", "payment", "delivery", "mypage"] {
+                drop_databases.arg("-c").arg(format!(
+                    "DROP DATABASE IF EXISTS \"{}_{service}\" WITH (FORCE)",
+                    self.namespace
+                ));
+            }
+            // Best effort: a database left behind costs disk, not correctness.
+            let _ = drop_databases.stderr(Stdio::null()).status();
+        }
     }
-}
-
-async fn open_read_only(path: &PathBuf) -> SqlitePool {
-    SqlitePool::connect_with(SqliteConnectOptions::new().filename(path).read_only(true))
-        .await
-        .unwrap()
 }
 
 /// Asserts a problem+json answer with `status` whose detail mentions `mentions`.
@@ -443,7 +550,8 @@ pub async fn assert_problem(response: Response, status: StatusCode, mentions: &s
     problem
 }
 
-/// Rows in a table of a shop file, for "nothing was stored" checks.
-pub async fn count(pool: &SqlitePool, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+/// The one number `sql` selects in a service's database, for "nothing was stored" checks.
+pub async fn count(db: &Database, sql: &'static str) -> i64 {
+    let mut conn = db.read().await.unwrap();
+    on_conn!(&mut conn, c => sqlx::query_scalar::<_, i64>(sql).fetch_one(c).await.unwrap())
 }

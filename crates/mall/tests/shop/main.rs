@@ -10,6 +10,7 @@ mod helpers;
 mod kafka;
 mod mypage;
 mod orders;
+mod outage;
 mod recovery;
 mod resilience;
 mod saga;

@@ -130,16 +130,20 @@ async fn a_rebuild_replays_the_log_into_a_fresh_table_while_the_page_keeps_answe
     .await;
 
     // The read model is damaged: one row gone, one wrong.
-    let page_db = shop.open_db_to_damage("mypage.db").await;
-    sqlx::query("DELETE FROM mypage_orders WHERE order_id = ?")
-        .bind(kept.parse::<uuid::Uuid>().unwrap())
-        .execute(&page_db)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE mypage_orders SET order_status = 'PENDING'")
-        .execute(&page_db)
-        .await
-        .unwrap();
+    let page_db = shop.db("mypage").await;
+    let mut tx = page_db.begin_write().await.unwrap();
+    chassis::execute!(
+        &mut tx,
+        sqlx::query("DELETE FROM mypage_orders WHERE order_id = $1")
+            .bind(kept.parse::<uuid::Uuid>().unwrap())
+    )
+    .unwrap();
+    chassis::execute!(
+        &mut tx,
+        sqlx::query("UPDATE mypage_orders SET order_status = 'PENDING'")
+    )
+    .unwrap();
+    tx.commit().await.unwrap();
     page_db.close().await;
 
     let reader = {

@@ -1,7 +1,6 @@
 use std::time::{Duration, Instant};
 
-use chassis::bus::{EventBus, OutgoingEvent, embedded::EmbeddedLog};
-use chassis::config::Durability;
+use chassis::bus::OutgoingEvent;
 use contracts::{Envelope, topics};
 use futures::future::join_all;
 use reqwest::StatusCode;
@@ -52,7 +51,7 @@ async fn fifty_concurrent_orders_for_the_last_ten_units_confirm_exactly_ten() {
     assert_eq!(with_status("DELIVERING"), 10);
     assert_eq!(with_status("REJECTED"), 40);
     assert_eq!(shop.stock_of(&product).await, 0);
-    let db = shop.open_db("product.db").await;
+    let db = shop.db("product").await;
     assert_eq!(count(&db, "SELECT MIN(available) FROM products").await, 0);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM reservations").await, 10);
 }
@@ -74,7 +73,7 @@ async fn the_same_idempotency_key_twice_gives_one_order() {
     let order_id = first["order_id"].as_str().unwrap();
     assert_eq!(shop.final_order(order_id).await["status"], "DELIVERING");
     assert_eq!(shop.stock_of(&product).await, 8);
-    let orders = shop.open_db("order.db").await;
+    let orders = shop.db("order").await;
     assert_eq!(
         count(&orders, "SELECT COUNT(DISTINCT order_id) FROM order_events").await,
         1
@@ -95,15 +94,9 @@ async fn the_same_idempotency_key_twice_gives_one_order() {
 
 /// The envelope of the first event of `event_type` about `subject` in `topic`.
 async fn find_event(shop: &Shop, topic: &str, event_type: &str, subject: &str) -> Envelope {
-    let bus = shop.open_db("bus.db").await;
-    let envelopes: Vec<String> = sqlx::query_scalar("SELECT envelope FROM log WHERE topic = ?")
-        .bind(topic)
-        .fetch_all(&bus)
+    shop.events_on(topic)
         .await
-        .unwrap();
-    envelopes
-        .iter()
-        .map(|e| serde_json::from_str::<Envelope>(e).unwrap())
+        .into_iter()
         .find(|e| e.event_type == event_type && e.subject == subject)
         .unwrap_or_else(|| panic!("no {event_type} about {subject} in {topic}"))
 }
@@ -132,21 +125,20 @@ async fn an_event_delivered_twice_changes_nothing_the_second_time() {
 
     let placed = find_event(&shop, topics::ORDER, "OrderPlaced", &order_id).await;
     let reserved = find_event(&shop, topics::RESERVATION, "StockReserved", &order_id).await;
-    let bus = EmbeddedLog::open(&shop.data_dir().join("bus.db"), Durability::Normal, 4)
+    shop.bus()
+        .await
+        .publish(vec![
+            OutgoingEvent {
+                topic: topics::ORDER.into(),
+                envelope: placed,
+            },
+            OutgoingEvent {
+                topic: topics::RESERVATION.into(),
+                envelope: reserved,
+            },
+        ])
         .await
         .unwrap();
-    bus.publish(vec![
-        OutgoingEvent {
-            topic: topics::ORDER.into(),
-            envelope: placed,
-        },
-        OutgoingEvent {
-            topic: topics::RESERVATION.into(),
-            envelope: reserved,
-        },
-    ])
-    .await
-    .unwrap();
 
     let duplicate = "outcome=\"duplicate\"";
     wait_for_metric(
@@ -177,22 +169,13 @@ async fn an_event_delivered_twice_changes_nothing_the_second_time() {
         .map(|e| e["type"].clone())
         .collect();
     assert_eq!(types, ["OrderPlaced", "OrderConfirmed", "DeliveryStarted"]);
-    let log = shop.open_db("bus.db").await;
     assert_eq!(
-        count(
-            &log,
-            "SELECT COUNT(*) FROM log WHERE topic = 'product.reservation.v1'"
-        )
-        .await,
+        shop.events_on(topics::RESERVATION).await.len(),
         2,
         "one StockReserved answer and the duplicate we published, no second answer"
     );
     assert_eq!(
-        count(
-            &log,
-            "SELECT COUNT(*) FROM log WHERE topic = 'payment.payment.v1'"
-        )
-        .await,
+        shop.events_on(topics::PAYMENT).await.len(),
         1,
         "one charge, none for the duplicate StockReserved"
     );

@@ -11,10 +11,10 @@ async fn orders_interrupted_by_a_crash_reach_a_final_state_after_restart() {
     let order_ids = join_all((0..30).map(|_| shop.place_order(&product, 1))).await;
     shop.kill();
 
-    let orders = shop.open_db("order.db").await;
+    let orders = shop.db("order").await;
     let pending_at_crash = count(
         &orders,
-        "SELECT COUNT(*) FROM (SELECT order_id FROM order_events GROUP BY order_id HAVING MAX(version) = 1)",
+        "SELECT COUNT(*) FROM (SELECT order_id FROM order_events GROUP BY order_id HAVING MAX(version) = 1) AS pending",
     )
     .await;
     orders.close().await;
@@ -36,7 +36,7 @@ async fn orders_interrupted_by_a_crash_reach_a_final_state_after_restart() {
         10
     );
     assert_eq!(shop.stock_of(&product).await, 0);
-    let catalogue = shop.open_db("product.db").await;
+    let catalogue = shop.db("product").await;
     assert_eq!(
         count(&catalogue, "SELECT COUNT(*) FROM reservations").await,
         20
@@ -53,6 +53,6 @@ async fn a_graceful_stop_keeps_everything_and_the_demo_catalogue_is_seeded_once(
     shop.restart().await;
     assert_eq!(shop.final_order(&order_id).await["status"], "DELIVERING");
     assert_eq!(shop.stock_of(&product).await, 3);
-    let catalogue = shop.open_db("product.db").await;
+    let catalogue = shop.db("product").await;
     assert_eq!(count(&catalogue, "SELECT COUNT(*) FROM products").await, 7);
 }

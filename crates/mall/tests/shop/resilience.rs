@@ -177,16 +177,20 @@ async fn a_poison_event_lands_in_the_dead_letters_and_replays_once_its_cause_is_
     .await;
 
     // The operator repairs delivery's data (the placement it missed), then replays.
-    let delivery = shop.open_db_to_damage("delivery.db").await;
-    sqlx::query(
-        "INSERT INTO deliveries (order_id, delivery_id, address, status, created_at, updated_at)
-         VALUES (?, ?, '1 Teheran-ro, Seoul', 'AWAITING', '2026-11-27', '2026-11-27')",
+    let delivery = shop.db("delivery").await;
+    let mut tx = delivery.begin_write().await.unwrap();
+    chassis::execute!(
+        &mut tx,
+        sqlx::query(
+            "INSERT INTO deliveries (order_id, delivery_id, address, status, created_at, updated_at)
+             VALUES ($1, $2, '1 Teheran-ro, Seoul', 'AWAITING', $3, $3)",
+        )
+        .bind(order_id)
+        .bind(uuid::Uuid::now_v7())
+        .bind(chrono::Utc::now())
     )
-    .bind(order_id)
-    .bind(uuid::Uuid::now_v7())
-    .execute(&delivery)
-    .await
     .unwrap();
+    tx.commit().await.unwrap();
     delivery.close().await;
     let replayed = replay(second.clone()).await;
     assert_eq!(replayed.status(), StatusCode::ACCEPTED);
@@ -194,12 +198,13 @@ async fn a_poison_event_lands_in_the_dead_letters_and_replays_once_its_cause_is_
 
     let started = Instant::now();
     loop {
-        let db = shop.open_db("delivery.db").await;
-        let status: String = sqlx::query_scalar("SELECT status FROM deliveries WHERE order_id = ?")
-            .bind(order_id)
-            .fetch_one(&db)
-            .await
-            .unwrap();
+        let db = shop.db("delivery").await;
+        let status: String = chassis::on_conn!(&mut db.read().await.unwrap(), c =>
+            sqlx::query_scalar("SELECT status FROM deliveries WHERE order_id = $1")
+                .bind(order_id)
+                .fetch_one(c)
+                .await
+                .unwrap());
         db.close().await;
         if status == "STARTED" {
             break;

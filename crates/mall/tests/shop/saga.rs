@@ -31,17 +31,15 @@ where
 /// database, as text ("-" when it has none).
 async fn status_in(shop: &Shop, service: &str, order_id: &str) -> String {
     let sql = match service {
-        "product" => "SELECT status FROM reservations WHERE order_id = ?",
-        "payment" => "SELECT status FROM payments WHERE order_id = ?",
-        "delivery" => "SELECT status FROM deliveries WHERE order_id = ?",
+        "product" => "SELECT status FROM reservations WHERE order_id = $1",
+        "payment" => "SELECT status FROM payments WHERE order_id = $1",
+        "delivery" => "SELECT status FROM deliveries WHERE order_id = $1",
         other => panic!("{other} keeps no status per order"),
     };
-    let db = shop.open_db(&format!("{service}.db")).await;
-    let status: Option<String> = sqlx::query_scalar(sql)
-        .bind(order_id.parse::<uuid::Uuid>().unwrap())
-        .fetch_optional(&db)
-        .await
-        .unwrap();
+    let db = shop.db(service).await;
+    let order_id = order_id.parse::<uuid::Uuid>().unwrap();
+    let status: Option<String> = chassis::on_conn!(&mut db.read().await.unwrap(), c =>
+        sqlx::query_scalar(sql).bind(order_id).fetch_optional(c).await.unwrap());
     db.close().await;
     status.unwrap_or_else(|| "-".into())
 }
@@ -64,12 +62,14 @@ async fn compensated(shop: &Shop, product: &str, units: &str, order_id: &str, pa
 }
 
 async fn delivery_address(shop: &Shop, order_id: &str) -> String {
-    let db = shop.open_db("delivery.db").await;
-    let address = sqlx::query_scalar("SELECT address FROM deliveries WHERE order_id = ?")
-        .bind(order_id.parse::<uuid::Uuid>().unwrap())
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let db = shop.db("delivery").await;
+    let order_id = order_id.parse::<uuid::Uuid>().unwrap();
+    let address = chassis::on_conn!(&mut db.read().await.unwrap(), c =>
+        sqlx::query_scalar("SELECT address FROM deliveries WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_one(c)
+            .await
+            .unwrap());
     db.close().await;
     address
 }
@@ -401,12 +401,16 @@ async fn the_invariants_hold_after_every_kind_of_saga_and_a_broken_one_is_report
         );
     }
 
-    let catalogue = shop.open_db_to_damage("product.db").await;
-    sqlx::query("UPDATE products SET available = available + 1 WHERE id = ?")
-        .bind(product.parse::<uuid::Uuid>().unwrap())
-        .execute(&catalogue)
-        .await
-        .unwrap();
+    let catalogue = shop.db("product").await;
+    let mut tx = catalogue.begin_write().await.unwrap();
+    chassis::execute!(
+        &mut tx,
+        sqlx::query("UPDATE products SET available = available + 1 WHERE id = $1")
+            .bind(product.parse::<uuid::Uuid>().unwrap())
+    )
+    .unwrap();
+    tx.commit().await.unwrap();
+    catalogue.close().await;
     let (healthy, report) = shop.admin_check();
     assert!(!healthy, "{report}");
     assert!(

@@ -238,7 +238,7 @@ async fn login(
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let account = match Email::parse(&request.email) {
-        Ok(email) => store::find_by_email(state.rt.db.reader(), email.as_str()).await?,
+        Ok(email) => store::find_by_email(&state.rt.db, email.as_str()).await?,
         Err(_) => None,
     };
     let hash = account

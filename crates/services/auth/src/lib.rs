@@ -71,7 +71,11 @@ pub enum Error {
 
 /// Creates or updates the auth tables.
 pub async fn migrate(db: &Database) -> Result<(), sqlx::migrate::MigrateError> {
-    sqlx::migrate!("./migrations").run(db.writer()).await
+    db.migrate(
+        &sqlx::migrate!("./migrations/sqlite"),
+        &sqlx::migrate!("./migrations/postgres"),
+    )
+    .await
 }
 
 /// Migrates the database and serves the API until shutdown.

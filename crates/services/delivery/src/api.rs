@@ -77,7 +77,7 @@ struct OnItsWay {
     delivery_id: Uuid,
     address: String,
     /// When the delivery started (RFC 3339).
-    started_at: String,
+    started_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Deliveries on their way, oldest first, at most 200: what is left to complete (admin).
@@ -90,7 +90,7 @@ async fn deliveries_on_their_way(
     State(rt): State<Arc<ServiceRuntime>>,
     _: Admin,
 ) -> Result<Json<Vec<OnItsWay>>, ApiError> {
-    let rows = store::on_their_way(rt.db.reader(), 200).await?;
+    let rows = store::on_their_way(&rt.db, 200).await?;
     Ok(Json(
         rows.into_iter()
             .map(|(order_id, delivery_id, address, started_at)| OnItsWay {
@@ -120,6 +120,7 @@ async fn complete_delivery(
 ) -> Result<Json<DeliveryView>, ApiError> {
     let order_id = Uuid::parse_str(&raw_id).map_err(|_| ApiError::NotFound(raw_id.clone()))?;
     let mut tx = rt.db.begin_write().await?;
+    chassis::db::lock(&mut tx, order_id).await?;
     let shipment = store::find(&mut tx, order_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(raw_id.clone()))?;

@@ -4,6 +4,7 @@
 
 use chassis::{
     consumer::{Delivery, EventHandler, HandlerError},
+    db::{self, Tx},
     outbox,
 };
 use contracts::{
@@ -13,19 +14,19 @@ use contracts::{
         OrderPlaced, OrderRejected,
     },
 };
-use sqlx::SqliteConnection;
 
 use crate::{NAME, store};
 
 pub struct OrderEvents;
 
 impl EventHandler for OrderEvents {
-    async fn handle(
-        &self,
-        conn: &mut SqliteConnection,
-        delivery: &Delivery<'_>,
-    ) -> Result<(), HandlerError> {
+    async fn handle(&self, conn: &mut Tx, delivery: &Delivery<'_>) -> Result<(), HandlerError> {
         let envelope = delivery.envelope;
+        // Every event here is about one order: its delivery is locked against the
+        // operator completing it at the same moment.
+        if let Ok(order_id) = envelope.subject.parse() {
+            db::lock(conn, order_id).await?;
+        }
         if envelope.is::<OrderPlaced>() {
             let placed: OrderPlaced = envelope.decode()?;
             store::insert_awaiting(conn, placed.order_id, &placed.address).await?;

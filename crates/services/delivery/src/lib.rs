@@ -76,7 +76,12 @@ pub enum Error {
 
 /// Migrates the database, consumes order events and serves the API until shutdown.
 pub async fn run(rt: Arc<ServiceRuntime>, listener: TcpListener) -> Result<(), Error> {
-    sqlx::migrate!("./migrations").run(rt.db.writer()).await?;
+    rt.db
+        .migrate(
+            &sqlx::migrate!("./migrations/sqlite"),
+            &sqlx::migrate!("./migrations/postgres"),
+        )
+        .await?;
     rt.consume(&FLOWS, consumers::OrderEvents);
     let router = api::router(rt.clone()).merge(ui::assets("/deliveries/ui", UI));
     server::serve(rt.clone(), listener, router).await?;

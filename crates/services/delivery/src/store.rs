@@ -1,7 +1,10 @@
 //! The delivery service's own database: one delivery per order.
 
-use chrono::Utc;
-use sqlx::SqliteConnection;
+use chassis::{
+    db::{AsConn, Database},
+    execute, on_conn,
+};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 #[derive(Debug, sqlx::FromRow)]
@@ -11,77 +14,81 @@ pub struct Delivery {
     pub status: String,
 }
 
-pub async fn find(
-    conn: &mut SqliteConnection,
-    order_id: Uuid,
-) -> Result<Option<Delivery>, sqlx::Error> {
-    sqlx::query_as("SELECT delivery_id, address, status FROM deliveries WHERE order_id = ?")
+pub async fn find(conn: &mut impl AsConn, order_id: Uuid) -> Result<Option<Delivery>, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_as(
+            "SELECT delivery_id, address, status FROM deliveries WHERE order_id = $1",
+        )
         .bind(order_id)
-        .fetch_optional(conn)
-        .await
+        .fetch_optional(c)
+        .await)
 }
 
 /// Deliveries on their way (STARTED), oldest first: what an operator has to complete.
 pub async fn on_their_way(
-    pool: &sqlx::SqlitePool,
+    db: &Database,
     limit: i64,
-) -> Result<Vec<(Uuid, Uuid, String, String)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT order_id, delivery_id, address, updated_at FROM deliveries
-         WHERE status = 'STARTED' ORDER BY updated_at LIMIT ?",
-    )
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+) -> Result<Vec<(Uuid, Uuid, String, DateTime<Utc>)>, sqlx::Error> {
+    let mut conn = db.read().await?;
+    on_conn!(&mut conn, c => sqlx::query_as(
+            "SELECT order_id, delivery_id, address, updated_at FROM deliveries
+             WHERE status = 'STARTED' ORDER BY updated_at LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(c)
+        .await)
 }
 
 pub async fn insert_awaiting(
-    conn: &mut SqliteConnection,
+    conn: &mut impl AsConn,
     order_id: Uuid,
     address: &str,
 ) -> Result<(), sqlx::Error> {
     let now = Utc::now();
-    sqlx::query(
-        "INSERT INTO deliveries (order_id, delivery_id, address, status, created_at, updated_at)
-         VALUES (?, ?, ?, 'AWAITING', ?, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(order_id)
-    .bind(Uuid::now_v7())
-    .bind(address)
-    .bind(now)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    execute!(
+        conn,
+        sqlx::query(
+            "INSERT INTO deliveries (order_id, delivery_id, address, status, created_at, updated_at)
+             VALUES ($1, $2, $3, 'AWAITING', $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(Uuid::now_v7())
+        .bind(address)
+        .bind(now)
+        .bind(now)
+    )?;
     Ok(())
 }
 
 /// Sends a delivery not yet handed over to `address`.
 pub async fn change_address(
-    conn: &mut SqliteConnection,
+    conn: &mut impl AsConn,
     order_id: Uuid,
     address: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE deliveries SET address = ?, updated_at = ? WHERE order_id = ? AND status IN ('AWAITING', 'STARTED')",
-    )
-    .bind(address)
-    .bind(Utc::now())
-    .bind(order_id)
-    .execute(conn)
-    .await?;
+    execute!(
+        conn,
+        sqlx::query(
+            "UPDATE deliveries SET address = $1, updated_at = $2
+             WHERE order_id = $3 AND status IN ('AWAITING', 'STARTED')",
+        )
+        .bind(address)
+        .bind(Utc::now())
+        .bind(order_id)
+    )?;
     Ok(())
 }
 
 pub async fn set_status(
-    conn: &mut SqliteConnection,
+    conn: &mut impl AsConn,
     order_id: Uuid,
     status: &'static str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE deliveries SET status = ?, updated_at = ? WHERE order_id = ?")
-        .bind(status)
-        .bind(Utc::now())
-        .bind(order_id)
-        .execute(conn)
-        .await?;
+    execute!(
+        conn,
+        sqlx::query("UPDATE deliveries SET status = $1, updated_at = $2 WHERE order_id = $3")
+            .bind(status)
+            .bind(Utc::now())
+            .bind(order_id)
+    )?;
     Ok(())
 }

@@ -53,7 +53,7 @@ async fn my_page(
     State(rt): State<Arc<ServiceRuntime>>,
     caller: Caller,
 ) -> Result<Json<MyPage>, DatabaseError> {
-    let orders = store::orders_of(rt.db.reader(), caller.customer_id)
+    let orders = store::orders_of(&rt.db, caller.customer_id)
         .await
         .map_err(DatabaseError)?;
     Ok(Json(MyPage { orders }))

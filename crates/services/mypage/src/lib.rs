@@ -11,12 +11,11 @@ use chassis::{
     ServiceRuntime,
     bus::{EventBus, Subscription},
     consumer::{Delivery, EventHandler, HandlerError},
-    db::Database,
+    db::{Database, Tx},
     flows::{Call, EventRef, Policy, ServiceFlows, Subdomain},
     server, ui,
 };
 use contracts::events;
-use sqlx::SqliteConnection;
 use tokio::net::TcpListener;
 
 pub const NAME: &str = "mypage";
@@ -69,11 +68,7 @@ pub enum Error {
 struct Projection;
 
 impl EventHandler for Projection {
-    async fn handle(
-        &self,
-        conn: &mut SqliteConnection,
-        delivery: &Delivery<'_>,
-    ) -> Result<(), HandlerError> {
+    async fn handle(&self, conn: &mut Tx, delivery: &Delivery<'_>) -> Result<(), HandlerError> {
         for change in projection::changes(delivery.envelope)? {
             store::apply(conn, store::LIVE, &change).await?;
         }
@@ -105,6 +100,7 @@ pub async fn rebuild(db: &Database, bus: &dyn EventBus) -> Result<u64, RebuildEr
     let mut replayed = 0;
     loop {
         let mut tx = db.begin_write().await?;
+        store::hold_live_table(&mut tx).await?;
         let events = replay_batch(&mut tx, replay.as_mut()).await?;
         replayed += events;
         if events == 0 {
@@ -118,10 +114,7 @@ pub async fn rebuild(db: &Database, bus: &dyn EventBus) -> Result<u64, RebuildEr
     Ok(replayed)
 }
 
-async fn replay_batch(
-    conn: &mut SqliteConnection,
-    replay: &mut dyn Subscription,
-) -> Result<u64, RebuildError> {
+async fn replay_batch(conn: &mut Tx, replay: &mut dyn Subscription) -> Result<u64, RebuildError> {
     let records = replay.next_batch(1_000, std::time::Duration::ZERO).await?;
     for record in &records {
         for change in projection::changes(&record.envelope)? {
@@ -134,7 +127,12 @@ async fn replay_batch(
 
 /// Migrates the database, projects events and serves the page until shutdown.
 pub async fn run(rt: Arc<ServiceRuntime>, listener: TcpListener) -> Result<(), Error> {
-    sqlx::migrate!("./migrations").run(rt.db.writer()).await?;
+    rt.db
+        .migrate(
+            &sqlx::migrate!("./migrations/sqlite"),
+            &sqlx::migrate!("./migrations/postgres"),
+        )
+        .await?;
     rt.consume(&FLOWS, Projection);
     let router = api::router(rt.clone()).merge(ui::assets("/mypage/ui", UI));
     server::serve(rt.clone(), listener, router).await?;

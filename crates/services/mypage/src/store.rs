@@ -1,8 +1,12 @@
 //! My page's own tables, written only by the projection.
 
+use chassis::{
+    db::{AsConn, Database, Tx},
+    execute, on_conn,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
+use sqlx::AssertSqlSafe;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -15,7 +19,7 @@ pub const REBUILD: &str = "mypage_orders_rebuild";
 
 /// Applies `change` to `table` ([`LIVE`] or [`REBUILD`]).
 pub async fn apply(
-    conn: &mut SqliteConnection,
+    conn: &mut impl AsConn,
     table: &'static str,
     change: &Change,
 ) -> Result<(), sqlx::Error> {
@@ -28,21 +32,23 @@ pub async fn apply(
             quantity,
             amount,
         } => {
-            sqlx::query(AssertSqlSafe(format!(
+            let sql = format!(
                 "INSERT INTO {table} (order_id, customer_id, product_id, quantity, amount, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (order_id) DO UPDATE SET customer_id = excluded.customer_id,
                      product_id = excluded.product_id, quantity = excluded.quantity,
                      amount = excluded.amount"
-            )))
-            .bind(order_id)
-            .bind(customer_id)
-            .bind(product_id)
-            .bind(quantity)
-            .bind(*amount as i64)
-            .bind(now)
-            .execute(conn)
-            .await?;
+            );
+            execute!(
+                conn,
+                sqlx::query(AssertSqlSafe(sql.clone()))
+                    .bind(order_id)
+                    .bind(customer_id)
+                    .bind(product_id)
+                    .bind(i64::from(*quantity))
+                    .bind(*amount as i64)
+                    .bind(now)
+            )?;
         }
         Change::Status {
             order_id,
@@ -57,18 +63,20 @@ pub async fn apply(
                 Column::Delivery => ("delivery_status", "delivery_rank"),
             };
             let sql = format!(
-                "INSERT INTO {table} (order_id, {status_column}, {rank_column}, updated_at) VALUES (?, ?, ?, ?)
+                "INSERT INTO {table} (order_id, {status_column}, {rank_column}, updated_at)
+                 VALUES ($1, $2, $3, $4)
                  ON CONFLICT (order_id) DO UPDATE SET {status_column} = excluded.{status_column},
                      {rank_column} = excluded.{rank_column}, updated_at = excluded.updated_at
                  WHERE excluded.{rank_column} > {table}.{rank_column}"
             );
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(order_id)
-                .bind(*status)
-                .bind(rank)
-                .bind(now)
-                .execute(conn)
-                .await?;
+            execute!(
+                conn,
+                sqlx::query(AssertSqlSafe(sql.clone()))
+                    .bind(order_id)
+                    .bind(*status)
+                    .bind(rank)
+                    .bind(now)
+            )?;
         }
     }
     Ok(())
@@ -88,35 +96,56 @@ pub struct MyOrder {
 }
 
 /// The customer's newest orders first.
-pub async fn orders_of(pool: &SqlitePool, customer_id: Uuid) -> Result<Vec<MyOrder>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT order_id, product_id, quantity, amount, order_status, payment_status, delivery_status, updated_at
-         FROM mypage_orders WHERE customer_id = ? ORDER BY order_id DESC LIMIT 200",
-    )
-    .bind(customer_id)
-    .fetch_all(pool)
-    .await
+pub async fn orders_of(db: &Database, customer_id: Uuid) -> Result<Vec<MyOrder>, sqlx::Error> {
+    let mut conn = db.read().await?;
+    on_conn!(&mut conn, c => sqlx::query_as(
+            "SELECT order_id, product_id, quantity, amount, order_status, payment_status,
+                    delivery_status, updated_at
+             FROM mypage_orders WHERE customer_id = $1 ORDER BY order_id DESC LIMIT 200",
+        )
+        .bind(customer_id)
+        .fetch_all(c)
+        .await)
 }
 
 /// Makes an empty [`REBUILD`] table shaped like the live one.
-pub async fn create_rebuild_table(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-    sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {REBUILD}")))
-        .execute(&mut *conn)
-        .await?;
-    let live_schema: String =
-        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
+pub async fn create_rebuild_table(tx: &mut Tx) -> Result<(), sqlx::Error> {
+    execute!(
+        &mut *tx,
+        sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {REBUILD}")))
+    )?;
+    let create = match tx {
+        Tx::Sqlite(tx) => {
+            let live_schema: String = sqlx::query_scalar(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1",
+            )
             .bind(LIVE)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut **tx)
             .await?;
-    let rebuild_schema = live_schema.replacen(LIVE, REBUILD, 1);
-    sqlx::query(AssertSqlSafe(rebuild_schema))
-        .execute(&mut *conn)
+            live_schema.replacen(LIVE, REBUILD, 1)
+        }
+        Tx::Postgres(_) => format!("CREATE TABLE {REBUILD} (LIKE {LIVE} INCLUDING ALL)"),
+    };
+    execute!(tx, sqlx::query(AssertSqlSafe(create.clone())))?;
+    Ok(())
+}
+
+/// Keeps the live consumer from writing the live table until the transaction ends, so
+/// that nothing it applies can fall between the rebuild's last catch-up and the swap.
+/// SQLite's write lock does that already.
+pub async fn hold_live_table(tx: &mut Tx) -> Result<(), sqlx::Error> {
+    if let Tx::Postgres(tx) = tx {
+        sqlx::query(AssertSqlSafe(format!(
+            "LOCK TABLE {LIVE} IN SHARE ROW EXCLUSIVE MODE"
+        )))
+        .execute(&mut **tx)
         .await?;
+    }
     Ok(())
 }
 
 /// Puts the [`REBUILD`] table in place of the live one, in the caller's transaction.
-pub async fn swap_in_rebuild(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+pub async fn swap_in_rebuild(tx: &mut Tx) -> Result<(), sqlx::Error> {
     // Index names are global: each generation gets its own.
     let index = format!("mypage_by_customer_{}", Utc::now().timestamp_micros());
     for statement in [
@@ -124,9 +153,7 @@ pub async fn swap_in_rebuild(conn: &mut SqliteConnection) -> Result<(), sqlx::Er
         format!("DROP TABLE {LIVE}"),
         format!("ALTER TABLE {REBUILD} RENAME TO {LIVE}"),
     ] {
-        sqlx::query(AssertSqlSafe(statement))
-            .execute(&mut *conn)
-            .await?;
+        execute!(&mut *tx, sqlx::query(AssertSqlSafe(statement.clone())))?;
     }
     Ok(())
 }

@@ -270,7 +270,7 @@ async fn place_order(
     let rt = &state.rt;
 
     if let Some(key) = &key {
-        let mut conn = rt.db.reader().acquire().await?;
+        let mut conn = rt.db.read().await?;
         if let Some(answer) = replay(&mut conn, customer_id, key, &fingerprint).await? {
             return Ok(answer);
         }
@@ -291,7 +291,9 @@ async fn place_order(
     let order_id = Uuid::now_v7();
     let mut tx = rt.db.begin_write().await?;
     if let Some(key) = &key {
-        // A concurrent request with the same key may have committed while we asked product.
+        // A concurrent request with the same key may have committed while we asked product;
+        // the customer's lock makes the one that comes second see it.
+        chassis::db::lock(&mut tx, customer_id).await?;
         if let Some(answer) = replay(&mut tx, customer_id, key, &fingerprint).await? {
             return Ok(answer);
         }
@@ -315,7 +317,7 @@ async fn place_order(
 
 /// The stored answer to a repeated key, or a refusal when the key came with another request.
 async fn replay(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut impl chassis::db::AsConn,
     customer_id: Uuid,
     key: &str,
     fingerprint: &str,
@@ -360,7 +362,7 @@ async fn load_order(
 ) -> Result<(Order, Vec<StoredEvent>), ApiError> {
     let not_found = || ApiError::NotFound(raw_id.to_owned());
     let order_id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
-    let mut conn = rt.db.reader().acquire().await?;
+    let mut conn = rt.db.read().await?;
     match store::load(&mut conn, order_id).await? {
         (Some(order), stream) if order.customer_id == caller.customer_id || caller.is_admin() => {
             Ok((order, stream))

@@ -1,21 +1,19 @@
 //! Order's part in the saga: answers from product, payment and delivery move the order on.
 
-use chassis::consumer::{Delivery, EventHandler, HandlerError};
+use chassis::{
+    consumer::{Delivery, EventHandler, HandlerError},
+    db::Tx,
+};
 use contracts::events::{
     DeliveryCompleted, DeliveryStarted, PaymentAuthorized, PaymentDeclined, StockReservationFailed,
 };
-use sqlx::SqliteConnection;
 
 use crate::{domain::OrderCommand, execute};
 
 pub struct SagaAnswers;
 
 impl EventHandler for SagaAnswers {
-    async fn handle(
-        &self,
-        conn: &mut SqliteConnection,
-        delivery: &Delivery<'_>,
-    ) -> Result<(), HandlerError> {
+    async fn handle(&self, conn: &mut Tx, delivery: &Delivery<'_>) -> Result<(), HandlerError> {
         let envelope = delivery.envelope;
         let (order_id, command) = if envelope.is::<PaymentAuthorized>() {
             let authorized: PaymentAuthorized = envelope.decode()?;

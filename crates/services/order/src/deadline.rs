@@ -26,7 +26,7 @@ async fn reject_expired(
     deadline: Duration,
 ) -> Result<(), crate::CommandError> {
     let placed_before = chrono::Utc::now() - deadline;
-    for order_id in store::pending_since(rt.db.reader(), placed_before).await? {
+    for order_id in store::pending_since(&rt.db, placed_before).await? {
         let reason = format!("no answer from the saga within {} s", deadline.as_secs());
         let mut tx = rt.db.begin_write().await?;
         execute(

@@ -17,6 +17,7 @@ use chassis::{
     ServiceRuntime,
     breaker::{BreakerSettings, CircuitBreaker},
     config::ServiceUrls,
+    db::{self, Tx},
     flows::{Actor, Call, Command, EventRef, Policy, ServiceFlows, Subdomain},
     server,
     trace::TraceContext,
@@ -26,7 +27,6 @@ use contracts::{Envelope, events, topics};
 use tokio::net::TcpListener;
 
 use chassis::outbox;
-use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use crate::{
@@ -159,7 +159,12 @@ pub async fn run(
     urls: &ServiceUrls,
     settings: OrderSettings,
 ) -> Result<(), Error> {
-    sqlx::migrate!("./migrations").run(rt.db.writer()).await?;
+    rt.db
+        .migrate(
+            &sqlx::migrate!("./migrations/sqlite"),
+            &sqlx::migrate!("./migrations/postgres"),
+        )
+        .await?;
     let catalogue = api::ProductCatalogue::new(
         urls.product_url.clone(),
         Duration::from_millis(settings.product_timeout_ms),
@@ -187,15 +192,17 @@ pub(crate) enum CommandError {
     Database(#[from] sqlx::Error),
 }
 
-/// Loads the order, decides, appends the events and the integration events they cause;
-/// returns the order as it is now (`None` if there is no such order and nothing to do).
+/// Locks the order's stream, loads the order, decides, appends the events and the
+/// integration events they cause; returns the order as it is now (`None` if there is no
+/// such order and nothing to do).
 pub(crate) async fn execute(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     order_id: Uuid,
     command: OrderCommand,
     trace: TraceContext,
     cause: Option<&Envelope>,
 ) -> Result<Option<Order>, CommandError> {
+    db::lock(conn, order_id).await?;
     let (order, _) = store::load(conn, order_id).await?;
     let events = decide(order.as_ref(), command)?;
     if events.is_empty() {

@@ -1,8 +1,11 @@
 //! The order event store: append-only streams with optimistic concurrency, and the
 //! answers given to idempotency keys.
 
+use chassis::{
+    db::{AsConn, Database},
+    execute, on_conn,
+};
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use crate::domain::{FieldChange, Order, OrderEvent, OrderStatus, apply, diff};
@@ -33,15 +36,16 @@ pub enum StoreError {
 
 /// The order's stream and the state it folds into (`None` when there is no such order).
 pub async fn load(
-    conn: &mut SqliteConnection,
+    conn: &mut impl AsConn,
     order_id: Uuid,
 ) -> Result<(Option<Order>, Vec<StoredEvent>), StoreError> {
-    let rows: Vec<(u32, String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT version, event, changes, recorded_at FROM order_events WHERE order_id = ? ORDER BY version",
-    )
-    .bind(order_id)
-    .fetch_all(conn)
-    .await?;
+    let rows: Vec<(i64, String, String, DateTime<Utc>)> = on_conn!(conn, c => sqlx::query_as(
+            "SELECT version, event, changes, recorded_at FROM order_events WHERE order_id = $1
+             ORDER BY version",
+        )
+        .bind(order_id)
+        .fetch_all(c)
+        .await)?;
     let corrupt = |source| StoreError::Corrupt { order_id, source };
     let mut order = None;
     let mut stream = Vec::with_capacity(rows.len());
@@ -50,7 +54,7 @@ pub async fn load(
         let changes = serde_json::from_str(&changes).map_err(corrupt)?;
         order = Some(apply(order, order_id, &event, recorded_at));
         stream.push(StoredEvent {
-            version,
+            version: u32::try_from(version).expect("versions are checked positive by the table"),
             event,
             changes,
             recorded_at,
@@ -62,7 +66,7 @@ pub async fn load(
 /// Appends `events` after `order` (the state they were decided on) and returns the new
 /// state. Fails with [`StoreError::Conflict`] when the stream moved on in between.
 pub async fn append(
-    conn: &mut SqliteConnection,
+    conn: &mut impl AsConn,
     order_id: Uuid,
     mut order: Option<Order>,
     events: &[OrderEvent],
@@ -71,35 +75,39 @@ pub async fn append(
         let now = Utc::now();
         let next = apply(order.clone(), order_id, event, now);
         let changes = diff(order.as_ref(), &next);
-        sqlx::query(
-            "INSERT INTO order_events (order_id, version, event_type, event, changes, recorded_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+        let stored = serde_json::to_string(event).expect("order events always serialise");
+        let changes = serde_json::to_string(&changes).expect("changes always serialise");
+        execute!(
+            &mut *conn,
+            sqlx::query(
+                "INSERT INTO order_events (order_id, version, event_type, event, changes, recorded_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(order_id)
+            .bind(i64::from(next.version))
+            .bind(event.name())
+            .bind(&stored)
+            .bind(&changes)
+            .bind(now)
         )
-        .bind(order_id)
-        .bind(next.version)
-        .bind(event.name())
-        .bind(serde_json::to_string(event).expect("order events always serialise"))
-        .bind(serde_json::to_string(&changes).expect("changes always serialise"))
-        .bind(now)
-        .execute(&mut *conn)
-        .await
         .map_err(|error| match error.as_database_error() {
             Some(db) if db.is_unique_violation() => StoreError::Conflict(order_id),
             _ => StoreError::Database(error),
         })?;
         match (order.as_ref().map(|o| o.status), next.status) {
             (None, OrderStatus::Pending) => {
-                sqlx::query("INSERT INTO pending_orders (order_id, placed_at) VALUES (?, ?)")
-                    .bind(order_id)
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?;
+                execute!(
+                    &mut *conn,
+                    sqlx::query("INSERT INTO pending_orders (order_id, placed_at) VALUES ($1, $2)")
+                        .bind(order_id)
+                        .bind(now)
+                )?;
             }
             (Some(OrderStatus::Pending), status) if status != OrderStatus::Pending => {
-                sqlx::query("DELETE FROM pending_orders WHERE order_id = ?")
-                    .bind(order_id)
-                    .execute(&mut *conn)
-                    .await?;
+                execute!(
+                    &mut *conn,
+                    sqlx::query("DELETE FROM pending_orders WHERE order_id = $1").bind(order_id)
+                )?;
             }
             _ => {}
         }
@@ -110,53 +118,55 @@ pub async fn append(
 
 /// Orders still PENDING that were placed before `placed_before`.
 pub async fn pending_since(
-    pool: &sqlx::SqlitePool,
+    db: &Database,
     placed_before: DateTime<Utc>,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT order_id FROM pending_orders WHERE placed_at < ? ORDER BY placed_at LIMIT 500",
-    )
-    .bind(placed_before)
-    .fetch_all(pool)
-    .await
+    let mut conn = db.read().await?;
+    on_conn!(&mut conn, c => sqlx::query_scalar(
+            "SELECT order_id FROM pending_orders WHERE placed_at < $1 ORDER BY placed_at LIMIT 500",
+        )
+        .bind(placed_before)
+        .fetch_all(c)
+        .await)
 }
 
 /// The first answer given to `key`, with the fingerprint of the request it answered.
 pub async fn find_idempotent_answer(
-    conn: &mut SqliteConnection,
+    conn: &mut impl AsConn,
     customer_id: Uuid,
     key: &str,
 ) -> Result<Option<(String, String)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT request_fingerprint, response FROM idempotency_keys
-         WHERE customer_id = ? AND idempotency_key = ?",
-    )
-    .bind(customer_id)
-    .bind(key)
-    .fetch_optional(conn)
-    .await
+    on_conn!(conn, c => sqlx::query_as(
+            "SELECT request_fingerprint, response FROM idempotency_keys
+             WHERE customer_id = $1 AND idempotency_key = $2",
+        )
+        .bind(customer_id)
+        .bind(key)
+        .fetch_optional(c)
+        .await)
 }
 
 pub async fn save_idempotent_answer(
-    conn: &mut SqliteConnection,
+    conn: &mut impl AsConn,
     customer_id: Uuid,
     key: &str,
     fingerprint: &str,
     order_id: Uuid,
     response: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO idempotency_keys
-         (customer_id, idempotency_key, request_fingerprint, order_id, response, created_at)
-         VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(customer_id)
-    .bind(key)
-    .bind(fingerprint)
-    .bind(order_id)
-    .bind(response)
-    .bind(Utc::now())
-    .execute(conn)
-    .await?;
+    execute!(
+        conn,
+        sqlx::query(
+            "INSERT INTO idempotency_keys
+             (customer_id, idempotency_key, request_fingerprint, order_id, response, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(customer_id)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(order_id)
+        .bind(response)
+        .bind(Utc::now())
+    )?;
     Ok(())
 }

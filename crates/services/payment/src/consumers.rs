@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chassis::{
     consumer::{Delivery, EventHandler, HandlerError},
+    db::{self, Tx},
     outbox,
 };
 use contracts::{
@@ -16,7 +17,6 @@ use contracts::{
         StockReserved,
     },
 };
-use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use crate::{
@@ -31,11 +31,7 @@ pub struct Charges {
 }
 
 impl EventHandler for Charges {
-    async fn handle(
-        &self,
-        conn: &mut SqliteConnection,
-        delivery: &Delivery<'_>,
-    ) -> Result<(), HandlerError> {
+    async fn handle(&self, conn: &mut Tx, delivery: &Delivery<'_>) -> Result<(), HandlerError> {
         let envelope = delivery.envelope;
         if envelope.is::<StockReserved>() {
             self.charge(conn, delivery, envelope.decode()?).await
@@ -55,10 +51,11 @@ impl EventHandler for Charges {
 impl Charges {
     async fn charge(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut Tx,
         delivery: &Delivery<'_>,
         reserved: StockReserved,
     ) -> Result<(), HandlerError> {
+        db::lock(conn, reserved.order_id).await?;
         if let Some(existing) = store::find(conn, reserved.order_id).await? {
             tracing::info!(order_id = %reserved.order_id, status = existing.status, "not charging again");
             return Ok(());
@@ -120,10 +117,11 @@ impl Charges {
 }
 
 async fn refund(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     delivery: &Delivery<'_>,
     order_id: Uuid,
 ) -> Result<(), HandlerError> {
+    db::lock(conn, order_id).await?;
     match store::find(conn, order_id).await? {
         None => {
             store::insert(

@@ -77,7 +77,12 @@ pub async fn run(
     listener: TcpListener,
     settings: PaymentSettings,
 ) -> Result<(), Error> {
-    sqlx::migrate!("./migrations").run(rt.db.writer()).await?;
+    rt.db
+        .migrate(
+            &sqlx::migrate!("./migrations/sqlite"),
+            &sqlx::migrate!("./migrations/postgres"),
+        )
+        .await?;
     rt.consume(
         &FLOWS,
         consumers::Charges {

@@ -144,7 +144,7 @@ async fn list_products(
                 .map_err(|_| ApiError::Validation("cursor is not one this API gave".into()))
         })
         .transpose()?;
-    let products = store::list_products(rt.db.reader(), cursor, limit).await?;
+    let products = store::list_products(&rt.db, cursor, limit).await?;
     let next_cursor = (products.len() == limit as usize)
         .then(|| products.last().map(|p| p.id))
         .flatten();
@@ -164,7 +164,7 @@ async fn get_product(
     Path(id): Path<String>,
 ) -> Result<Json<ProductView>, ApiError> {
     let id = parse_id(&id)?;
-    let mut conn = rt.db.reader().acquire().await?;
+    let mut conn = rt.db.read().await?;
     let product = store::find_product(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(id.to_string()))?;
@@ -270,6 +270,7 @@ async fn adjust_stock(
     let id = parse_id(&id)?;
     let delta = StockDelta::parse(change.delta).map_err(ApiError::Validation)?;
     let mut tx = rt.db.begin_write().await?;
+    chassis::db::lock(&mut tx, id).await?;
     let mut product = store::find_product(&mut tx, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(id.to_string()))?;

@@ -4,6 +4,7 @@
 
 use chassis::{
     consumer::{Delivery, EventHandler, HandlerError},
+    db::{self, Tx},
     outbox,
 };
 use contracts::{
@@ -13,7 +14,6 @@ use contracts::{
         StockReservationFailed, StockReserved,
     },
 };
-use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use crate::{
@@ -25,11 +25,7 @@ use crate::{
 pub struct OrderEvents;
 
 impl EventHandler for OrderEvents {
-    async fn handle(
-        &self,
-        conn: &mut SqliteConnection,
-        delivery: &Delivery<'_>,
-    ) -> Result<(), HandlerError> {
+    async fn handle(&self, conn: &mut Tx, delivery: &Delivery<'_>) -> Result<(), HandlerError> {
         let envelope = delivery.envelope;
         if envelope.is::<OrderPlaced>() {
             reserve_stock(conn, delivery, envelope.decode()?).await
@@ -49,7 +45,7 @@ impl EventHandler for OrderEvents {
 }
 
 async fn reserve_stock(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     delivery: &Delivery<'_>,
     placed: OrderPlaced,
 ) -> Result<(), HandlerError> {
@@ -61,7 +57,7 @@ async fn reserve_stock(
     }
     let outcome = match Quantity::parse(i64::from(placed.quantity)) {
         Err(reason) => Err(reason),
-        Ok(quantity) => match store::find_product(conn, placed.product_id).await? {
+        Ok(quantity) => match locked_product(conn, placed.product_id).await? {
             None => Err(format!("product {} does not exist", placed.product_id)),
             Some(product) => match product.stock().reserve(quantity) {
                 Err(refused) => Err(refused.to_string()),
@@ -103,6 +99,12 @@ async fn reserve_stock(
     Ok(())
 }
 
+/// The product, with its stock locked against other writers until the transaction ends.
+async fn locked_product(tx: &mut Tx, id: Uuid) -> Result<Option<store::Product>, sqlx::Error> {
+    db::lock(tx, id).await?;
+    store::find_product(tx, id).await
+}
+
 /// What becomes of an order's reserved units.
 #[derive(Clone, Copy)]
 enum Settlement {
@@ -113,7 +115,7 @@ enum Settlement {
 }
 
 async fn settle(
-    conn: &mut SqliteConnection,
+    conn: &mut Tx,
     delivery: &Delivery<'_>,
     order_id: Uuid,
     settlement: Settlement,
@@ -123,7 +125,7 @@ async fn settle(
         return Ok(());
     };
     let quantity = Quantity::parse(reservation.quantity).map_err(HandlerError::Failed)?;
-    let product = store::find_product(conn, reservation.product_id)
+    let product = locked_product(conn, reservation.product_id)
         .await?
         .ok_or_else(|| HandlerError::Failed("reserved product vanished".into()))?;
     let stock = product.stock();

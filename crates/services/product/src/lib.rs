@@ -99,7 +99,12 @@ pub async fn run(
     listener: TcpListener,
     seed_demo: bool,
 ) -> Result<(), Error> {
-    sqlx::migrate!("./migrations").run(rt.db.writer()).await?;
+    rt.db
+        .migrate(
+            &sqlx::migrate!("./migrations/sqlite"),
+            &sqlx::migrate!("./migrations/postgres"),
+        )
+        .await?;
     if seed_demo {
         seed_demo_catalogue(&rt).await?;
     }
@@ -112,7 +117,7 @@ pub async fn run(
 
 /// A few products so that a new shop has something to sell; only into an empty catalogue.
 async fn seed_demo_catalogue(rt: &ServiceRuntime) -> Result<(), api::ApiError> {
-    if store::count_products(rt.db.reader()).await? > 0 {
+    if store::count_products(&rt.db).await? > 0 {
         return Ok(());
     }
     let demo = [

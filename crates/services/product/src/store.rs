@@ -1,7 +1,10 @@
 //! The product service's own database: products with their stock, and reservations.
 
+use chassis::{
+    db::{AsConn, Database},
+    execute, on_conn,
+};
 use chrono::{DateTime, Utc};
-use sqlx::{SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use crate::domain::{Quantity, Stock};
@@ -38,118 +41,121 @@ pub struct Reservation {
     pub status: String,
 }
 
-pub async fn insert_product(
-    conn: &mut SqliteConnection,
-    product: &Product,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO products (id, name, description, price, available, reserved, sold, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(product.id)
-    .bind(&product.name)
-    .bind(&product.description)
-    .bind(product.price)
-    .bind(product.available)
-    .bind(product.reserved)
-    .bind(product.sold)
-    .bind(product.created_at)
-    .bind(product.updated_at)
-    .execute(conn)
-    .await?;
+pub async fn insert_product(conn: &mut impl AsConn, product: &Product) -> Result<(), sqlx::Error> {
+    execute!(
+        conn,
+        sqlx::query(
+            "INSERT INTO products (id, name, description, price, available, reserved, sold, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(product.id)
+        .bind(&product.name)
+        .bind(&product.description)
+        .bind(product.price)
+        .bind(product.available)
+        .bind(product.reserved)
+        .bind(product.sold)
+        .bind(product.created_at)
+        .bind(product.updated_at)
+    )?;
     Ok(())
 }
 
 pub async fn find_product(
-    conn: &mut SqliteConnection,
+    conn: &mut impl AsConn,
     id: Uuid,
 ) -> Result<Option<Product>, sqlx::Error> {
-    sqlx::query_as("SELECT * FROM products WHERE id = ?")
+    on_conn!(conn, c => sqlx::query_as("SELECT * FROM products WHERE id = $1")
         .bind(id)
-        .fetch_optional(conn)
-        .await
+        .fetch_optional(c)
+        .await)
 }
 
 /// Products in the order they were added, after `cursor` when given.
 pub async fn list_products(
-    pool: &SqlitePool,
+    db: &Database,
     cursor: Option<Uuid>,
     limit: u32,
 ) -> Result<Vec<Product>, sqlx::Error> {
-    sqlx::query_as("SELECT * FROM products WHERE ? IS NULL OR id > ? ORDER BY id LIMIT ?")
+    let mut conn = db.read().await?;
+    on_conn!(&mut conn, c => sqlx::query_as(
+            "SELECT * FROM products WHERE $1 IS NULL OR id > $1 ORDER BY id LIMIT $2",
+        )
         .bind(cursor)
-        .bind(cursor)
-        .bind(limit)
-        .fetch_all(pool)
-        .await
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await)
 }
 
-pub async fn save_stock(
-    conn: &mut SqliteConnection,
-    id: Uuid,
-    stock: Stock,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE products SET available = ?, reserved = ?, sold = ?, updated_at = ? WHERE id = ?",
-    )
-    .bind(stock.available)
-    .bind(stock.reserved)
-    .bind(stock.sold)
-    .bind(Utc::now())
-    .bind(id)
-    .execute(conn)
-    .await?;
+pub async fn save_stock(conn: &mut impl AsConn, id: Uuid, stock: Stock) -> Result<(), sqlx::Error> {
+    execute!(
+        conn,
+        sqlx::query(
+            "UPDATE products SET available = $1, reserved = $2, sold = $3, updated_at = $4
+             WHERE id = $5",
+        )
+        .bind(i64::from(stock.available))
+        .bind(i64::from(stock.reserved))
+        .bind(i64::from(stock.sold))
+        .bind(Utc::now())
+        .bind(id)
+    )?;
     Ok(())
 }
 
-pub async fn count_products(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM products")
-        .fetch_one(pool)
-        .await
+pub async fn count_products(db: &Database) -> Result<i64, sqlx::Error> {
+    let mut conn = db.read().await?;
+    on_conn!(&mut conn, c => sqlx::query_scalar("SELECT COUNT(*) FROM products")
+        .fetch_one(c)
+        .await)
 }
 
 pub async fn insert_reservation(
-    conn: &mut SqliteConnection,
+    conn: &mut impl AsConn,
     order_id: Uuid,
     product_id: Uuid,
     quantity: Quantity,
 ) -> Result<(), sqlx::Error> {
     let now = Utc::now();
-    sqlx::query(
-        "INSERT INTO reservations (order_id, product_id, quantity, status, created_at, updated_at)
-         VALUES (?, ?, ?, 'RESERVED', ?, ?)",
-    )
-    .bind(order_id)
-    .bind(product_id)
-    .bind(quantity.units())
-    .bind(now)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    execute!(
+        conn,
+        sqlx::query(
+            "INSERT INTO reservations (order_id, product_id, quantity, status, created_at, updated_at)
+             VALUES ($1, $2, $3, 'RESERVED', $4, $5)",
+        )
+        .bind(order_id)
+        .bind(product_id)
+        .bind(i64::from(quantity.units()))
+        .bind(now)
+        .bind(now)
+    )?;
     Ok(())
 }
 
 pub async fn find_reservation(
-    conn: &mut SqliteConnection,
+    conn: &mut impl AsConn,
     order_id: Uuid,
 ) -> Result<Option<Reservation>, sqlx::Error> {
-    sqlx::query_as("SELECT product_id, quantity, status FROM reservations WHERE order_id = ?")
+    on_conn!(conn, c => sqlx::query_as(
+            "SELECT product_id, quantity, status FROM reservations WHERE order_id = $1",
+        )
         .bind(order_id)
-        .fetch_optional(conn)
-        .await
+        .fetch_optional(c)
+        .await)
 }
 
 /// Moves a reservation to `status` (`SOLD` or `RELEASED`).
 pub async fn set_reservation_status(
-    conn: &mut SqliteConnection,
+    conn: &mut impl AsConn,
     order_id: Uuid,
     status: &'static str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE reservations SET status = ?, updated_at = ? WHERE order_id = ?")
-        .bind(status)
-        .bind(Utc::now())
-        .bind(order_id)
-        .execute(conn)
-        .await?;
+    execute!(
+        conn,
+        sqlx::query("UPDATE reservations SET status = $1, updated_at = $2 WHERE order_id = $3")
+            .bind(status)
+            .bind(Utc::now())
+            .bind(order_id)
+    )?;
     Ok(())
 }
