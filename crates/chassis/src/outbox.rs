@@ -37,6 +37,8 @@ pub(crate) const SCHEMA: (&str, &str) = (
 
 /// Most events the relay publishes in one go.
 const RELAY_BATCH: i64 = 500;
+/// How long the relay keeps trying to drain the outbox once shutdown began.
+const FINAL_FLUSH: Duration = Duration::from_secs(5);
 /// The relay also looks on its own this often, for rows a crashed run left behind.
 const RELAY_IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -99,10 +101,17 @@ pub(crate) async fn relay(
             _ = shutdown.cancelled() => break,
         }
     }
-    while let Ok(published) = publish_pending(&db, bus.as_ref(), &metrics, &faults).await {
-        if published == 0 {
-            break;
+    // The last flush is bounded: with the bus unreachable, what is left stays in the
+    // outbox for the next start rather than holding up the shutdown.
+    let flush = async {
+        while let Ok(published) = publish_pending(&db, bus.as_ref(), &metrics, &faults).await {
+            if published == 0 {
+                break;
+            }
         }
+    };
+    if tokio::time::timeout(FINAL_FLUSH, flush).await.is_err() {
+        tracing::warn!("outbox not drained at shutdown; the next start publishes the rest");
     }
 }
 

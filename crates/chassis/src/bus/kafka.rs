@@ -74,17 +74,16 @@ impl KafkaBus {
         cluster_name(&self.namespace, name)
     }
 
-    /// A consumer outside any group's membership, for operator reads.
-    fn inspector(&self, group: Option<&str>) -> Result<BaseConsumer, BusError> {
-        let mut config = ClientConfig::new();
-        config
+    /// A consumer that never joins `group` (it only reads its offsets, or assigns itself
+    /// partitions), for operator reads.
+    fn inspector(&self, group: &str) -> Result<BaseConsumer, BusError> {
+        ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
+            .set("group.id", self.named(group))
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true");
-        if let Some(group) = group {
-            config.set("group.id", self.named(group));
-        }
-        config.create().map_err(failed)
+            .set("enable.partition.eof", "true")
+            .create()
+            .map_err(failed)
     }
 
     /// Every partition of `topics` (cluster names) that exists.
@@ -106,8 +105,37 @@ impl KafkaBus {
         Ok(list)
     }
 
+    /// Which of `topics` (cluster names) exist with partitions, asked topic by topic: the
+    /// all-topics listing is not what every broker implements fully.
+    async fn existing(&self, topics: &[&str]) -> Result<HashSet<String>, BusError> {
+        let producer = self.producer.clone();
+        let topics: Vec<String> = topics.iter().map(|topic| topic.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut existing = HashSet::new();
+            for topic in topics {
+                let metadata = producer
+                    .client()
+                    .fetch_metadata(Some(&topic), BROKER_TIMEOUT)
+                    .map_err(failed)?;
+                if metadata
+                    .topics()
+                    .iter()
+                    .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+                {
+                    existing.insert(topic);
+                }
+            }
+            Ok(existing)
+        })
+        .await
+        .map_err(|error| BusError::Append(error.to_string()))?
+    }
+
     async fn ensure_topics(&self, topics: &[&str]) -> Result<(), BusError> {
-        let topics: Vec<String> = topics.iter().map(|topic| self.named(topic)).collect();
+        let mut topics: Vec<String> = topics.iter().map(|topic| self.named(topic)).collect();
+        // A batch names a topic once per event; a CreateTopics naming one twice is invalid.
+        topics.sort();
+        topics.dedup();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         let missing: Vec<&str> = {
             let known = self.known_topics.lock().expect("topic cache lock poisoned");
@@ -120,22 +148,7 @@ impl KafkaBus {
         if missing.is_empty() {
             return Ok(());
         }
-        let producer = self.producer.clone();
-        let existing: HashSet<String> = tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(None, BROKER_TIMEOUT)
-                .map(|metadata| {
-                    metadata
-                        .topics()
-                        .iter()
-                        .map(|t| t.name().to_owned())
-                        .collect()
-                })
-        })
-        .await
-        .map_err(|error| BusError::Append(error.to_string()))?
-        .map_err(failed)?;
+        let existing = self.existing(&missing).await?;
         let (present, missing): (Vec<&str>, Vec<&str>) = missing
             .into_iter()
             .partition(|topic| existing.contains(*topic));
@@ -151,11 +164,20 @@ impl KafkaBus {
             .map(|topic| NewTopic::new(topic, self.partitions, TopicReplication::Fixed(1)))
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(BROKER_TIMEOUT));
-        let results = self
-            .admin
-            .create_topics(&new_topics, &options)
-            .await
-            .map_err(failed)?;
+        let results = match self.admin.create_topics(&new_topics, &options).await {
+            Ok(results) => results,
+            // Another process may have created them in between, and some brokers (tansu)
+            // then answer with a response librdkafka cannot read: believe the metadata.
+            Err(error) if self.existing(&missing).await?.len() == missing.len() => {
+                tracing::debug!(%error, "topics exist after a failed create");
+                Vec::new()
+            }
+            Err(error) => {
+                return Err(BusError::Append(format!(
+                    "creating topics {missing:?}: {error}"
+                )));
+            }
+        };
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -248,10 +270,15 @@ impl EventBus for KafkaBus {
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", self.named(group))
             .set("client.id", member)
+            // Static membership: a restarted process takes its partitions back at once
+            // instead of waiting for the session of its killed predecessor to time out.
+            .set("group.instance.id", self.named(member))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
-            .set("session.timeout.ms", "10000")
+            // Static members can afford a long session (KIP-345): a broker unreachable for
+            // tens of seconds does not cost the group a rebalance.
+            .set("session.timeout.ms", "45000")
             // A saga hop waits for a fetch: answer as soon as one event is there, and keep
             // the prefetch small (librdkafka's default queue is 64 MB per consumer).
             .set("fetch.wait.max.ms", "10")
@@ -282,7 +309,7 @@ impl EventBus for KafkaBus {
     }
 
     async fn group_backlog(&self, group: &str, topics: &[&str]) -> Result<i64, BusError> {
-        let consumer = self.inspector(Some(group))?;
+        let consumer = self.inspector(group)?;
         let topics: Vec<String> = topics.iter().map(|topic| self.named(topic)).collect();
         tokio::task::spawn_blocking(move || {
             let partitions = Self::partitions(&consumer, &topics)?;
@@ -307,7 +334,8 @@ impl EventBus for KafkaBus {
     }
 
     async fn read_topic(&self, topic: &str) -> Result<Vec<Envelope>, BusError> {
-        let consumer = self.inspector(None)?;
+        // librdkafka wants a group even for assigned partitions; this one commits nothing.
+        let consumer = self.inspector(&format!("reader-{}", uuid::Uuid::now_v7()))?;
         let topic = self.named(topic);
         tokio::task::spawn_blocking(move || {
             let mut partitions = Self::partitions(&consumer, std::slice::from_ref(&topic))?;
@@ -443,11 +471,13 @@ impl Subscription for KafkaSubscription {
                 .add_partition_offset(topic, *partition, Offset::Offset(*offset))
                 .map_err(failed)?;
         }
+        // Asynchronous: a synchronous commit sent while the coordinator was unreachable
+        // never returned once it was back (seen with a frozen broker), and would hang the
+        // consumer and its shutdown with it. A commit that fails is not retried: those
+        // events come again, and the inbox recognises them.
         if offsets.count() > 0 {
-            let consumer = self.consumer.clone();
-            tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
-                .await
-                .map_err(|error| BusError::Append(error.to_string()))?
+            self.consumer
+                .commit(&offsets, CommitMode::Async)
                 .map_err(failed)?;
         }
         for (key, offset) in next {

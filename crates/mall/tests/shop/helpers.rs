@@ -362,14 +362,21 @@ impl Shop {
             .unwrap();
     }
 
-    /// `mall admin check` on the shop's data: whether every invariant holds, and its report.
-    pub fn admin_check(&self) -> (bool, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_mall"))
-            .args(["admin", "check", "--wait-secs", "20", "--data-dir"])
+    /// `mall admin <args> --data-dir <the shop's>`, with the shop's settings.
+    pub fn admin(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_mall"))
+            .arg("admin")
+            .args(args)
+            .arg("--data-dir")
             .arg(self.data_dir())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// `mall admin check` on the shop's data: whether every invariant holds, and its report.
+    pub fn admin_check(&self) -> (bool, String) {
+        let output = self.admin(&["check", "--wait-secs", "20"]);
         (
             output.status.success(),
             String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -45,6 +45,8 @@ type RawRecord = (String, Option<String>, Vec<(String, String)>, Vec<u8>);
 fn read_namespace(brokers: &str, namespace: &str) -> Vec<RawRecord> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        // Assigned partitions, never joined or committed: the group only satisfies librdkafka.
+        .set("group.id", format!("{namespace}.plain-reader"))
         .create()
         .unwrap();
     let metadata = consumer

@@ -164,11 +164,7 @@ async fn a_rebuild_replays_the_log_into_a_fresh_table_while_the_page_keeps_answe
             answers
         })
     };
-    let rebuilt = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
-        .args(["admin", "rebuild", "mypage", "--data-dir"])
-        .arg(shop.data_dir())
-        .output()
-        .unwrap();
+    let rebuilt = shop.admin(&["rebuild", "mypage"]);
     assert!(
         rebuilt.status.success(),
         "{}",

@@ -75,6 +75,8 @@ async fn a_broker_frozen_mid_workload_loses_nothing_and_never_hangs_shutdown() {
     );
     let mut env = NO_RATE_LIMITS.to_vec();
     env.push(("MALL_BUS", &bus));
+    // Longer than the outage: these sagas are to finish, not be rejected as silent.
+    env.push(("MALL_SAGA_DEADLINE_SECS", "300"));
     let mut shop = Shop::start_with(&env).await;
     let product = shop.add_product(1_000, 100).await;
     let before = join_all((0..10).map(|_| shop.place_order(&product, 1))).await;

@@ -227,11 +227,7 @@ async fn a_poison_event_lands_in_the_dead_letters_and_replays_once_its_cause_is_
     )
     .await;
 
-    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
-        .args(["admin", "dlq", "list", "--data-dir"])
-        .arg(shop.data_dir())
-        .output()
-        .unwrap();
+    let listed = shop.admin(&["dlq", "list"]);
     assert!(listed.status.success());
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(

@@ -88,9 +88,9 @@ pub enum RebuildError {
 
 /// Replays the whole log into a fresh table and swaps it in, while the page (and its
 /// consumer) keep running on the live table. The last catch-up and the swap happen in one
-/// transaction holding the write lock; an event the live consumer applies around the swap
-/// may be applied twice, which the rank-based statuses make harmless. Returns the number
-/// of events replayed.
+/// transaction that keeps the live consumer from writing; an event the live consumer
+/// applies around the swap may be applied twice, which the rank-based statuses make
+/// harmless. Returns the number of events replayed.
 pub async fn rebuild(db: &Database, bus: &dyn EventBus) -> Result<u64, RebuildError> {
     let group = format!("{NAME}-rebuild-{}", uuid::Uuid::now_v7());
     let mut replay = bus.subscribe(&group, &group, &FLOWS.topics()).await?;
@@ -103,7 +103,7 @@ pub async fn rebuild(db: &Database, bus: &dyn EventBus) -> Result<u64, RebuildEr
         store::hold_live_table(&mut tx).await?;
         let events = replay_batch(&mut tx, replay.as_mut()).await?;
         replayed += events;
-        if events == 0 {
+        if events == 0 && caught_up(replay.as_mut()).await? {
             store::swap_in_rebuild(&mut tx).await?;
             tx.commit().await?;
             break;
@@ -114,8 +114,17 @@ pub async fn rebuild(db: &Database, bus: &dyn EventBus) -> Result<u64, RebuildEr
     Ok(replayed)
 }
 
+/// Whether the replay holds its partitions and has read all of them to the end. (A Kafka
+/// group holds none until its first join is done.)
+async fn caught_up(replay: &mut dyn Subscription) -> Result<bool, RebuildError> {
+    let lag = replay.lag().await?;
+    Ok(!lag.is_empty() && lag.iter().all(|partition| partition.lag == 0))
+}
+
 async fn replay_batch(conn: &mut Tx, replay: &mut dyn Subscription) -> Result<u64, RebuildError> {
-    let records = replay.next_batch(1_000, std::time::Duration::ZERO).await?;
+    let records = replay
+        .next_batch(1_000, std::time::Duration::from_millis(50))
+        .await?;
     for record in &records {
         for change in projection::changes(&record.envelope)? {
             store::apply(conn, store::REBUILD, &change).await?;
