@@ -354,6 +354,8 @@ async fn a_customer_sees_only_their_own_orders_and_no_admin_routes() {
         .await
         .unwrap();
     assert_problem(direct, StatusCode::FORBIDDEN, "admin").await;
+    // Only the customer's own order took stock, once its saga is done.
+    assert_eq!(shop.final_order(&order_id).await["status"], "DELIVERING");
     assert_eq!(shop.stock_of(&product).await, 9);
 }
 
