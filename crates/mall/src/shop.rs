@@ -324,4 +324,18 @@ pub async fn cancel_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("shutting down: finishing requests, stopping consumers, draining outboxes");
     shutdown.cancel();
+    // A thread, not a task: it must fire even when the runtime is stuck waiting for a
+    // blocking call (a broker that stopped answering). Exiting loses nothing: the outbox
+    // keeps what was not published, and uncommitted events come again to the inbox.
+    std::thread::spawn(|| {
+        std::thread::sleep(SHUTDOWN_DEADLINE);
+        tracing::error!(
+            deadline_secs = SHUTDOWN_DEADLINE.as_secs(),
+            "shutdown did not finish in time; exiting anyway"
+        );
+        std::process::exit(1);
+    });
 }
+
+/// The longest a graceful shutdown may take before the process exits regardless.
+const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);

@@ -335,6 +335,26 @@ impl Shop {
         }
     }
 
+    /// SIGTERM, then waits at most `limit` for the process to end: its exit status, or
+    /// `None` (and a SIGKILL) when it did not end in time.
+    pub fn stop_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        None
+    }
+
     /// Starts the shop again on the same folder and ports.
     /// Sends `signal` (`KILL`, `STOP`, `CONT`, ...) to one service's process of a split
     /// shop, as its supervisor recorded it.

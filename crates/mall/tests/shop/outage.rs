@@ -109,10 +109,10 @@ async fn a_broker_frozen_mid_workload_loses_nothing_and_never_hangs_shutdown() {
     shop.place_order(&product, 1).await;
     broker.signal("STOP");
     let stopping = Instant::now();
-    shop.terminate();
+    let exited = shop.stop_within(Duration::from_secs(60));
     let took = stopping.elapsed();
-    eprintln!("shutdown with the broker frozen took {took:?}");
-    assert!(took < Duration::from_secs(60), "shutdown took {took:?}");
+    eprintln!("shutdown with the broker frozen took {took:?}: {exited:?}");
+    assert!(exited.is_some(), "shutdown took longer than {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
