@@ -1,7 +1,11 @@
 //! Settings every service shares. Each is a flag and an environment variable (12-factor);
 //! clap validates them at start and names the bad value and the variable in its error.
 
-use std::{path::PathBuf, str::FromStr, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
 
 use clap::{Args, ValueEnum};
 use sqlx::postgres::PgConnectOptions;
@@ -187,8 +191,14 @@ impl std::fmt::Display for BusLocation {
 }
 
 impl DatabaseLocation {
-    pub fn is_embedded(&self) -> bool {
-        !matches!(self, DatabaseLocation::Postgres { .. })
+    /// Service `service`'s file, when the databases are SQLite files.
+    pub fn sqlite_file(&self, data_dir: &Path, service: &str) -> Option<PathBuf> {
+        let folder = match self {
+            DatabaseLocation::Embedded => data_dir,
+            DatabaseLocation::Sqlite(folder) => folder,
+            DatabaseLocation::Postgres { .. } => return None,
+        };
+        Some(folder.join(format!("{service}.db")))
     }
 }
 
@@ -302,7 +312,7 @@ mod tests {
         let parse = |value: &str| parse_database(value);
         assert!(matches!(parse("embedded"), Ok(DatabaseLocation::Embedded)));
         assert!(
-            matches!(parse("sqlite:///var/mall"), Ok(DatabaseLocation::Sqlite(p)) if p == std::path::Path::new("/var/mall"))
+            matches!(parse("sqlite:///var/mall"), Ok(DatabaseLocation::Sqlite(p)) if p == Path::new("/var/mall"))
         );
         match parse("postgres://mall@db:6543/shop") {
             Ok(location @ DatabaseLocation::Postgres { .. }) => {

@@ -121,8 +121,9 @@ async fn publish_pending(
     metrics: &Metrics,
     faults: &Faults,
 ) -> Result<usize, RelayError> {
-    let mut conn = db.read().await?;
-    let rows: Vec<(i64, String, String)> = on_conn!(&mut conn, c =>
+    // No connection is held while publishing: with the bus slow or down that takes
+    // seconds, and the pool is shared with the service's requests.
+    let rows: Vec<(i64, String, String)> = on_conn!(&mut db.read().await?, c =>
         sqlx::query_as("SELECT seq, topic, envelope FROM outbox ORDER BY seq LIMIT $1")
             .bind(RELAY_BATCH)
             .fetch_all(c)
@@ -163,7 +164,7 @@ async fn publish_pending(
             })
             .inc();
     }
-    let backlog: i64 = on_conn!(&mut conn, c =>
+    let backlog: i64 = on_conn!(&mut db.read().await?, c =>
         sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(c).await)?;
     metrics.outbox_backlog.set(backlog);
     Ok(rows.len())

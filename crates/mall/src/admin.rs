@@ -91,7 +91,12 @@ async fn dead_letters(
 ) -> anyhow::Result<()> {
     let mut replayed = false;
     for service in CONSUMERS {
-        if chassis.db.is_embedded() && !data_dir.join(format!("{service}.db")).exists() {
+        // A service that never ran here has no dead letters.
+        if chassis
+            .db
+            .sqlite_file(data_dir, service)
+            .is_some_and(|file| !file.exists())
+        {
             continue;
         }
         let db = crate::shop::service_database(service, data_dir, chassis).await?;
@@ -145,12 +150,6 @@ pub async fn run(task: Task) -> anyhow::Result<()> {
             data_dir,
             chassis,
         } => {
-            let path = data_dir.join(format!("{}.db", mypage::NAME));
-            anyhow::ensure!(
-                !chassis.db.is_embedded() || path.exists(),
-                "{} does not exist: has the shop run here?",
-                path.display()
-            );
             let db = crate::shop::service_database(mypage::NAME, &data_dir, &chassis).await?;
             let bus = crate::shop::connect_bus(&data_dir, &chassis).await?;
             let replayed = mypage::rebuild(&db, bus.as_ref()).await?;

@@ -369,7 +369,8 @@ fn embedded_settings() -> anyhow::Result<ChassisSettings> {
     }
     let settings = <FromEnvironment as clap::Parser>::try_parse_from(["mall"])?.chassis;
     anyhow::ensure!(
-        settings.db.is_embedded() && settings.bus == chassis::config::BusLocation::Embedded,
+        matches!(settings.db, chassis::config::DatabaseLocation::Embedded)
+            && settings.bus == chassis::config::BusLocation::Embedded,
         "mall chaos runs on the embedded database and log (unset MALL_DB and MALL_BUS)"
     );
     Ok(settings)

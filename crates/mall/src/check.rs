@@ -38,12 +38,6 @@ impl Shop {
     async fn open(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<Self> {
         let mut databases = HashMap::new();
         for flows in SERVICES {
-            let path = data_dir.join(format!("{}.db", flows.service));
-            anyhow::ensure!(
-                !chassis.db.is_embedded() || path.exists(),
-                "{} does not exist: is this a shop's data folder?",
-                path.display()
-            );
             let db = crate::shop::service_database(flows.service, data_dir, chassis).await?;
             databases.insert(flows.service, db);
         }

@@ -9,8 +9,8 @@ use std::{
 use anyhow::Context;
 use chassis::{
     ServiceRuntime,
-    bus::{EventBus, embedded::EmbeddedLog, kafka::KafkaBus},
-    config::{BusLocation, ChassisSettings, ServiceUrls},
+    bus::EventBus,
+    config::{ChassisSettings, ServiceUrls},
     db::Database,
 };
 use rand::{Rng, distr::Alphanumeric};
@@ -107,17 +107,27 @@ async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
 pub async fn auth_database(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<Database> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
-    let db = service_database(auth::NAME, data_dir, chassis).await?;
+    let db = chassis::runtime::open_service_database(auth::NAME, chassis, data_dir)
+        .await
+        .context("cannot open the auth database")?;
     auth::migrate(&db).await?;
     Ok(db)
 }
 
-/// Service `name`'s database where the settings put it, for operator tools.
+/// Service `name`'s database in an existing shop where the settings put it, for operator
+/// tools: a missing SQLite file is an error, not a new empty database.
 pub async fn service_database(
     name: &str,
     data_dir: &Path,
     chassis: &ChassisSettings,
 ) -> anyhow::Result<Database> {
+    if let Some(file) = chassis.db.sqlite_file(data_dir, name) {
+        anyhow::ensure!(
+            file.exists(),
+            "{} does not exist: has the shop run here?",
+            file.display()
+        );
+    }
     chassis::runtime::open_service_database(name, chassis, data_dir)
         .await
         .with_context(|| format!("cannot open the {name} database"))
@@ -128,21 +138,14 @@ pub async fn connect_bus(
     data_dir: &Path,
     chassis: &ChassisSettings,
 ) -> anyhow::Result<Arc<dyn EventBus>> {
-    Ok(match &chassis.bus {
-        BusLocation::Embedded => Arc::new(
-            EmbeddedLog::open(
-                &data_dir.join("bus.db"),
-                chassis.sqlite_synchronous,
-                chassis.bus_partitions,
-            )
-            .await
-            .context("cannot open the event log")?,
-        ),
-        BusLocation::Kafka { brokers, namespace } => Arc::new(
-            KafkaBus::connect(brokers, namespace, chassis.bus_partitions)
-                .context("cannot set up the Kafka clients")?,
-        ),
-    })
+    chassis::bus::connect(
+        &chassis.bus,
+        data_dir,
+        chassis.sqlite_synchronous,
+        chassis.bus_partitions,
+    )
+    .await
+    .with_context(|| format!("cannot reach the event bus {}", chassis.bus))
 }
 
 #[derive(Serialize, Deserialize)]

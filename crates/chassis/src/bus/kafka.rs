@@ -213,6 +213,15 @@ fn cluster_name(namespace: &str, name: &str) -> String {
     }
 }
 
+/// The shop's name of cluster topic `topic`: [`cluster_name`] undone.
+fn shop_name(namespace: &str, topic: &str) -> String {
+    topic
+        .strip_prefix(namespace)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .unwrap_or(topic)
+        .to_owned()
+}
+
 /// The envelope's metadata as Kafka headers, so brokers' tools and other consumers can
 /// route and trace without parsing the payload.
 fn headers(envelope: &Envelope) -> OwnedHeaders {
@@ -410,15 +419,6 @@ pub struct KafkaSubscription {
 }
 
 impl KafkaSubscription {
-    /// The shop's name of a cluster topic.
-    fn shop_name(&self, topic: &str) -> String {
-        topic
-            .strip_prefix(&self.namespace)
-            .and_then(|rest| rest.strip_prefix('.'))
-            .unwrap_or(topic)
-            .to_owned()
-    }
-
     fn rewind(&mut self) -> Result<(), BusError> {
         for ((topic, partition), offset) in self.unacknowledged.drain() {
             self.consumer
@@ -432,7 +432,7 @@ impl KafkaSubscription {
         &mut self,
         message: &rdkafka::message::BorrowedMessage<'_>,
     ) -> Result<Record, BusError> {
-        let topic = self.shop_name(message.topic());
+        let topic = shop_name(&self.namespace, message.topic());
         let payload = message.payload().unwrap_or_default();
         let envelope = serde_json::from_slice(payload).map_err(|source| BusError::Corrupt {
             topic: topic.clone(),
@@ -525,12 +525,7 @@ impl Subscription for KafkaSubscription {
                     _ => 0,
                 };
                 lags.push(PartitionLag {
-                    topic: element
-                        .topic()
-                        .strip_prefix(&namespace)
-                        .and_then(|rest| rest.strip_prefix('.'))
-                        .unwrap_or(element.topic())
-                        .to_owned(),
+                    topic: shop_name(&namespace, element.topic()),
                     partition: element.partition() as u32,
                     lag: (high - done).max(0),
                 });

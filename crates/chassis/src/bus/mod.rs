@@ -8,10 +8,12 @@
 pub mod embedded;
 pub mod kafka;
 
-use std::time::Duration;
+use std::{path::Path, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use contracts::Envelope;
+
+use crate::config::{BusLocation, Durability};
 
 /// An event on its way to a topic; its key is the envelope's `subject`.
 #[derive(Debug, Clone)]
@@ -93,6 +95,24 @@ pub trait Subscription: Send {
 
     /// Leaves the group, handing its partitions to other members at once.
     async fn close(&mut self) -> Result<(), BusError>;
+}
+
+/// The bus `location` names: the embedded log in `data_dir`, or a Kafka cluster. Topics
+/// it creates get `partitions` partitions.
+pub async fn connect(
+    location: &BusLocation,
+    data_dir: &Path,
+    durability: Durability,
+    partitions: u32,
+) -> Result<Arc<dyn EventBus>, BusError> {
+    Ok(match location {
+        BusLocation::Embedded => Arc::new(
+            embedded::EmbeddedLog::open(&data_dir.join("bus.db"), durability, partitions).await?,
+        ),
+        BusLocation::Kafka { brokers, namespace } => {
+            Arc::new(kafka::KafkaBus::connect(brokers, namespace, partitions)?)
+        }
+    })
 }
 
 /// Partition of `key`: FNV-1a, stable across processes and releases, unlike std's hasher.

@@ -8,7 +8,7 @@ use std::{
 use std::{str::FromStr, sync::Arc};
 
 use chassis::{
-    bus::{EventBus, OutgoingEvent, embedded::EmbeddedLog, kafka::KafkaBus},
+    bus::{EventBus, OutgoingEvent},
     config::{BusLocation, DatabaseLocation, Durability},
     db::{Database, PoolSettings},
     on_conn,
@@ -226,16 +226,10 @@ impl Shop {
 
     /// The shop's event bus, as its services reach it.
     pub async fn bus(&self) -> Arc<dyn EventBus> {
-        match BusLocation::from_str(self.setting("MALL_BUS").unwrap_or("embedded")).unwrap() {
-            BusLocation::Embedded => Arc::new(
-                EmbeddedLog::open(&self.dir.path().join("bus.db"), Durability::Normal, 4)
-                    .await
-                    .unwrap(),
-            ),
-            BusLocation::Kafka { brokers, namespace } => {
-                Arc::new(KafkaBus::connect(&brokers, &namespace, 4).unwrap())
-            }
-        }
+        let location = BusLocation::from_str(self.setting("MALL_BUS").unwrap_or("embedded"));
+        chassis::bus::connect(&location.unwrap(), self.dir.path(), Durability::Normal, 4)
+            .await
+            .unwrap()
     }
 
     /// Every event on `topic` so far.
