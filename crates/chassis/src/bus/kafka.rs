@@ -363,15 +363,14 @@ impl EventBus for KafkaBus {
         let topic = self.named(topic);
         tokio::task::spawn_blocking(move || {
             let mut partitions = Self::partitions(&consumer, std::slice::from_ref(&topic))?;
-            let mut unread = HashSet::new();
-            for element in partitions.elements() {
-                let (low, high) = consumer
-                    .fetch_watermarks(element.topic(), element.partition(), BROKER_TIMEOUT)
-                    .map_err(failed)?;
-                if high > low {
-                    unread.insert(element.partition());
-                }
-            }
+            // Every partition is read to its end-of-partition event, empty or not: skipping
+            // those whose watermarks said empty left a partition's only event unread on
+            // tansu (`mall admin check` then found a product with no stock ever added).
+            let mut unread: HashSet<i32> = partitions
+                .elements()
+                .iter()
+                .map(|element| element.partition())
+                .collect();
             partitions
                 .set_all_offsets(Offset::Beginning)
                 .map_err(failed)?;
