@@ -81,17 +81,21 @@ test('an order is placed, followed to DELIVERING, cancelled, and shows on my pag
   await eventually(() => order.order?.status, (s) => s === 'DELIVERING');
   assert.deepEqual(order.history.map((e) => e.type), ['OrderPlaced', 'OrderConfirmed', 'DeliveryStarted']);
   assert.equal(order.canUndo, false);
+  // Once confirmed, each change is a request the delivery answers; the order follows.
   await order.changeAddress({ address: '2 Haeundae-ro, Busan' });
-  assert.equal(order.order.address, '2 Haeundae-ro, Busan');
+  assert.equal(order.error, null);
+  await eventually(() => order.order?.address, (a) => a === '2 Haeundae-ro, Busan');
+  assert.equal(order.requestPending, false);
   assert.equal(order.canUndo, true);
   await order.undo();
-  assert.equal(order.order.address, '1 Teheran-ro, Seoul');
+  await eventually(() => order.order?.address, (a) => a === '1 Teheran-ro, Seoul');
   await order.undo();
   assert.equal(order.error.status, 409, 'nothing left to undo');
   assert.match(describe(order.error).en, /not possible right now/);
   await order.cancel();
   assert.equal(order.error, null);
-  assert.equal(order.order.status, 'CANCELLED');
+  await eventually(() => order.order?.status, (s) => s === 'CANCELLED');
+  assert.equal(order.order.request, undefined, 'granted, so nothing is pending');
   assert.equal(order.isFinal, true);
   order.dispose();
 

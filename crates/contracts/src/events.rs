@@ -68,10 +68,27 @@ pub struct OrderAddressChanged {
     pub address: String,
 }
 
-/// The customer cancelled the order; every step done for it is to be undone.
+/// The order is cancelled (by the customer before confirmation, or after delivery called
+/// the parcel back); every step done for it is to be undone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderCancelled {
     pub order_id: Uuid,
+}
+
+/// The customer asks to cancel a confirmed order. Delivery answers: `DeliveryCancelled`,
+/// or `DeliveryCancellationRefused` once the parcel was delivered. Until then the order
+/// stands as it was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderCancellationRequested {
+    pub order_id: Uuid,
+}
+
+/// The customer asks to send a confirmed order to `address` (a change, or the undo of
+/// one). Delivery answers: `DeliveryAddressChanged`, or `DeliveryAddressChangeRefused`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderAddressChangeRequested {
+    pub order_id: Uuid,
+    pub address: String,
 }
 
 /// The payment provider authorised (and captured) the order's amount.
@@ -113,11 +130,38 @@ pub struct DeliveryCompleted {
     pub delivery_id: Uuid,
 }
 
-/// A started delivery was called back (the order was cancelled or rejected).
+/// A started delivery was called back: the answer to a cancellation request (or, from
+/// earlier versions, to a cancelled order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeliveryCancelled {
     pub order_id: Uuid,
     pub delivery_id: Uuid,
+}
+
+/// Delivery refused to cancel the order: the parcel was already delivered; `reason` says so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryCancellationRefused {
+    pub order_id: Uuid,
+    pub delivery_id: Uuid,
+    pub reason: String,
+}
+
+/// The delivery now goes to `address`, as the customer asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryAddressChanged {
+    pub order_id: Uuid,
+    pub delivery_id: Uuid,
+    pub address: String,
+}
+
+/// Delivery refused to send the order to `address` (delivered or cancelled meanwhile);
+/// `reason` says why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryAddressChangeRefused {
+    pub order_id: Uuid,
+    pub delivery_id: Uuid,
+    pub address: String,
+    pub reason: String,
 }
 
 /// Too few units on hand for the order; `reason` says so.
@@ -192,6 +236,8 @@ published_language! {
     OrderRejected => topics::ORDER,
     OrderCancelled => topics::ORDER,
     OrderAddressChanged => topics::ORDER,
+    OrderCancellationRequested => topics::ORDER,
+    OrderAddressChangeRequested => topics::ORDER,
     StockReserved => topics::RESERVATION,
     StockReservationFailed => topics::RESERVATION,
     StockReleased => topics::RESERVATION,
@@ -201,6 +247,9 @@ published_language! {
     DeliveryStarted => topics::DELIVERY,
     DeliveryCompleted => topics::DELIVERY,
     DeliveryCancelled => topics::DELIVERY,
+    DeliveryCancellationRefused => topics::DELIVERY,
+    DeliveryAddressChanged => topics::DELIVERY,
+    DeliveryAddressChangeRefused => topics::DELIVERY,
     ProductAdded => topics::PRODUCT,
     StockAdjusted => topics::PRODUCT,
 }

@@ -1,7 +1,9 @@
 //! `mall chaos`: customers order from a `mall up --split` shop while services are killed
 //! (SIGKILL, and injected crashes at the points where a crash hurts most), old events are
-//! delivered again out of order, and product answers slowly. Then the shop drains and
-//! `mall admin check` runs. It fails if an accepted order was lost or anything was applied
+//! delivered again out of order, and product answers slowly; an operator completes
+//! deliveries while customers cancel and redirect orders already on their way, so the
+//! race between a parcel's arrival and a request to delivery is part of every run. Then
+//! the shop drains and `mall admin check` runs. It fails if an accepted order was lost or anything was applied
 //! twice.
 
 use std::{
@@ -72,7 +74,12 @@ enum Kind {
     Normal,
     OverStock,
     Declined,
+    /// Cancelled at once, while PENDING.
     Cancelled,
+    /// Cancelled once on its way, racing the operator's completion.
+    CancelledOnItsWay,
+    /// Sent elsewhere once on its way, racing the operator's completion.
+    RedirectedOnItsWay,
 }
 
 struct Accepted {
@@ -126,15 +133,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         workers.spawn(async move {
             while Instant::now() < deadline {
                 let kind = match rand::rng().random_range(0..100) {
-                    0..80 => Kind::Normal,
-                    80..85 => Kind::OverStock,
-                    85..90 => Kind::Declined,
-                    _ => Kind::Cancelled,
+                    0..70 => Kind::Normal,
+                    70..75 => Kind::OverStock,
+                    75..80 => Kind::Declined,
+                    80..86 => Kind::Cancelled,
+                    86..93 => Kind::CancelledOnItsWay,
+                    _ => Kind::RedirectedOnItsWay,
                 };
                 let product = match kind {
                     Kind::OverStock => &products[1],
                     Kind::Declined => &products[2],
-                    Kind::Normal | Kind::Cancelled => &products[0],
+                    _ => &products[0],
                 };
                 let outcome = place(&client, &url, &token, product, kind).await;
                 let refused = outcome.is_err();
@@ -156,6 +165,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         });
     }
+
+    workers.spawn(complete_deliveries(
+        client.clone(),
+        url.clone(),
+        admin.clone(),
+        deadline,
+    ));
 
     let bus = EmbeddedLog::open(&data_dir.join("bus.db"), Durability::Normal, 4).await?;
     let mut kills: BTreeMap<&str, usize> = BTreeMap::new();
@@ -407,8 +423,8 @@ async fn deliver_again(bus: &EmbeddedLog, data_dir: &Path, count: usize) -> anyh
     Ok(delivered)
 }
 
-/// Places one order (and cancels it at once for `Cancelled`); its id once accepted, or
-/// why it was not.
+/// Places one order, then does to it what its `kind` says; its id once accepted, or why
+/// it was not.
 async fn place(
     client: &Client,
     url: &str,
@@ -433,19 +449,65 @@ async fn place(
         .await
         .map_err(|_| "unreadable answer".to_owned())?;
     let order_id = order["order_id"].as_str().ok_or("no order id")?.to_owned();
-    if kind == Kind::Cancelled {
-        // A cancel refused while a service is down leaves an order that simply goes on.
-        let _ = client
-            .post(format!("{url}/api/orders/{order_id}/cancel"))
-            .bearer_auth(token)
-            .send()
-            .await;
+    let order_url = format!("{url}/api/orders/{order_id}");
+    if matches!(kind, Kind::CancelledOnItsWay | Kind::RedirectedOnItsWay) {
+        on_its_way(client, &order_url, token).await;
     }
+    let request = match kind {
+        Kind::Cancelled | Kind::CancelledOnItsWay => client.post(format!("{order_url}/cancel")),
+        Kind::RedirectedOnItsWay => client
+            .patch(&order_url)
+            .json(&json!({"address": "2 Haeundae-ro, Haeundae-gu, Busan"})),
+        Kind::Normal | Kind::OverStock | Kind::Declined => return Ok(order_id),
+    };
+    // A request refused while a service is down leaves an order that simply goes on.
+    let _ = request.bearer_auth(token).send().await;
     Ok(order_id)
 }
 
-/// The order's final state once its saga is over; `None` if it is gone or still not
-/// final after two minutes.
+/// Waits (at most 5 s) until the order is on its way.
+async fn on_its_way(client: &Client, order_url: &str, token: &str) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if let Ok(response) = client.get(order_url).bearer_auth(token).send().await
+            && let Ok(order) = response.json::<Value>().await
+            && order["status"] == "DELIVERING"
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The operator: until `deadline`, completes every delivery on its way, as fast as the
+/// list comes back, so customers' cancels and redirects race the completions.
+async fn complete_deliveries(client: Client, url: String, admin: String, deadline: Instant) {
+    while Instant::now() < deadline {
+        let on_their_way = match client
+            .get(format!("{url}/api/deliveries"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+        {
+            Ok(response) => response.json::<Vec<Value>>().await.unwrap_or_default(),
+            Err(_) => vec![],
+        };
+        for delivery in on_their_way {
+            if let Some(order_id) = delivery["order_id"].as_str() {
+                // Refused while delivery is down, or once cancelled: both are expected.
+                let _ = client
+                    .post(format!("{url}/api/deliveries/{order_id}/complete"))
+                    .bearer_auth(&admin)
+                    .send()
+                    .await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The order's final state once its saga is over and delivery answered any request;
+/// `None` if it is gone or still not final after two minutes.
 async fn final_status(client: &Client, url: &str, order: &Accepted) -> Option<String> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(120) {
@@ -461,8 +523,12 @@ async fn final_status(client: &Client, url: &str, order: &Accepted) -> Option<St
             if let Ok(body) = response.json::<Value>().await
                 && let Some(status) = body["status"].as_str()
                 && !matches!(status, "PENDING" | "CONFIRMED")
+                && body["request"]["status"] != "PENDING"
             {
-                return Some(status.to_owned());
+                return Some(match body["request"]["status"].as_str() {
+                    Some(request) => format!("{status}, request {request}"),
+                    None => status.to_owned(),
+                });
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

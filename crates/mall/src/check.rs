@@ -115,7 +115,9 @@ async fn order_statuses(shop: &Shop) -> anyhow::Result<HashMap<Uuid, String>> {
         shop,
         "order",
         "SELECT order_id, event_type FROM order_events
-         WHERE event_type NOT IN ('AddressChanged', 'AddressChangeUndone') ORDER BY order_id, version"
+         WHERE event_type IN ('OrderPlaced', 'OrderConfirmed', 'OrderRejected', 'OrderCancelled',
+                              'DeliveryStarted', 'DeliveryCompleted')
+         ORDER BY order_id, version"
     );
     let status = |event: &str| match event {
         "OrderPlaced" => "PENDING",
@@ -275,6 +277,39 @@ async fn check(shop: &Shop, wait: Duration) -> anyhow::Result<bool> {
         deliveries.len(),
         &broken,
     );
+
+    // Every request to delivery got its answer: none is left pending once drained.
+    let request_rows: Vec<(Uuid, String)> = rows!(
+        shop,
+        "order",
+        "SELECT order_id, event_type FROM order_events
+         WHERE event_type IN ('CancellationRequested', 'AddressChangeRequested',
+                              'AddressChangeUndoRequested', 'RequestRefused', 'OrderCancelled',
+                              'AddressChanged', 'AddressChangeUndone')
+         ORDER BY order_id, version"
+    );
+    let last_step: HashMap<Uuid, String> = request_rows.into_iter().collect();
+    let broken: Vec<String> = last_step
+        .iter()
+        .filter(|(_, event)| event.ends_with("Requested"))
+        .map(|(id, event)| format!("order {id}: {event} never answered"))
+        .collect();
+    report.line(
+        "every request to delivery is answered",
+        last_step.len(),
+        &broken,
+    );
+
+    // A parcel that reached the customer is never paid back (the race of issue 14).
+    let broken: Vec<String> = payments
+        .iter()
+        .filter(|(id, status)| {
+            status.as_str() == "REFUNDED"
+                && deliveries.get(*id).map(String::as_str) == Some("COMPLETED")
+        })
+        .map(|(id, _)| format!("order {id} was delivered and refunded"))
+        .collect();
+    report.line("no refund of a delivered order", payments.len(), &broken);
 
     // My page equals the owning services.
     let rows: Vec<MyPageRow> = rows!(

@@ -341,7 +341,12 @@ impl Shop {
             let status = match response {
                 Ok(r) if r.status().is_success() => {
                     let order: Value = r.json().await.map_err(|e| format!("follow: {e}"))?;
-                    order["status"].as_str().unwrap_or_default().to_owned()
+                    if order["request"]["status"] == "PENDING" {
+                        // A cancel once confirmed: final once delivery answered it.
+                        "REQUEST_PENDING".into()
+                    } else {
+                        order["status"].as_str().unwrap_or_default().to_owned()
+                    }
                 }
                 Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => "RATE_LIMITED".into(),
                 Ok(r) => return Err(format!("follow: {}", r.status())),
@@ -352,7 +357,10 @@ impl Shop {
             {
                 confirmed = Some(placed_at.elapsed());
             }
-            if !matches!(status.as_str(), "PENDING" | "CONFIRMED" | "RATE_LIMITED") {
+            if !matches!(
+                status.as_str(),
+                "PENDING" | "CONFIRMED" | "RATE_LIMITED" | "REQUEST_PENDING"
+            ) {
                 return Ok((status, confirmed.filter(|_| kind == Kind::Normal)));
             }
             if placed_at.elapsed() > SAGA_TIMEOUT {

@@ -39,8 +39,9 @@ fn all_topics() -> Vec<String> {
 }
 
 /// Drives the shop through every path that publishes an event: sign-up, catalogue
-/// changes, a delivered order with an address change, a cancelled one, one rejected for
-/// stock, one for payment, and a poison event that ends in a dead-letter topic.
+/// changes, a delivered order with an address change, requests that came too late for
+/// it, a cancelled one, one rejected for stock, one for payment, and a poison event that
+/// ends in a dead-letter topic.
 async fn every_kind_of_event(shop: &Shop) {
     shop.new_customer().await;
     let product = shop.add_product(7_000, 5).await;
@@ -63,7 +64,15 @@ async fn every_kind_of_event(shop: &Shop) {
         .send()
         .await
         .unwrap();
-    assert_eq!(changed.status(), StatusCode::OK);
+    assert_eq!(changed.status(), StatusCode::ACCEPTED);
+    let started = Instant::now();
+    while shop.order(&delivered).await["address"] != "2 Haeundae-ro, Busan" {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never redirected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let completed = shop
         .post_as(
             &shop.admin_token,
@@ -72,6 +81,23 @@ async fn every_kind_of_event(shop: &Shop) {
         )
         .await;
     assert_eq!(completed.status(), StatusCode::OK);
+    // Requests that reach delivery after the parcel did, as a customer racing the
+    // operator would send them: delivery refuses both.
+    let delivered_id: uuid::Uuid = delivered.parse().unwrap();
+    let too_late_cancel = events::OrderCancellationRequested {
+        order_id: delivered_id,
+    };
+    let too_late_redirect = events::OrderAddressChangeRequested {
+        order_id: delivered_id,
+        address: "3 Jeju-daero, Jeju".into(),
+    };
+    for request in [
+        Envelope::new("order", delivered_id, &too_late_cancel, delivered_id),
+        Envelope::new("order", delivered_id, &too_late_redirect, delivered_id),
+    ] {
+        shop.inject(events::OrderCancellationRequested::TOPIC, &request)
+            .await;
+    }
 
     let cancelled = shop.place_order(&product, 1).await;
     assert_eq!(shop.final_order(&cancelled).await["status"], "DELIVERING");
@@ -82,7 +108,7 @@ async fn every_kind_of_event(shop: &Shop) {
             &json!({}),
         )
         .await;
-    assert_eq!(cancel.status(), StatusCode::OK);
+    assert_eq!(cancel.status(), StatusCode::ACCEPTED);
 
     let too_many = shop.place_order(&product, 100).await;
     assert_eq!(shop.final_order(&too_many).await["status"], "REJECTED");

@@ -11,6 +11,7 @@ mod kafka;
 mod mypage;
 mod orders;
 mod outage;
+mod races;
 mod recovery;
 mod resilience;
 mod saga;

@@ -76,13 +76,17 @@ async fn my_page_follows_each_order_through_its_saga_and_shows_only_my_orders() 
     assert_eq!(row["amount"], 12_000);
     assert_eq!(row["quantity"], 2);
     assert_eq!(row["product_id"], product.as_str());
-    row_shows(
+    let row = row_shows(
         &shop,
         &shop.token,
         &cancelled,
         [json!("CANCELLED"), json!("REFUNDED"), json!("CANCELLED")],
     )
     .await;
+    assert_eq!(
+        row["cancellation_status"], "REQUESTED",
+        "asked once on its way"
+    );
     row_shows(
         &shop,
         &shop.token,

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Shop, assert_problem};
 
 /// The value `read` gives once it equals `expected`, polling for a while.
-async fn eventually<F, Fut>(what: &str, expected: &str, read: F)
+pub async fn eventually<F, Fut>(what: &str, expected: &str, read: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = String>,
@@ -29,7 +29,7 @@ where
 
 /// The status `service` (product, payment or delivery) keeps for `order_id` in its own
 /// database, as text ("-" when it has none).
-async fn status_in(shop: &Shop, service: &str, order_id: &str) -> String {
+pub async fn status_in(shop: &Shop, service: &str, order_id: &str) -> String {
     let sql = match service {
         "product" => "SELECT status FROM reservations WHERE order_id = $1",
         "payment" => "SELECT status FROM payments WHERE order_id = $1",
@@ -61,7 +61,7 @@ async fn compensated(shop: &Shop, product: &str, units: &str, order_id: &str, pa
     .await;
 }
 
-async fn delivery_address(shop: &Shop, order_id: &str) -> String {
+pub async fn delivery_address(shop: &Shop, order_id: &str) -> String {
     let db = shop.db("delivery").await;
     let order_id = order_id.parse::<uuid::Uuid>().unwrap();
     let address = chassis::on_conn!(&mut db.read().await.unwrap(), c =>
@@ -111,21 +111,29 @@ async fn cancelling_a_confirmed_order_returns_the_stock_refunds_and_cancels_the_
     assert_eq!(shop.final_order(&order_id).await["status"], "DELIVERING");
     assert_eq!(shop.stock_of(&product).await, 3);
 
-    let cancelled = shop
+    let requested = shop
         .post_as(
             &shop.token,
             &format!("/api/orders/{order_id}/cancel"),
             &json!({}),
         )
         .await;
-    assert_eq!(cancelled.status(), StatusCode::OK);
     assert_eq!(
-        cancelled.json::<Value>().await.unwrap()["status"],
-        "CANCELLED"
+        requested.status(),
+        StatusCode::ACCEPTED,
+        "on its way, a cancel is a request that delivery answers"
+    );
+    let requested: Value = requested.json().await.unwrap();
+    assert_eq!(requested["status"], "DELIVERING");
+    assert_eq!(
+        requested["request"],
+        json!({"kind": "CANCEL", "status": "PENDING"})
     );
 
     compensated(&shop, &product, "5", &order_id, "REFUNDED").await;
-    assert_eq!(shop.order(&order_id).await["status"], "CANCELLED");
+    let cancelled = shop.order(&order_id).await;
+    assert_eq!(cancelled["status"], "CANCELLED");
+    assert!(cancelled.get("request").is_none(), "{cancelled}");
 
     let again = shop
         .post_as(
@@ -150,10 +158,11 @@ async fn an_order_cancelled_while_pending_is_never_left_charged_or_holding_stock
                 &json!({}),
             )
             .await;
-        assert_eq!(
-            cancelled.status(),
-            StatusCode::OK,
-            "cancel is allowed in every state before delivery"
+        // Cancelled at once while PENDING; confirmed meanwhile, a request delivery grants.
+        assert!(
+            matches!(cancelled.status(), StatusCode::OK | StatusCode::ACCEPTED),
+            "cancel is allowed in every state before delivery: {}",
+            cancelled.status()
         );
     }
     eventually("the stock", "50", || async {
@@ -287,16 +296,29 @@ async fn an_address_change_is_undone_by_a_compensating_event_and_delivery_follow
             .send()
     };
 
+    let order_address = || async {
+        shop.order(&order_id).await["address"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
     let changed = change("2 Haeundae-ro, Busan").await.unwrap();
-    assert_eq!(changed.status(), StatusCode::OK);
+    assert_eq!(changed.status(), StatusCode::ACCEPTED);
+    let changed: Value = changed.json().await.unwrap();
     assert_eq!(
-        changed.json::<Value>().await.unwrap()["address"],
+        changed["request"],
+        json!({"kind": "CHANGE_ADDRESS", "status": "PENDING", "address": "2 Haeundae-ro, Busan"})
+    );
+    assert_eq!(
+        changed["address"], "1 Teheran-ro, Gangnam-gu, Seoul",
+        "the address changes once delivery redirects the parcel"
+    );
+    eventually("the order's address", "2 Haeundae-ro, Busan", order_address).await;
+    assert_eq!(
+        delivery_address(&shop, &order_id).await,
         "2 Haeundae-ro, Busan"
     );
-    eventually("the delivery address", "2 Haeundae-ro, Busan", || {
-        delivery_address(&shop, &order_id)
-    })
-    .await;
     assert_problem(
         change("  ").await.unwrap(),
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -313,17 +335,21 @@ async fn an_address_change_is_undone_by_a_compensating_event_and_delivery_follow
     )
     .await;
     let undone = shop.post_as(&shop.token, &undo, &json!({})).await;
-    assert_eq!(undone.status(), StatusCode::OK);
+    assert_eq!(undone.status(), StatusCode::ACCEPTED);
     assert_eq!(
-        undone.json::<Value>().await.unwrap()["address"],
-        "1 Teheran-ro, Gangnam-gu, Seoul"
+        undone.json::<Value>().await.unwrap()["request"]["kind"],
+        "UNDO_ADDRESS_CHANGE"
     );
     eventually(
-        "the delivery address",
+        "the order's address",
         "1 Teheran-ro, Gangnam-gu, Seoul",
-        || delivery_address(&shop, &order_id),
+        order_address,
     )
     .await;
+    assert_eq!(
+        delivery_address(&shop, &order_id).await,
+        "1 Teheran-ro, Gangnam-gu, Seoul"
+    );
     assert_problem(
         shop.post_as(&shop.token, &undo, &json!({})).await,
         StatusCode::CONFLICT,
@@ -345,13 +371,24 @@ async fn an_address_change_is_undone_by_a_compensating_event_and_delivery_follow
             "OrderPlaced",
             "OrderConfirmed",
             "DeliveryStarted",
+            "AddressChangeRequested",
             "AddressChanged",
+            "AddressChangeUndoRequested",
             "AddressChangeUndone"
         ]
     );
+    let changes = events[6]["changes"].as_array().unwrap();
+    assert!(
+        changes.contains(&json!({"field": "address", "from": "2 Haeundae-ro, Busan", "to": "1 Teheran-ro, Gangnam-gu, Seoul"})),
+        "{changes:?}"
+    );
     assert_eq!(
-        events[4]["changes"],
-        json!([{"field": "address", "from": "2 Haeundae-ro, Busan", "to": "1 Teheran-ro, Gangnam-gu, Seoul"}])
+        changes
+            .iter()
+            .map(|c| c["field"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["address", "request"],
+        "the undo granted, no request is left"
     );
 }
 
@@ -393,6 +430,8 @@ async fn the_invariants_hold_after_every_kind_of_saga_and_a_broken_one_is_report
         "stock on hand + reserved + sold = stock ever added",
         "captured payments = confirmed, not-cancelled orders",
         "one delivery per order",
+        "every request to delivery is answered",
+        "no refund of a delivered order",
         "my page equals the owning services",
     ] {
         assert!(
@@ -458,9 +497,10 @@ async fn a_randomized_workload_of_a_thousand_orders_leaves_every_invariant_intac
                 let cancelled = shop
                     .post_as(token, &format!("/api/orders/{order_id}/cancel"), &json!({}))
                     .await;
+                // Cancelled while PENDING, a request once confirmed, or too late.
                 assert!(matches!(
                     cancelled.status(),
-                    StatusCode::OK | StatusCode::CONFLICT
+                    StatusCode::OK | StatusCode::ACCEPTED | StatusCode::CONFLICT
                 ));
             }
         }

@@ -18,7 +18,11 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use crate::{NAME, store};
+use crate::{
+    NAME,
+    domain::{self, DeliveryStatus},
+    store,
+};
 
 pub fn router(rt: Arc<ServiceRuntime>) -> Router {
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -124,10 +128,10 @@ async fn complete_delivery(
     let shipment = store::find(&mut tx, order_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(raw_id.clone()))?;
-    match shipment.status.as_str() {
-        "COMPLETED" => {}
-        "STARTED" => {
-            store::set_status(&mut tx, order_id, "COMPLETED").await?;
+    match domain::completion(shipment.status) {
+        Ok(false) => {}
+        Ok(true) => {
+            store::set_status(&mut tx, order_id, DeliveryStatus::Completed).await?;
             let completed = DeliveryCompleted {
                 order_id,
                 delivery_id: shipment.delivery_id,
@@ -136,7 +140,7 @@ async fn complete_delivery(
                 .with_traceparent(Some(trace.to_string()));
             outbox::enqueue(&mut tx, DeliveryCompleted::TOPIC, &envelope).await?;
         }
-        other => return Err(ApiError::NotCompletable(other.to_lowercase())),
+        Err(other) => return Err(ApiError::NotCompletable(other.as_str().to_lowercase())),
     }
     rt.commit(tx).await?;
     Ok(Json(DeliveryView {

@@ -1,8 +1,10 @@
 //! The delivery service: at most one delivery per order, started when the order is
-//! confirmed, completed by an admin, cancelled when the order is.
+//! confirmed, completed by an admin. Once started it is the saga's pivot: the customer's
+//! cancel or address change is a request that delivery grants or refuses ([`domain`]).
 
 mod api;
 mod consumers;
+pub mod domain;
 mod store;
 
 use std::sync::Arc;
@@ -38,10 +40,7 @@ pub const FLOWS: ServiceFlows = ServiceFlows {
     policies: &[
         Policy {
             name: "Keep the address",
-            on: &[
-                EventRef::of::<events::OrderPlaced>(),
-                EventRef::of::<events::OrderAddressChanged>(),
-            ],
+            on: &[EventRef::of::<events::OrderPlaced>()],
             emits: &[],
         },
         Policy {
@@ -50,12 +49,28 @@ pub const FLOWS: ServiceFlows = ServiceFlows {
             emits: &[EventRef::of::<events::DeliveryStarted>()],
         },
         Policy {
-            name: "Cancel delivery",
+            name: "Never start",
             on: &[
                 EventRef::of::<events::OrderCancelled>(),
                 EventRef::of::<events::OrderRejected>(),
             ],
-            emits: &[EventRef::of::<events::DeliveryCancelled>()],
+            emits: &[],
+        },
+        Policy {
+            name: "Call the parcel back unless delivered",
+            on: &[EventRef::of::<events::OrderCancellationRequested>()],
+            emits: &[
+                EventRef::of::<events::DeliveryCancelled>(),
+                EventRef::of::<events::DeliveryCancellationRefused>(),
+            ],
+        },
+        Policy {
+            name: "Redirect the parcel unless delivered",
+            on: &[EventRef::of::<events::OrderAddressChangeRequested>()],
+            emits: &[
+                EventRef::of::<events::DeliveryAddressChanged>(),
+                EventRef::of::<events::DeliveryAddressChangeRefused>(),
+            ],
         },
     ],
     read_models: &["Deliveries on their way (GET /deliveries)"],

@@ -7,20 +7,33 @@ use chassis::{
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-#[derive(Debug, sqlx::FromRow)]
+use crate::domain::DeliveryStatus;
+
+#[derive(Debug)]
 pub struct Delivery {
     pub delivery_id: Uuid,
     pub address: String,
-    pub status: String,
+    pub status: DeliveryStatus,
 }
 
 pub async fn find(conn: &mut impl AsConn, order_id: Uuid) -> Result<Option<Delivery>, sqlx::Error> {
-    on_conn!(conn, c => sqlx::query_as(
+    let row: Option<(Uuid, String, String)> = on_conn!(conn, c => sqlx::query_as(
             "SELECT delivery_id, address, status FROM deliveries WHERE order_id = $1",
         )
         .bind(order_id)
         .fetch_optional(c)
-        .await)
+        .await)?;
+    row.map(|(delivery_id, address, status)| {
+        let status = DeliveryStatus::parse(&status).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown delivery status {status:?}").into())
+        })?;
+        Ok(Delivery {
+            delivery_id,
+            address,
+            status,
+        })
+    })
+    .transpose()
 }
 
 /// Deliveries on their way (STARTED), oldest first: what an operator has to complete.
@@ -59,7 +72,7 @@ pub async fn insert_awaiting(
     Ok(())
 }
 
-/// Sends a delivery not yet handed over to `address`.
+/// Sends the delivery to `address`.
 pub async fn change_address(
     conn: &mut impl AsConn,
     order_id: Uuid,
@@ -69,7 +82,7 @@ pub async fn change_address(
         conn,
         sqlx::query(
             "UPDATE deliveries SET address = $1, updated_at = $2
-             WHERE order_id = $3 AND status IN ('AWAITING', 'STARTED')",
+             WHERE order_id = $3",
         )
         .bind(address)
         .bind(Utc::now())
@@ -81,12 +94,12 @@ pub async fn change_address(
 pub async fn set_status(
     conn: &mut impl AsConn,
     order_id: Uuid,
-    status: &'static str,
+    status: DeliveryStatus,
 ) -> Result<(), sqlx::Error> {
     execute!(
         conn,
         sqlx::query("UPDATE deliveries SET status = $1, updated_at = $2 WHERE order_id = $3")
-            .bind(status)
+            .bind(status.as_str())
             .bind(Utc::now())
             .bind(order_id)
     )?;

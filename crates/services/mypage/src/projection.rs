@@ -7,8 +7,9 @@
 use contracts::{
     DecodeError, Envelope,
     events::{
-        DeliveryCancelled, DeliveryCompleted, DeliveryStarted, OrderCancelled, OrderConfirmed,
-        OrderPlaced, OrderRejected, PaymentAuthorized, PaymentDeclined, PaymentRefunded,
+        DeliveryCancellationRefused, DeliveryCancelled, DeliveryCompleted, DeliveryStarted,
+        OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderPlaced, OrderRejected,
+        PaymentAuthorized, PaymentDeclined, PaymentRefunded,
     },
 };
 use uuid::Uuid;
@@ -19,6 +20,8 @@ pub enum Column {
     Order,
     Payment,
     Delivery,
+    /// The customer's request to cancel a confirmed order.
+    Cancellation,
 }
 
 /// One change to my page.
@@ -51,7 +54,7 @@ fn status(order_id: Uuid, column: Column, status: &'static str, rank: i64) -> Ve
 
 /// The changes `event` makes; none for events my page does not show.
 pub fn changes(event: &Envelope) -> Result<Vec<Change>, DecodeError> {
-    use Column::{Delivery, Order, Payment};
+    use Column::{Cancellation, Delivery, Order, Payment};
     Ok(match event.event_type.as_str() {
         "OrderPlaced" => {
             let placed: OrderPlaced = event.decode()?;
@@ -123,6 +126,18 @@ pub fn changes(event: &Envelope) -> Result<Vec<Change>, DecodeError> {
             "CANCELLED",
             2,
         ),
+        "OrderCancellationRequested" => status(
+            event.decode::<OrderCancellationRequested>()?.order_id,
+            Cancellation,
+            "REQUESTED",
+            1,
+        ),
+        "DeliveryCancellationRefused" => status(
+            event.decode::<DeliveryCancellationRefused>()?.order_id,
+            Cancellation,
+            "REFUSED",
+            2,
+        ),
         _ => vec![],
     })
 }
@@ -142,6 +157,38 @@ mod tests {
         };
         assert_eq!(status, "CANCELLED");
         assert!(rank > 3, "above PENDING, CONFIRMED, DELIVERING, DELIVERED");
+    }
+
+    #[test]
+    fn a_refused_cancellation_stays_refused_whichever_event_comes_first() {
+        let id = Uuid::now_v7();
+        let requested = Envelope::new(
+            "order",
+            id,
+            &OrderCancellationRequested { order_id: id },
+            id,
+        );
+        let refused = Envelope::new(
+            "delivery",
+            id,
+            &DeliveryCancellationRefused {
+                order_id: id,
+                delivery_id: id,
+                reason: "delivered".into(),
+            },
+            id,
+        );
+        let rank = |event: &Envelope| match changes(event).unwrap()[..] {
+            [
+                Change::Status {
+                    column: Column::Cancellation,
+                    rank,
+                    ..
+                },
+            ] => rank,
+            ref other => panic!("one cancellation change, not {other:?}"),
+        };
+        assert!(rank(&refused) > rank(&requested));
     }
 
     #[test]

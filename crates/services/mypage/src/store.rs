@@ -61,6 +61,7 @@ pub async fn apply(
                 Column::Order => ("order_status", "order_rank"),
                 Column::Payment => ("payment_status", "payment_rank"),
                 Column::Delivery => ("delivery_status", "delivery_rank"),
+                Column::Cancellation => ("cancellation_status", "cancellation_rank"),
             };
             let sql = format!(
                 "INSERT INTO {table} (order_id, {status_column}, {rank_column}, updated_at)
@@ -92,6 +93,9 @@ pub struct MyOrder {
     pub order_status: Option<String>,
     pub payment_status: Option<String>,
     pub delivery_status: Option<String>,
+    /// The customer's request to cancel after confirmation: REQUESTED until delivery
+    /// answers, REFUSED when the parcel was already delivered.
+    pub cancellation_status: Option<String>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -100,7 +104,7 @@ pub async fn orders_of(db: &Database, customer_id: Uuid) -> Result<Vec<MyOrder>,
     let mut conn = db.read().await?;
     on_conn!(&mut conn, c => sqlx::query_as(
             "SELECT order_id, product_id, quantity, amount, order_status, payment_status,
-                    delivery_status, updated_at
+                    delivery_status, cancellation_status, updated_at
              FROM mypage_orders WHERE customer_id = $1 ORDER BY order_id DESC LIMIT 200",
         )
         .bind(customer_id)

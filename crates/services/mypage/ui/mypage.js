@@ -4,6 +4,17 @@ import { money, status, t, when } from 'mall/i18n.js';
 import { MallView, api, errorBox, esc } from 'mall/view.js';
 import { MyPageViewModel } from './mypage-vm.js';
 
+/** The customer's request to cancel after confirmation, while it matters. */
+function cancellation(o) {
+  if (o.cancellation_status === 'REQUESTED' && o.order_status !== 'CANCELLED') {
+    return `<br><span class="muted cancellation">${t({ en: 'Cancellation requested', ko: '취소 요청됨' })}</span>`;
+  }
+  if (o.cancellation_status === 'REFUSED') {
+    return `<br><span class="muted cancellation">${t({ en: 'Cancellation refused: already delivered', ko: '취소 불가: 이미 배송 완료' })}</span>`;
+  }
+  return '';
+}
+
 class MyPageView extends MallView {
   createViewModel() {
     return new MyPageViewModel(api);
@@ -19,7 +30,7 @@ class MyPageView extends MallView {
         (o) => `<tr data-order="${esc(o.order_id)}">
           <td><a href="#/orders/${esc(o.order_id)}">${esc(o.order_id.slice(-8))}</a><br><span class="muted">${esc(when(o.updated_at))}</span></td>
           <td>${o.quantity} · ${money(o.amount)}</td>
-          <td class="order-status">${esc(status(o.order_status))}</td>
+          <td class="order-status">${esc(status(o.order_status))}${cancellation(o)}</td>
           <td>${esc(status(o.payment_status))}</td>
           <td>${esc(status(o.delivery_status))}</td>
         </tr>`,

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::{
     CommandError,
-    domain::{Address, Order, OrderCommand, OrderError, OrderStatus, Quantity},
+    domain::{Address, Order, OrderCommand, OrderError, OrderStatus, Quantity, RequestStatus},
     execute,
     store::{self, StoreError, StoredEvent},
 };
@@ -175,7 +175,8 @@ impl IntoResponse for ApiError {
             ApiError::Command(CommandError::Order(
                 OrderError::NotCancellable(_)
                 | OrderError::NotChangeable(_)
-                | OrderError::NothingToUndo,
+                | OrderError::NothingToUndo
+                | OrderError::RequestPending(_),
             )) => Problem::new(
                 StatusCode::CONFLICT,
                 "not-allowed-now",
@@ -412,29 +413,38 @@ async fn get_history(
     }))
 }
 
-/// Runs a customer's command on one of their orders and answers with the order.
+/// Runs a customer's command on one of their orders and answers with the order: 200 when
+/// it is done, 202 when it became a request that delivery has yet to answer.
 async fn command_own_order(
     state: &AppState,
     caller: &Caller,
     raw_id: &str,
     command: OrderCommand,
     trace: TraceContext,
-) -> Result<Json<Order>, ApiError> {
+) -> Result<(StatusCode, Json<Order>), ApiError> {
     let (order, _) = load_order(&state.rt, caller, raw_id).await?;
     let mut tx = state.rt.db.begin_write().await?;
     let order = execute(&mut tx, order.order_id, command, trace, None)
         .await?
         .expect("a loaded order exists");
     state.rt.commit(tx).await?;
-    Ok(Json(order))
+    let status = match &order.request {
+        Some(request) if request.status == RequestStatus::Pending => StatusCode::ACCEPTED,
+        _ => StatusCode::OK,
+    };
+    Ok((status, Json(order)))
 }
 
-/// Cancels one of the caller's orders, until its delivery is completed. Stock, payment and
-/// delivery are undone by their services when they see `OrderCancelled`.
+/// Cancels one of the caller's orders, until its delivery is completed. A PENDING order is
+/// cancelled at once (200). Once confirmed, the cancel is a request (202, `request` shows
+/// it): delivery calls the parcel back and the order becomes CANCELLED, or delivery
+/// refuses because it was delivered and `request` says so. Stock and payment are undone by
+/// their services when they see `OrderCancelled`.
 #[utoipa::path(post, path = "/orders/{id}/cancel", tag = "order",
     params(("id" = String, Path, description = "order id")),
     security(("bearer" = [])),
     responses((status = 200, body = Order),
+              (status = 202, body = Order),
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json")))]
@@ -443,7 +453,7 @@ async fn cancel_order(
     Extension(trace): Extension<TraceContext>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Order>, ApiError> {
+) -> Result<(StatusCode, Json<Order>), ApiError> {
     command_own_order(&state, &caller, &id, OrderCommand::Cancel, trace).await
 }
 
@@ -454,12 +464,14 @@ struct OrderChange {
     address: String,
 }
 
-/// Changes the delivery address of a confirmed order not yet delivered (while PENDING
-/// the order is locked).
+/// Asks to change the delivery address of a confirmed order not yet delivered (while
+/// PENDING the order is locked): 202 with the pending `request`; the address changes once
+/// delivery redirects the parcel. The same address again changes nothing (200).
 #[utoipa::path(patch, path = "/orders/{id}", tag = "order", request_body = OrderChange,
     params(("id" = String, Path, description = "order id")),
     security(("bearer" = [])),
     responses((status = 200, body = Order),
+              (status = 202, body = Order),
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json"),
@@ -470,7 +482,7 @@ async fn change_address(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(change): ApiJson<OrderChange>,
-) -> Result<Json<Order>, ApiError> {
+) -> Result<(StatusCode, Json<Order>), ApiError> {
     let address = Address::parse(&change.address).map_err(ApiError::Validation)?;
     command_own_order(
         &state,
@@ -482,12 +494,12 @@ async fn change_address(
     .await
 }
 
-/// Undoes the caller's last change to the order by appending a compensating event;
-/// history keeps both.
+/// Asks to undo the caller's last address change (202, a request delivery answers like a
+/// change); once granted it is a compensating event, and history keeps both.
 #[utoipa::path(post, path = "/orders/{id}/undo", tag = "order",
     params(("id" = String, Path, description = "order id")),
     security(("bearer" = [])),
-    responses((status = 200, body = Order),
+    responses((status = 202, body = Order),
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json")))]
@@ -496,6 +508,6 @@ async fn undo_last_change(
     Extension(trace): Extension<TraceContext>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Order>, ApiError> {
+) -> Result<(StatusCode, Json<Order>), ApiError> {
     command_own_order(&state, &caller, &id, OrderCommand::Undo, trace).await
 }

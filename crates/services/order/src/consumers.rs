@@ -5,10 +5,15 @@ use chassis::{
     db::Tx,
 };
 use contracts::events::{
-    DeliveryCompleted, DeliveryStarted, PaymentAuthorized, PaymentDeclined, StockReservationFailed,
+    DeliveryAddressChangeRefused, DeliveryAddressChanged, DeliveryCancellationRefused,
+    DeliveryCancelled, DeliveryCompleted, DeliveryStarted, PaymentAuthorized, PaymentDeclined,
+    StockReservationFailed,
 };
 
-use crate::{domain::OrderCommand, execute};
+use crate::{
+    domain::{Address, OrderCommand},
+    execute,
+};
 
 pub struct SagaAnswers;
 
@@ -36,6 +41,31 @@ impl EventHandler for SagaAnswers {
         } else if envelope.is::<DeliveryCompleted>() {
             let completed: DeliveryCompleted = envelope.decode()?;
             (completed.order_id, OrderCommand::CompleteDelivery)
+        } else if envelope.is::<DeliveryCancelled>() {
+            let cancelled: DeliveryCancelled = envelope.decode()?;
+            (cancelled.order_id, OrderCommand::DeliveryCancelled)
+        } else if envelope.is::<DeliveryCancellationRefused>() {
+            let refused: DeliveryCancellationRefused = envelope.decode()?;
+            let reason = refused.reason;
+            (
+                refused.order_id,
+                OrderCommand::CancellationRefused { reason },
+            )
+        } else if envelope.is::<DeliveryAddressChanged>() {
+            let changed: DeliveryAddressChanged = envelope.decode()?;
+            let address = delivered_address(&changed.address)?;
+            (
+                changed.order_id,
+                OrderCommand::DeliveryRedirected { address },
+            )
+        } else if envelope.is::<DeliveryAddressChangeRefused>() {
+            let refused: DeliveryAddressChangeRefused = envelope.decode()?;
+            let address = delivered_address(&refused.address)?;
+            let reason = refused.reason;
+            (
+                refused.order_id,
+                OrderCommand::RedirectRefused { address, reason },
+            )
         } else {
             return Ok(());
         };
@@ -44,4 +74,9 @@ impl EventHandler for SagaAnswers {
             .map(|_| ())
             .map_err(|e| HandlerError::Failed(format!("order {order_id}: {e}")))
     }
+}
+
+/// An address delivery echoes back: one order asked for, so a bad one is a broken contract.
+fn delivered_address(raw: &str) -> Result<Address, HandlerError> {
+    Address::parse(raw).map_err(|e| HandlerError::Failed(format!("delivery's address: {e}")))
 }

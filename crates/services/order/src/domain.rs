@@ -71,19 +71,85 @@ impl std::fmt::Display for OrderStatus {
 
 impl OrderStatus {
     /// Whether the customer may change the order: once the saga confirmed it (while
-    /// PENDING it is locked) and until it is delivered.
+    /// PENDING it is locked) and until it is delivered. Every change from then on is a
+    /// request that delivery answers.
     pub fn changeable(self) -> bool {
         matches!(self, OrderStatus::Confirmed | OrderStatus::Delivering)
     }
 
-    /// Whether the customer may still cancel: until the delivery is completed.
+    /// Whether the customer may still cancel: until the delivery is completed. Before
+    /// confirmation the order decides alone; after it, a cancel is a request.
     pub fn cancellable(self) -> bool {
-        matches!(
-            self,
-            OrderStatus::Pending | OrderStatus::Confirmed | OrderStatus::Delivering
-        )
+        self == OrderStatus::Pending || self.changeable()
     }
 }
+
+/// What the customer asked of a confirmed order, which only delivery can grant: it alone
+/// knows whether the parcel has arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RequestKind {
+    Cancel,
+    ChangeAddress,
+    UndoAddressChange,
+}
+
+impl std::fmt::Display for RequestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RequestKind::Cancel => "a cancellation",
+            RequestKind::ChangeAddress => "an address change",
+            RequestKind::UndoAddressChange => "the undo of an address change",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RequestStatus {
+    /// Waiting for delivery's answer: the order is locked against other changes.
+    Pending,
+    /// Delivery said no; `reason` says why.
+    Refused,
+}
+
+/// The customer's latest request to delivery and where it stands; a granted request
+/// leaves none (its effect shows in the order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ChangeRequest {
+    pub kind: RequestKind,
+    pub status: RequestStatus,
+    /// Where an address change would send the order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<Address>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl ChangeRequest {
+    fn pending(kind: RequestKind, address: Option<Address>) -> Self {
+        ChangeRequest {
+            kind,
+            status: RequestStatus::Pending,
+            address,
+            reason: None,
+        }
+    }
+
+    fn is_pending(&self) -> bool {
+        self.status == RequestStatus::Pending
+    }
+
+    /// Whether this pending request is the address change to `address`.
+    fn redirects_to(&self, address: &Address) -> bool {
+        self.is_pending()
+            && self.kind != RequestKind::Cancel
+            && self.address.as_ref() == Some(address)
+    }
+}
+
+/// Why an order's pending request is refused when its delivery is completed first.
+pub const DELIVERED_FIRST: &str = "the parcel was already delivered";
 
 /// What happened to an order, as stored in its stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -112,6 +178,21 @@ pub enum OrderEvent {
     AddressChangeUndone {
         address: Address,
     },
+    /// The customer asked delivery to call the confirmed order back.
+    CancellationRequested,
+    /// The customer asked delivery to send the confirmed order to `address`.
+    AddressChangeRequested {
+        address: Address,
+    },
+    /// The customer asked delivery to send the order back to `address`, where it went
+    /// before their last change.
+    AddressChangeUndoRequested {
+        address: Address,
+    },
+    /// Delivery refused the pending request (or completed the delivery first).
+    RequestRefused {
+        reason: String,
+    },
 }
 
 impl OrderEvent {
@@ -125,6 +206,10 @@ impl OrderEvent {
             OrderEvent::DeliveryCompleted => "DeliveryCompleted",
             OrderEvent::AddressChanged { .. } => "AddressChanged",
             OrderEvent::AddressChangeUndone { .. } => "AddressChangeUndone",
+            OrderEvent::CancellationRequested => "CancellationRequested",
+            OrderEvent::AddressChangeRequested { .. } => "AddressChangeRequested",
+            OrderEvent::AddressChangeUndoRequested { .. } => "AddressChangeUndoRequested",
+            OrderEvent::RequestRefused { .. } => "RequestRefused",
         }
     }
 }
@@ -142,6 +227,9 @@ pub struct Order {
     pub status: OrderStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The customer's latest request to delivery, while pending or once refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<ChangeRequest>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// How many events the order has; the next one is `version + 1`.
@@ -175,6 +263,14 @@ pub enum OrderCommand {
     ChangeAddress { address: Address },
     /// The customer takes back their last change.
     Undo,
+    /// Delivery called the parcel back.
+    DeliveryCancelled,
+    /// Delivery refused to call the parcel back.
+    CancellationRefused { reason: String },
+    /// Delivery now goes to `address`.
+    DeliveryRedirected { address: Address },
+    /// Delivery refused to go to `address`.
+    RedirectRefused { address: Address, reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -191,10 +287,14 @@ pub enum OrderError {
     NotChangeable(OrderStatus),
     #[error("there is nothing to undo")]
     NothingToUndo,
+    #[error("{0} of this order awaits delivery's answer; try again in a moment")]
+    RequestPending(RequestKind),
 }
 
 /// Decides what a command does to the order (`None` before it is placed).
 /// Saga answers to an order no longer PENDING change nothing: they are late or repeated.
+/// Once confirmed, the order never decides alone on what delivery owns: a cancel or an
+/// address change becomes a request, and only delivery's answer settles it.
 pub fn decide(order: Option<&Order>, command: OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
     match (order, command) {
         (
@@ -222,41 +322,95 @@ pub fn decide(order: Option<&Order>, command: OrderCommand) -> Result<Vec<OrderE
         }
         (Some(_), OrderCommand::Place { .. }) => Err(OrderError::AlreadyPlaced),
         (None, _) => Err(OrderError::NotPlaced),
-        (Some(order), OrderCommand::Cancel) if order.status.cancellable() => {
-            Ok(vec![OrderEvent::OrderCancelled])
+        (
+            Some(order),
+            command @ (OrderCommand::Cancel
+            | OrderCommand::ChangeAddress { .. }
+            | OrderCommand::Undo),
+        ) => decide_customer_change(order, command),
+        (Some(order), command) => Ok(decide_answer(order, command)),
+    }
+}
+
+/// A customer's cancel, address change or undo.
+fn decide_customer_change(
+    order: &Order,
+    command: OrderCommand,
+) -> Result<Vec<OrderEvent>, OrderError> {
+    if order.status == OrderStatus::Pending && matches!(command, OrderCommand::Cancel) {
+        // Nothing has left the warehouse: the order alone decides.
+        return Ok(vec![OrderEvent::OrderCancelled]);
+    }
+    if !order.status.changeable() {
+        return Err(match command {
+            OrderCommand::Cancel => OrderError::NotCancellable(order.status),
+            _ => OrderError::NotChangeable(order.status),
+        });
+    }
+    if let Some(request) = order.request.as_ref().filter(|r| r.is_pending()) {
+        return Err(OrderError::RequestPending(request.kind));
+    }
+    Ok(match command {
+        OrderCommand::Cancel => vec![OrderEvent::CancellationRequested],
+        OrderCommand::ChangeAddress { address } if address == order.address => vec![],
+        OrderCommand::ChangeAddress { address } => {
+            vec![OrderEvent::AddressChangeRequested { address }]
         }
-        (Some(order), OrderCommand::Cancel) => Err(OrderError::NotCancellable(order.status)),
-        (Some(order), OrderCommand::ChangeAddress { .. } | OrderCommand::Undo)
-            if !order.status.changeable() =>
-        {
-            Err(OrderError::NotChangeable(order.status))
-        }
-        (Some(order), OrderCommand::ChangeAddress { address }) => Ok(if address == order.address {
-            vec![]
-        } else {
-            vec![OrderEvent::AddressChanged { address }]
-        }),
-        (Some(order), OrderCommand::Undo) => match order.earlier_addresses.last() {
-            Some(address) => Ok(vec![OrderEvent::AddressChangeUndone {
+        _ => match order.earlier_addresses.last() {
+            Some(address) => vec![OrderEvent::AddressChangeUndoRequested {
                 address: address.clone(),
-            }]),
-            None => Err(OrderError::NothingToUndo),
+            }],
+            None => return Err(OrderError::NothingToUndo),
         },
-        (Some(order), command) => Ok(match (order.status, command) {
-            (OrderStatus::Pending, OrderCommand::Confirm) => vec![OrderEvent::OrderConfirmed],
-            (OrderStatus::Pending, OrderCommand::Reject { reason }) => {
-                vec![OrderEvent::OrderRejected { reason }]
+    })
+}
+
+/// An answer from another service in the saga. Late or repeated answers, and answers
+/// for a cancelled order, change nothing; the other services undo their own steps on
+/// OrderCancelled.
+fn decide_answer(order: &Order, command: OrderCommand) -> Vec<OrderEvent> {
+    let pending = order.request.as_ref().filter(|r| r.is_pending());
+    match (order.status, command) {
+        (OrderStatus::Pending, OrderCommand::Confirm) => vec![OrderEvent::OrderConfirmed],
+        (OrderStatus::Pending, OrderCommand::Reject { reason }) => {
+            vec![OrderEvent::OrderRejected { reason }]
+        }
+        (OrderStatus::Confirmed, OrderCommand::StartDelivery) => vec![OrderEvent::DeliveryStarted],
+        (OrderStatus::Delivering, OrderCommand::CompleteDelivery) => {
+            let mut events = vec![OrderEvent::DeliveryCompleted];
+            if pending.is_some() {
+                // Delivery handles the request after the completion and will refuse it.
+                events.push(OrderEvent::RequestRefused {
+                    reason: DELIVERED_FIRST.into(),
+                });
             }
-            (OrderStatus::Confirmed, OrderCommand::StartDelivery) => {
-                vec![OrderEvent::DeliveryStarted]
+            events
+        }
+        (_, OrderCommand::DeliveryCancelled)
+            if pending.is_some_and(|r| r.kind == RequestKind::Cancel) =>
+        {
+            vec![OrderEvent::OrderCancelled]
+        }
+        (_, OrderCommand::CancellationRefused { reason })
+            if pending.is_some_and(|r| r.kind == RequestKind::Cancel) =>
+        {
+            vec![OrderEvent::RequestRefused { reason }]
+        }
+        (_, OrderCommand::DeliveryRedirected { address })
+            if pending.is_some_and(|r| r.redirects_to(&address)) =>
+        {
+            if pending.is_some_and(|r| r.kind == RequestKind::UndoAddressChange) {
+                vec![OrderEvent::AddressChangeUndone { address }]
+            } else {
+                vec![OrderEvent::AddressChanged { address }]
             }
-            (OrderStatus::Delivering, OrderCommand::CompleteDelivery) => {
-                vec![OrderEvent::DeliveryCompleted]
-            }
-            // Late or repeated answers, and answers for a cancelled order, change nothing;
-            // the other services undo their own steps on OrderCancelled.
-            _ => vec![],
-        }),
+        }
+        (_, OrderCommand::RedirectRefused { address, reason })
+            if pending.is_some_and(|r| r.redirects_to(&address)) =>
+        {
+            vec![OrderEvent::RequestRefused { reason }]
+        }
+        _ => vec![],
     }
 }
 
@@ -284,26 +438,55 @@ pub fn apply(order: Option<Order>, order_id: Uuid, event: &OrderEvent, at: DateT
             amount: *amount,
             status: OrderStatus::Pending,
             reason: None,
+            request: None,
             created_at: at,
             updated_at: at,
             version: 1,
             earlier_addresses: vec![],
         },
         (Some(order), OrderEvent::OrderConfirmed) => order.moved_to(OrderStatus::Confirmed, at),
-        (Some(order), OrderEvent::OrderCancelled) => order.moved_to(OrderStatus::Cancelled, at),
+        (Some(order), OrderEvent::OrderCancelled) => Order {
+            request: None,
+            ..order.moved_to(OrderStatus::Cancelled, at)
+        },
         (Some(order), OrderEvent::DeliveryStarted) => order.moved_to(OrderStatus::Delivering, at),
         (Some(order), OrderEvent::DeliveryCompleted) => order.moved_to(OrderStatus::Delivered, at),
         (Some(mut order), OrderEvent::AddressChanged { address }) => {
             let earlier = std::mem::replace(&mut order.address, address.clone());
             order.earlier_addresses.push(earlier);
-            let status = order.status;
-            order.moved_to(status, at)
+            order.request = None;
+            order.touched(at)
         }
         (Some(mut order), OrderEvent::AddressChangeUndone { address }) => {
             order.earlier_addresses.pop();
             order.address = address.clone();
-            let status = order.status;
-            order.moved_to(status, at)
+            order.request = None;
+            order.touched(at)
+        }
+        (Some(order), OrderEvent::CancellationRequested) => Order {
+            request: Some(ChangeRequest::pending(RequestKind::Cancel, None)),
+            ..order.touched(at)
+        },
+        (Some(order), OrderEvent::AddressChangeRequested { address }) => Order {
+            request: Some(ChangeRequest::pending(
+                RequestKind::ChangeAddress,
+                Some(address.clone()),
+            )),
+            ..order.touched(at)
+        },
+        (Some(order), OrderEvent::AddressChangeUndoRequested { address }) => Order {
+            request: Some(ChangeRequest::pending(
+                RequestKind::UndoAddressChange,
+                Some(address.clone()),
+            )),
+            ..order.touched(at)
+        },
+        (Some(mut order), OrderEvent::RequestRefused { reason }) => {
+            if let Some(request) = &mut order.request {
+                request.status = RequestStatus::Refused;
+                request.reason = Some(reason.clone());
+            }
+            order.touched(at)
         }
         (Some(order), OrderEvent::OrderRejected { reason }) => Order {
             status: OrderStatus::Rejected,
@@ -328,6 +511,12 @@ impl Order {
             version: self.version + 1,
             ..self
         }
+    }
+
+    /// One more event that leaves the status as it is.
+    fn touched(self, at: DateTime<Utc>) -> Order {
+        let status = self.status;
+        self.moved_to(status, at)
     }
 }
 
@@ -420,69 +609,231 @@ mod tests {
         assert_eq!(order.version, 4);
     }
 
-    #[test]
-    fn an_order_can_be_cancelled_until_it_is_delivered() {
-        for steps in [
-            vec![],
-            vec![OrderCommand::Confirm],
-            vec![OrderCommand::Confirm, OrderCommand::StartDelivery],
-        ] {
-            let mut commands = vec![place(1, 1_000)];
-            commands.extend(steps);
-            let order = given(commands);
-            assert_eq!(
-                decide(order.as_ref(), OrderCommand::Cancel).unwrap(),
-                vec![OrderEvent::OrderCancelled]
-            );
-        }
-        let delivered = given(vec![
+    fn confirmed_and_delivering() -> Vec<OrderCommand> {
+        vec![
             place(1, 1_000),
             OrderCommand::Confirm,
             OrderCommand::StartDelivery,
-            OrderCommand::CompleteDelivery,
-        ]);
+        ]
+    }
+
+    fn address(raw: &str) -> Address {
+        Address::parse(raw).unwrap()
+    }
+
+    #[test]
+    fn a_pending_order_is_cancelled_at_once() {
+        let pending = given(vec![place(1, 1_000)]);
         assert_eq!(
-            decide(delivered.as_ref(), OrderCommand::Cancel),
-            Err(OrderError::NotCancellable(OrderStatus::Delivered))
+            decide(pending.as_ref(), OrderCommand::Cancel).unwrap(),
+            vec![OrderEvent::OrderCancelled]
         );
-        let cancelled = given(vec![place(1, 1_000), OrderCommand::Cancel]);
-        assert!(decide(cancelled.as_ref(), OrderCommand::Cancel).is_err());
+    }
+
+    #[test]
+    fn after_confirmation_a_cancel_is_a_request_that_only_delivery_grants() {
+        for commands in [
+            vec![place(1, 1_000), OrderCommand::Confirm],
+            confirmed_and_delivering(),
+        ] {
+            let order = given(commands.clone());
+            assert_eq!(
+                decide(order.as_ref(), OrderCommand::Cancel).unwrap(),
+                vec![OrderEvent::CancellationRequested]
+            );
+            let mut requested = commands;
+            requested.push(OrderCommand::Cancel);
+            let order = given(requested).unwrap();
+            assert_ne!(
+                order.status,
+                OrderStatus::Cancelled,
+                "not before delivery answers"
+            );
+            assert_eq!(order.request.as_ref().unwrap().kind, RequestKind::Cancel);
+            assert_eq!(
+                decide(Some(&order), OrderCommand::DeliveryCancelled).unwrap(),
+                vec![OrderEvent::OrderCancelled]
+            );
+        }
+        let mut commands = confirmed_and_delivering();
+        commands.extend([OrderCommand::Cancel, OrderCommand::DeliveryCancelled]);
+        let cancelled = given(commands).unwrap();
+        assert_eq!(cancelled.status, OrderStatus::Cancelled);
+        assert_eq!(cancelled.request, None);
+        assert_eq!(
+            decide(Some(&cancelled), OrderCommand::Cancel),
+            Err(OrderError::NotCancellable(OrderStatus::Cancelled))
+        );
+    }
+
+    #[test]
+    fn a_refused_cancel_leaves_the_order_as_it_was_and_says_why() {
+        let mut commands = confirmed_and_delivering();
+        commands.extend([
+            OrderCommand::Cancel,
+            OrderCommand::CancellationRefused {
+                reason: "delivered".into(),
+            },
+        ]);
+        let order = given(commands).unwrap();
+        assert_eq!(order.status, OrderStatus::Delivering);
+        let request = order.request.unwrap();
+        assert_eq!(request.status, RequestStatus::Refused);
+        assert_eq!(request.reason.as_deref(), Some("delivered"));
+    }
+
+    #[test]
+    fn a_completion_while_a_request_is_pending_refuses_it() {
+        for request in [
+            OrderCommand::Cancel,
+            OrderCommand::ChangeAddress {
+                address: address("2 Haeundae-ro, Busan"),
+            },
+        ] {
+            let mut commands = confirmed_and_delivering();
+            commands.extend([request, OrderCommand::CompleteDelivery]);
+            let order = given(commands).unwrap();
+            assert_eq!(order.status, OrderStatus::Delivered);
+            assert_eq!(order.address.as_str(), "1 Teheran-ro, Seoul");
+            let request = order.request.as_ref().unwrap();
+            assert_eq!(request.status, RequestStatus::Refused);
+            assert_eq!(request.reason.as_deref(), Some(DELIVERED_FIRST));
+            // Delivery's own answers, arriving after, change nothing more.
+            for late in [
+                OrderCommand::DeliveryCancelled,
+                OrderCommand::CancellationRefused {
+                    reason: "delivered".into(),
+                },
+                OrderCommand::DeliveryRedirected {
+                    address: address("2 Haeundae-ro, Busan"),
+                },
+            ] {
+                assert_eq!(decide(Some(&order), late).unwrap(), vec![]);
+            }
+            assert_eq!(
+                decide(Some(&order), OrderCommand::Cancel),
+                Err(OrderError::NotCancellable(OrderStatus::Delivered))
+            );
+        }
+    }
+
+    #[test]
+    fn a_pending_request_locks_the_order_against_other_changes() {
+        let mut commands = confirmed_and_delivering();
+        commands.push(OrderCommand::Cancel);
+        let order = given(commands);
+        for command in [
+            OrderCommand::Cancel,
+            OrderCommand::ChangeAddress {
+                address: address("elsewhere"),
+            },
+            OrderCommand::Undo,
+        ] {
+            assert_eq!(
+                decide(order.as_ref(), command),
+                Err(OrderError::RequestPending(RequestKind::Cancel))
+            );
+        }
+    }
+
+    #[test]
+    fn answers_nobody_asked_for_change_nothing() {
+        let order = given(confirmed_and_delivering());
+        for answer in [
+            OrderCommand::DeliveryCancelled,
+            OrderCommand::CancellationRefused {
+                reason: "delivered".into(),
+            },
+            OrderCommand::DeliveryRedirected {
+                address: address("elsewhere"),
+            },
+        ] {
+            assert_eq!(decide(order.as_ref(), answer).unwrap(), vec![]);
+        }
+        let mut commands = confirmed_and_delivering();
+        commands.push(OrderCommand::ChangeAddress {
+            address: address("2 Haeundae-ro, Busan"),
+        });
+        let redirecting = given(commands);
+        for answer in [
+            OrderCommand::DeliveryCancelled,
+            OrderCommand::DeliveryRedirected {
+                address: address("somewhere else"),
+            },
+        ] {
+            assert_eq!(decide(redirecting.as_ref(), answer).unwrap(), vec![]);
+        }
     }
 
     #[test]
     fn an_address_change_is_undone_by_a_compensating_event() {
+        let busan = address("2 Haeundae-ro, Busan");
+        let jeju = address("3 Jeju-daero, Jeju");
         let order = given(vec![
             place(1, 1_000),
             OrderCommand::Confirm,
             OrderCommand::ChangeAddress {
-                address: Address::parse("2 Haeundae-ro, Busan").unwrap(),
+                address: busan.clone(),
+            },
+            OrderCommand::DeliveryRedirected {
+                address: busan.clone(),
             },
             OrderCommand::ChangeAddress {
-                address: Address::parse("3 Jeju-daero, Jeju").unwrap(),
+                address: jeju.clone(),
+            },
+            OrderCommand::DeliveryRedirected {
+                address: jeju.clone(),
             },
         ]);
+        assert_eq!(order.as_ref().unwrap().address, jeju);
         let events = decide(order.as_ref(), OrderCommand::Undo).unwrap();
         assert_eq!(
             events,
-            vec![OrderEvent::AddressChangeUndone {
-                address: Address::parse("2 Haeundae-ro, Busan").unwrap()
+            vec![OrderEvent::AddressChangeUndoRequested {
+                address: busan.clone()
             }]
         );
         let undone = given(vec![
             place(1, 1_000),
             OrderCommand::Confirm,
             OrderCommand::ChangeAddress {
-                address: Address::parse("2 Haeundae-ro, Busan").unwrap(),
+                address: busan.clone(),
+            },
+            OrderCommand::DeliveryRedirected {
+                address: busan.clone(),
             },
             OrderCommand::Undo,
+            OrderCommand::DeliveryRedirected {
+                address: address("1 Teheran-ro, Seoul"),
+            },
         ])
         .unwrap();
         assert_eq!(undone.address.as_str(), "1 Teheran-ro, Seoul");
-        assert_eq!(undone.version, 4, "undo appends, never deletes");
+        assert_eq!(undone.version, 6, "undo appends, never deletes");
+        assert_eq!(undone.request, None);
         assert_eq!(
             decide(Some(&undone), OrderCommand::Undo),
             Err(OrderError::NothingToUndo)
         );
+    }
+
+    #[test]
+    fn a_refused_address_change_keeps_the_address() {
+        let order = given(vec![
+            place(1, 1_000),
+            OrderCommand::Confirm,
+            OrderCommand::ChangeAddress {
+                address: address("2 Haeundae-ro, Busan"),
+            },
+            OrderCommand::RedirectRefused {
+                address: address("2 Haeundae-ro, Busan"),
+                reason: "delivered".into(),
+            },
+        ])
+        .unwrap();
+        assert_eq!(order.address.as_str(), "1 Teheran-ro, Seoul");
+        assert_eq!(order.request.unwrap().status, RequestStatus::Refused);
+        assert!(order.earlier_addresses.is_empty(), "nothing to undo");
     }
 
     #[test]

@@ -60,19 +60,22 @@ pub const FLOWS: ServiceFlows = ServiceFlows {
             name: "Change address",
             actor: Actor::Customer,
             trigger: "PATCH /orders/{id}",
-            emits: &[EventRef::of::<events::OrderAddressChanged>()],
+            emits: &[EventRef::of::<events::OrderAddressChangeRequested>()],
         },
         Command {
             name: "Undo last change",
             actor: Actor::Customer,
             trigger: "POST /orders/{id}/undo",
-            emits: &[EventRef::of::<events::OrderAddressChanged>()],
+            emits: &[EventRef::of::<events::OrderAddressChangeRequested>()],
         },
         Command {
             name: "Cancel order",
             actor: Actor::Customer,
             trigger: "POST /orders/{id}/cancel",
-            emits: &[EventRef::of::<events::OrderCancelled>()],
+            emits: &[
+                EventRef::of::<events::OrderCancelled>(),
+                EventRef::of::<events::OrderCancellationRequested>(),
+            ],
         },
         Command {
             name: "Reject silent saga",
@@ -102,6 +105,22 @@ pub const FLOWS: ServiceFlows = ServiceFlows {
                 EventRef::of::<events::DeliveryCompleted>(),
             ],
             emits: &[],
+        },
+        Policy {
+            name: "Cancel when delivery called the parcel back",
+            on: &[
+                EventRef::of::<events::DeliveryCancelled>(),
+                EventRef::of::<events::DeliveryCancellationRefused>(),
+            ],
+            emits: &[EventRef::of::<events::OrderCancelled>()],
+        },
+        Policy {
+            name: "Change address when delivery redirected",
+            on: &[
+                EventRef::of::<events::DeliveryAddressChanged>(),
+                EventRef::of::<events::DeliveryAddressChangeRefused>(),
+            ],
+            emits: &[EventRef::of::<events::OrderAddressChanged>()],
         },
     ],
     read_models: &["Order and its history (GET /orders/{id}, /orders/{id}/history)"],
@@ -220,8 +239,7 @@ pub(crate) async fn execute(
     Ok(order)
 }
 
-/// The integration event other services see for an order event, if they see one: the
-/// delivery steps are delivery's own events, mirrored here.
+/// The integration event other services see for an order event, if they see one.
 fn integration_event(
     order: &Order,
     event: &OrderEvent,
@@ -259,6 +277,22 @@ fn integration_event(
         OrderEvent::OrderCancelled => {
             Envelope::new(NAME, id, &events::OrderCancelled { order_id: id }, id)
         }
+        OrderEvent::CancellationRequested => Envelope::new(
+            NAME,
+            id,
+            &events::OrderCancellationRequested { order_id: id },
+            id,
+        ),
+        OrderEvent::AddressChangeRequested { address }
+        | OrderEvent::AddressChangeUndoRequested { address } => Envelope::new(
+            NAME,
+            id,
+            &events::OrderAddressChangeRequested {
+                order_id: id,
+                address: address.as_str().to_owned(),
+            },
+            id,
+        ),
         OrderEvent::AddressChanged { address } | OrderEvent::AddressChangeUndone { address } => {
             Envelope::new(
                 NAME,
@@ -270,7 +304,10 @@ fn integration_event(
                 id,
             )
         }
-        OrderEvent::DeliveryStarted | OrderEvent::DeliveryCompleted => return None,
+        // Delivery's steps and refusals are delivery's own events, mirrored here.
+        OrderEvent::DeliveryStarted
+        | OrderEvent::DeliveryCompleted
+        | OrderEvent::RequestRefused { .. } => return None,
     };
     let envelope = match cause {
         Some(cause) => envelope.caused_by(cause),

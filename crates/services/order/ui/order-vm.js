@@ -46,12 +46,22 @@ export class OrderViewModel {
     return Boolean(this.order && FINAL.includes(this.order.status));
   }
 
+  /** A cancel or address change the delivery has yet to answer: the order is locked. */
+  get requestPending() {
+    return this.order?.request?.status === 'PENDING';
+  }
+
+  /** The delivery's refusal of the customer's last request, if it refused. */
+  get refusedRequest() {
+    return this.order?.request?.status === 'REFUSED' ? this.order.request : null;
+  }
+
   get canCancel() {
-    return Boolean(this.order && ['PENDING', 'CONFIRMED', 'DELIVERING'].includes(this.order.status));
+    return Boolean(this.order && ['PENDING', 'CONFIRMED', 'DELIVERING'].includes(this.order.status) && !this.requestPending);
   }
 
   get canChangeAddress() {
-    return Boolean(this.order && ['CONFIRMED', 'DELIVERING'].includes(this.order.status));
+    return Boolean(this.order && ['CONFIRMED', 'DELIVERING'].includes(this.order.status) && !this.requestPending);
   }
 
   /** An address change is there to undo: more changes than undos so far. */

@@ -1,11 +1,35 @@
 // <mall-order order-id>: the order's status live as the saga moves, its history with
-// what each event changed, and cancel, address change and undo.
+// what each event changed, and cancel, address change and undo (once confirmed, requests
+// the delivery answers: shown while pending, and why when refused).
 
 import { money, status, t, when } from 'mall/i18n.js';
 import { MallView, api, errorBox, esc } from 'mall/view.js';
 import { OrderViewModel } from './order-vm.js';
 
 const GOOD = ['DELIVERING', 'DELIVERED', 'CONFIRMED'];
+
+const REQUEST = {
+  CANCEL: { en: 'Cancellation', ko: '주문 취소' },
+  CHANGE_ADDRESS: { en: 'Address change', ko: '주소 변경' },
+  UNDO_ADDRESS_CHANGE: { en: 'Undo of the address change', ko: '주소 변경 되돌리기' },
+};
+
+/** Delivery's reasons, which it words in English. */
+const REFUSAL = {
+  'the parcel was already delivered': { en: 'the parcel was already delivered', ko: '이미 배송이 완료되었습니다' },
+  'the delivery was cancelled': { en: 'the delivery was cancelled', ko: '배송이 취소되었습니다' },
+};
+
+/** Where the customer's request to delivery stands, in words. */
+function request(r) {
+  if (!r) return '';
+  const what = t(REQUEST[r.kind] ?? { en: r.kind, ko: r.kind });
+  if (r.status === 'PENDING') {
+    return `<p class="request" data-testid="order-request" aria-live="polite">${esc(what)} ${t({ en: 'requested: waiting for the delivery’s answer…', ko: '요청됨: 배송 확인을 기다리는 중…' })}</p>`;
+  }
+  const reason = t(REFUSAL[r.reason] ?? { en: r.reason ?? '', ko: r.reason ?? '' });
+  return `<p class="request error" data-testid="order-request" aria-live="polite">${esc(what)} ${t({ en: 'refused', ko: '불가' })}: ${esc(reason)}</p>`;
+}
 
 class OrderView extends MallView {
   createViewModel() {
@@ -34,6 +58,7 @@ class OrderView extends MallView {
         ${o.reason ? `<span class="muted">${esc(o.reason)}</span>` : ''}</p>
       <p>${t({ en: 'Quantity', ko: '수량' })}: ${o.quantity} · ${money(o.amount)}</p>
       <p>${t({ en: 'Delivery address', ko: '배송 주소' })}: ${esc(o.address)}</p>
+      ${request(o.request)}
       ${errorBox(vm.error, 'reload')}
       <div class="row">
         ${vm.canCancel ? `<button type="button" data-action="cancel">${t({ en: 'Cancel order', ko: '주문 취소' })}</button>` : ''}
