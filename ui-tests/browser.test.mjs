@@ -130,6 +130,30 @@ test('an operator completes a delivery and the customer sees it delivered', asyn
   await operator.context().close();
 });
 
+test('once on its way a cancel waits for the delivery, and the customer sees it asked then granted', async () => {
+  const tab = await page();
+  await logIn(tab, 'demo@12st.mall', demoPassword());
+  await tab.locator('.product').first().click();
+  await tab.getByLabel('Delivery address').fill('9 Sejong-daero, Seoul');
+  await tab.getByRole('button', { name: 'Place order' }).click();
+  const status = tab.getByTestId('order-status');
+  await status.filter({ hasText: 'On its way' }).waitFor(WAIT);
+  // Delivery cannot answer while stopped: the request stays visibly pending.
+  shop.signal('delivery', 'SIGSTOP');
+  try {
+    await tab.getByRole('button', { name: 'Cancel order' }).click();
+    await tab.getByTestId('order-request').filter({ hasText: 'Cancellation requested' }).waitFor(WAIT);
+    assert.match(await status.textContent(), /On its way/);
+    assert.equal(await tab.getByRole('button', { name: 'Cancel order' }).count(), 0, 'one request at a time');
+    await tab.screenshot({ path: `${SHOTS}cancel-requested.png`, fullPage: true });
+  } finally {
+    shop.signal('delivery', 'SIGCONT');
+  }
+  await status.filter({ hasText: 'Cancelled' }).waitFor(WAIT);
+  assert.equal(await tab.getByTestId('order-request').count(), 0, 'granted: nothing pending');
+  await tab.context().close();
+});
+
 test('with product stopped the catalogue says so, and my page still works', async () => {
   const tab = await page();
   await logIn(tab, 'demo@12st.mall', demoPassword());

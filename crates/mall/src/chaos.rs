@@ -216,47 +216,47 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     println!("\n== chaos ==");
     println!(
-        "{:<44} {:>8}",
+        "{:<58} {:>8}",
         "orders accepted (202)",
         tally.accepted.len()
     );
     for (refusal, count) in &tally.refused {
-        println!("{:<44} {count:>8}", format!("placing refused: {refusal}"));
+        println!("{:<58} {count:>8}", format!("placing refused: {refusal}"));
     }
     for ((kind, status), count) in &finals {
-        println!("{:<44} {count:>8}", format!("final: {kind:?} -> {status}"));
+        println!("{:<58} {count:>8}", format!("final: {kind:?} -> {status}"));
     }
     for (service, count) in &kills {
-        println!("{:<44} {count:>8}", format!("SIGKILL {service}"));
+        println!("{:<58} {count:>8}", format!("SIGKILL {service}"));
     }
     let crashes = std::fs::read_to_string(data_dir.join("supervisor.log"))
         .unwrap_or_default()
         .matches("injected crash")
         .count();
-    println!("{:<44} {crashes:>8}", "injected crashes (crash points)");
-    println!("{:<44} {duplicates:>8}", "old events delivered again");
+    println!("{:<58} {crashes:>8}", "injected crashes (crash points)");
+    println!("{:<58} {duplicates:>8}", "old events delivered again");
     if !restarts.is_empty() {
         let mut times: Vec<_> = restarts.iter().map(|(_, d)| d.as_millis()).collect();
         times.sort_unstable();
         println!(
-            "{:<44} {:>8}",
+            "{:<58} {:>8}",
             "kill -> restarted and backlog drained, p50 ms",
             times[times.len() / 2]
         );
         println!(
-            "{:<44} {:>8}",
+            "{:<58} {:>8}",
             "kill -> restarted and backlog drained, max ms",
             times[times.len() - 1]
         );
     }
     println!(
-        "{:<44} {:>8}",
+        "{:<58} {:>8}",
         "all orders final after load, ms",
         settled_in.as_millis()
     );
-    println!("{:<44} {:>8}", "orders lost", lost.len());
+    println!("{:<58} {:>8}", "orders lost", lost.len());
     println!(
-        "{:<44} {:>8}",
+        "{:<58} {:>8}",
         "invariants",
         if invariants_hold { "hold" } else { "BROKEN" }
     );
