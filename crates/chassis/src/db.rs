@@ -7,7 +7,7 @@
 use std::{path::Path, str::FromStr, time::Duration};
 
 use sqlx::{
-    PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction,
+    Connection, PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction,
     migrate::{MigrateError, Migrator},
     pool::PoolConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -29,6 +29,12 @@ pub enum Database {
 /// Writers in one process queue for the single write connection (a fair async wait)
 /// rather than meeting inside SQLite, whose busy handler sleeps in steps of up to 100 ms:
 /// with two write connections, the commit latency of the loser went to hundreds of ms.
+///
+/// A connection still inside a transaction when it is next acquired is closed and
+/// replaced (on both backends): a COMMIT that fails with a full disk makes SQLite roll
+/// back by itself, sqlx's own ROLLBACK then fails, and sqlx would count the connection
+/// inside a transaction for good ("begin_with at non-zero transaction depth" on every
+/// later write).
 #[derive(Clone, Debug)]
 pub struct SqliteFile {
     reader: SqlitePool,
@@ -54,6 +60,7 @@ impl SqliteFile {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .connect_with(options.clone())
             .await?;
         let reader = SqlitePoolOptions::new()
@@ -172,6 +179,29 @@ impl<T: AsConn> AsConn for &mut T {
     }
 }
 
+/// Whether `error` says the storage cannot take writes now (a full disk, an I/O error, a
+/// lost or refused server connection): the same request can succeed later, so it is a
+/// 503 to retry rather than a 500.
+pub fn is_storage_failure(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(error) => match error.code() {
+            // SQLite's primary result codes: SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, in
+            // extended codes too (the primary code is the low byte).
+            Some(code) => match code.parse::<u32>() {
+                Ok(sqlite) => matches!(sqlite & 0xff, 10 | 13 | 14),
+                // PostgreSQL's classes 08 (connection), 53 (insufficient resources: disk
+                // full, out of memory, too many connections), 57P (shutdown), 58 (I/O).
+                Err(_) => ["08", "53", "57P", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class)),
+            },
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 /// Serialises the writers of one aggregate until the transaction ends. SQLite's write
 /// lock does that already; PostgreSQL takes a transaction-scoped advisory lock on the id,
 /// so that a read-decide-write (stock, an order's next version) never decides on a state
@@ -242,6 +272,7 @@ impl Database {
             PgPoolOptions::new()
                 .max_connections(settings.max_connections)
                 .acquire_timeout(Duration::from_secs(30))
+                .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                 .connect_lazy_with(options.clone())
         };
         let failed = |source| OpenError::Open {

@@ -180,7 +180,7 @@ impl IntoResponse for DlqError {
                 "The dead letter was replayed already",
                 detail,
             ),
-            DlqError::Database(error) => Problem::internal(&error),
+            DlqError::Database(error) => Problem::database(&error),
         }
         .into_response()
     }

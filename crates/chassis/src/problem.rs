@@ -67,6 +67,16 @@ impl Problem {
         Self::from_status(StatusCode::INTERNAL_SERVER_ERROR, None)
     }
 
+    /// A failed database call: 503 with `Retry-After` when the storage cannot take it now
+    /// (a full disk, a lost connection), else an unexpected failure.
+    pub fn database(cause: &sqlx::Error) -> Self {
+        if crate::db::is_storage_failure(cause) {
+            tracing::warn!(error = %cause, "storage unavailable");
+            return Self::unavailable("the shop's storage cannot take this now", 5);
+        }
+        Self::internal(cause)
+    }
+
     pub fn unavailable(detail: impl Into<String>, retry_after_secs: u64) -> Self {
         Problem {
             retry_after: Some(retry_after_secs),

@@ -56,6 +56,8 @@ pub struct Shop {
     child: Option<Child>,
     /// `mall up --split`: one process per service under a supervisor.
     split: bool,
+    /// The data folder is a filesystem of its own, unmounted when the shop is dropped.
+    mounted: bool,
     env: Vec<(String, String)>,
     pub client: Client,
     pub admin_token: String,
@@ -98,8 +100,44 @@ impl Shop {
         Self::start_as(true, &env).await
     }
 
-    async fn start_as(split: bool, env: &[(&str, &str)]) -> Shop {
+    /// A shop whose data folder is a tmpfs of `megabytes` of its own, for tests that fill
+    /// the disk; `None` where this process may not mount one (it is not root).
+    pub async fn start_on_small_filesystem(megabytes: u32) -> Option<Shop> {
         let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={megabytes}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !mounted {
+            // SAFETY: geteuid(2) cannot fail.
+            assert_ne!(
+                unsafe { libc::geteuid() },
+                0,
+                "root could not mount a tmpfs"
+            );
+            return None;
+        }
+        Some(Self::start_in(dir, true, false, &NO_RATE_LIMITS).await)
+    }
+
+    async fn start_as(split: bool, env: &[(&str, &str)]) -> Shop {
+        Self::start_in(tempfile::tempdir().unwrap(), false, split, env).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        mounted: bool,
+        split: bool,
+        env: &[(&str, &str)],
+    ) -> Shop {
         let base_port = free_ports(7);
         let namespace = format!("t{:08x}", rand::rng().random::<u32>());
         let mut backends = Vec::new();
@@ -144,6 +182,7 @@ impl Shop {
             dir,
             child: None,
             split,
+            mounted,
             env,
             client: Client::new(),
             admin_token: String::new(),
@@ -534,6 +573,12 @@ impl Shop {
 impl Drop for Shop {
     fn drop(&mut self) {
         self.kill();
+        if self.mounted {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
         if let (true, Some(server)) = (self.on_postgres(), test_database_server()) {
             let mut drop_databases = Command::new("psql");
             drop_databases.arg(format!("{server}/postgres")).arg("-q");

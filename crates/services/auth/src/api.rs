@@ -95,7 +95,7 @@ impl IntoResponse for ApiError {
                 detail,
             ),
             ApiError::Store(StoreError::Database(error)) | ApiError::Database(error) => {
-                Problem::internal(&error)
+                Problem::database(&error)
             }
             ApiError::Hashing(_) => Problem::internal(&self),
         }

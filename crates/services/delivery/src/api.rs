@@ -62,7 +62,7 @@ impl IntoResponse for ApiError {
                 "The delivery cannot be completed",
                 detail,
             ),
-            ApiError::Database(error) => Problem::internal(&error),
+            ApiError::Database(error) => Problem::database(&error),
         }
         .into_response()
     }

@@ -39,7 +39,7 @@ struct DatabaseError(sqlx::Error);
 
 impl IntoResponse for DatabaseError {
     fn into_response(self) -> Response {
-        Problem::internal(&self.0).into_response()
+        Problem::database(&self.0).into_response()
     }
 }
 

@@ -191,6 +191,11 @@ impl IntoResponse for ApiError {
                 "The order changed meanwhile",
                 "try again",
             ),
+            ApiError::Command(
+                CommandError::Database(error) | CommandError::Store(StoreError::Database(error)),
+            )
+            | ApiError::Store(StoreError::Database(error))
+            | ApiError::Database(error) => Problem::database(&error),
             ApiError::Command(error) => Problem::internal(&error),
             ApiError::UnknownProduct(_) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -210,7 +215,6 @@ impl IntoResponse for ApiError {
                 detail,
             ),
             ApiError::Store(error) => Problem::internal(&error),
-            ApiError::Database(error) => Problem::internal(&error),
         }
         .into_response()
     }

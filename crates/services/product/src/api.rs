@@ -94,7 +94,7 @@ impl IntoResponse for ApiError {
                 "The stock cannot change that way",
                 error.to_string(),
             ),
-            ApiError::Database(error) => Problem::internal(error),
+            ApiError::Database(error) => Problem::database(error),
         }
         .into_response()
     }
