@@ -20,6 +20,12 @@ const REFUSAL = {
   'the delivery was cancelled': { en: 'the delivery was cancelled', ko: '배송이 취소되었습니다' },
 };
 
+/** A changed field's value as text: a request is an object, shown by its fields. */
+function shown(value) {
+  if (value === null || value === undefined) return '—';
+  return typeof value === 'object' ? Object.values(value).join(' ') : value;
+}
+
 /** Where the customer's request to delivery stands, in words. */
 function request(r) {
   if (!r) return '';
@@ -50,7 +56,7 @@ class OrderView extends MallView {
     const events = vm.history
       .map(
         (e) => `<li><strong>${esc(e.type)}</strong> <span class="muted">${esc(when(e.recorded_at))}</span>
-          ${e.changes.length ? `<ul>${e.changes.map((c) => `<li>${esc(c.field)}: ${esc(c.from ?? '—')} → ${esc(c.to)}</li>`).join('')}</ul>` : ''}</li>`,
+          ${e.changes.length ? `<ul>${e.changes.map((c) => `<li>${esc(c.field)}: ${esc(shown(c.from))} → ${esc(shown(c.to))}</li>`).join('')}</ul>` : ''}</li>`,
       )
       .join('');
     return `<div class="card"><h1>${t({ en: 'Order', ko: '주문' })}</h1>
