@@ -6,10 +6,11 @@
 
 use std::{path::Path, str::FromStr, time::Duration};
 
+use futures::future::BoxFuture;
 use sqlx::{
     Connection, PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction,
     migrate::{MigrateError, Migrator},
-    pool::PoolConnection,
+    pool::{PoolConnection, PoolConnectionMetadata},
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
@@ -29,12 +30,6 @@ pub enum Database {
 /// Writers in one process queue for the single write connection (a fair async wait)
 /// rather than meeting inside SQLite, whose busy handler sleeps in steps of up to 100 ms:
 /// with two write connections, the commit latency of the loser went to hundreds of ms.
-///
-/// A connection still inside a transaction when it is next acquired is closed and
-/// replaced (on both backends): a COMMIT that fails with a full disk makes SQLite roll
-/// back by itself, sqlx's own ROLLBACK then fails, and sqlx would count the connection
-/// inside a transaction for good ("begin_with at non-zero transaction depth" on every
-/// later write).
 #[derive(Clone, Debug)]
 pub struct SqliteFile {
     reader: SqlitePool,
@@ -60,7 +55,7 @@ impl SqliteFile {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
-            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+            .before_acquire(out_of_transaction)
             .connect_with(options.clone())
             .await?;
         let reader = SqlitePoolOptions::new()
@@ -91,6 +86,18 @@ impl SqliteFile {
         self.writer.close().await;
         self.reader.close().await;
     }
+}
+
+/// A pool's check before it hands out a connection: one still inside a transaction is
+/// closed and replaced. A COMMIT that fails with a full disk makes SQLite roll back by
+/// itself, sqlx's own ROLLBACK then fails, and sqlx would count the connection inside a
+/// transaction for good ("begin_with at non-zero transaction depth" on every later write).
+fn out_of_transaction<C: Connection>(
+    conn: &mut C,
+    _: PoolConnectionMetadata,
+) -> BoxFuture<'_, Result<bool, sqlx::Error>> {
+    let usable = !conn.is_in_transaction();
+    Box::pin(async move { Ok(usable) })
 }
 
 /// How a service's database is opened.
@@ -272,7 +279,7 @@ impl Database {
             PgPoolOptions::new()
                 .max_connections(settings.max_connections)
                 .acquire_timeout(Duration::from_secs(30))
-                .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+                .before_acquire(out_of_transaction)
                 .connect_lazy_with(options.clone())
         };
         let failed = |source| OpenError::Open {

@@ -109,29 +109,53 @@ impl Report {
     }
 }
 
-/// Each order's status, from the last status-changing event of its stream.
-async fn order_statuses(shop: &Shop) -> anyhow::Result<HashMap<Uuid, String>> {
+/// What the order streams say, read in one pass.
+struct OrderStreams {
+    /// Each order's status, from the last status-changing event of its stream.
+    statuses: HashMap<Uuid, String>,
+    /// Orders that asked delivery something, and those whose last request has no answer.
+    requesting: usize,
+    unanswered: HashMap<Uuid, String>,
+}
+
+async fn order_streams(shop: &Shop) -> anyhow::Result<OrderStreams> {
     let rows: Vec<(Uuid, String)> = rows!(
         shop,
         "order",
-        "SELECT order_id, event_type FROM order_events
-         WHERE event_type IN ('OrderPlaced', 'OrderConfirmed', 'OrderRejected', 'OrderCancelled',
-                              'DeliveryStarted', 'DeliveryCompleted')
-         ORDER BY order_id, version"
+        "SELECT order_id, event_type FROM order_events ORDER BY order_id, version"
     );
-    let status = |event: &str| match event {
-        "OrderPlaced" => "PENDING",
-        "OrderConfirmed" => "CONFIRMED",
-        "OrderRejected" => "REJECTED",
-        "OrderCancelled" => "CANCELLED",
-        "DeliveryStarted" => "DELIVERING",
-        "DeliveryCompleted" => "DELIVERED",
-        _ => "UNKNOWN",
+    let mut streams = OrderStreams {
+        statuses: HashMap::new(),
+        requesting: 0,
+        unanswered: HashMap::new(),
     };
-    Ok(rows
-        .into_iter()
-        .map(|(id, event)| (id, status(&event).to_owned()))
-        .collect())
+    let mut requesting = HashSet::new();
+    for (id, event) in rows {
+        let status = match event.as_str() {
+            "OrderPlaced" => Some("PENDING"),
+            "OrderConfirmed" => Some("CONFIRMED"),
+            "OrderRejected" => Some("REJECTED"),
+            "OrderCancelled" => Some("CANCELLED"),
+            "DeliveryStarted" => Some("DELIVERING"),
+            "DeliveryCompleted" => Some("DELIVERED"),
+            _ => None,
+        };
+        if let Some(status) = status {
+            streams.statuses.insert(id, status.to_owned());
+        }
+        match event.as_str() {
+            "CancellationRequested" | "AddressChangeRequested" | "AddressChangeUndoRequested" => {
+                requesting.insert(id);
+                streams.unanswered.insert(id, event);
+            }
+            "RequestRefused" | "OrderCancelled" | "AddressChanged" | "AddressChangeUndone" => {
+                streams.unanswered.remove(&id);
+            }
+            _ => {}
+        }
+    }
+    streams.requesting = requesting.len();
+    Ok(streams)
 }
 
 pub async fn run(
@@ -197,7 +221,8 @@ async fn check(shop: &Shop, wait: Duration) -> anyhow::Result<bool> {
         &broken,
     );
 
-    let statuses = order_statuses(shop).await?;
+    let streams = order_streams(shop).await?;
+    let statuses = streams.statuses;
     let reservations: Vec<(Uuid, String)> =
         rows!(shop, "product", "SELECT order_id, status FROM reservations");
     let expected_reservation = |status: &str| match status {
@@ -279,24 +304,14 @@ async fn check(shop: &Shop, wait: Duration) -> anyhow::Result<bool> {
     );
 
     // Every request to delivery got its answer: none is left pending once drained.
-    let request_rows: Vec<(Uuid, String)> = rows!(
-        shop,
-        "order",
-        "SELECT order_id, event_type FROM order_events
-         WHERE event_type IN ('CancellationRequested', 'AddressChangeRequested',
-                              'AddressChangeUndoRequested', 'RequestRefused', 'OrderCancelled',
-                              'AddressChanged', 'AddressChangeUndone')
-         ORDER BY order_id, version"
-    );
-    let last_step: HashMap<Uuid, String> = request_rows.into_iter().collect();
-    let broken: Vec<String> = last_step
+    let broken: Vec<String> = streams
+        .unanswered
         .iter()
-        .filter(|(_, event)| event.ends_with("Requested"))
         .map(|(id, event)| format!("order {id}: {event} never answered"))
         .collect();
     report.line(
         "every request to delivery is answered",
-        last_step.len(),
+        streams.requesting,
         &broken,
     );
 
