@@ -8,16 +8,16 @@ use std::{
 };
 
 use contracts::{DecodeError, Envelope, Event, events::DeadLettered};
-use rand::Rng;
 use tracing::Instrument;
 
 use crate::{
-    bus::{Record, Subscription},
-    db::Tx,
+    bus::{BusError, Record, Subscription},
+    db::{Tx, is_storage_failure},
     dead_letters,
     faults::CrashPoint,
     flows::ServiceFlows,
     inbox,
+    retry::{TROUBLE_MAX_WAIT, Trouble, backoff},
     runtime::ServiceRuntime,
     telemetry::{ConsumedLabels, LagLabels},
     trace::TraceContext,
@@ -29,6 +29,8 @@ const BATCH: usize = 100;
 const LAG_REPORT_EVERY: Duration = Duration::from_secs(1);
 /// How long a consumer waits for new events before it checks for shutdown again.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// The longest wait before handling an event that failed once more.
+const HANDLER_MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// An event being handled, with the trace context of its handling.
 pub struct Delivery<'a> {
@@ -112,36 +114,52 @@ pub(crate) async fn run<H: EventHandler>(
         }
     };
     let mut lag_reported_at = None;
+    // Reading the bus or committing a batch failed: the batch is read again after a wait.
+    let mut trouble = Trouble::new(format!("consumer group {group}"));
     while !rt.shutdown.is_cancelled() {
         let batch = tokio::select! {
             batch = subscription.next_batch(BATCH, IDLE_WAIT) => batch,
             _ = rt.shutdown.cancelled() => break,
         };
-        let batch = match batch {
-            Ok(batch) => batch,
-            Err(error) => {
-                tracing::warn!(%error, group, "reading the bus failed, retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
+        let handled = match batch {
+            Ok(batch) => {
+                handle_batch(
+                    &rt,
+                    &group,
+                    &handler,
+                    subscription.as_mut(),
+                    &batch,
+                    &mut lag_reported_at,
+                )
+                .await
             }
+            Err(error) => Err(error.into()),
         };
-        let handled = handle_batch(
-            &rt,
-            &group,
-            &handler,
-            subscription.as_mut(),
-            &batch,
-            &mut lag_reported_at,
-        )
-        .await;
-        if let Err(error) = handled {
-            tracing::warn!(%error, group, "batch not committed; it will be read again");
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        match handled {
+            Ok(()) => trouble.succeeded(),
+            Err(error) => {
+                let wait = trouble.failed(&error);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = rt.shutdown.cancelled() => break,
+                }
+            }
         }
     }
     if let Err(error) = subscription.close().await {
         tracing::warn!(%error, group, "leaving the consumer group failed");
     }
+}
+
+/// Why a batch was left uncommitted, to be read again.
+#[derive(Debug, thiserror::Error)]
+enum Uncommitted {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("the service's database failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("shutdown came while the storage was failing")]
+    ShutDown,
 }
 
 async fn handle_batch<H: EventHandler>(
@@ -151,7 +169,7 @@ async fn handle_batch<H: EventHandler>(
     subscription: &mut dyn Subscription,
     batch: &[Record],
     lag_reported_at: &mut Option<Instant>,
-) -> Result<(), crate::bus::BusError> {
+) -> Result<(), Uncommitted> {
     let handled_together = batch.len() > 1
         && match handle_together(rt, group, handler, batch).await {
             Ok(outcomes) => {
@@ -229,15 +247,16 @@ async fn handle_with_retries<H: EventHandler>(
     handler: &Declared<H>,
     record: &Record,
     trace: TraceContext,
-) -> Result<(), crate::bus::BusError> {
+) -> Result<(), Uncommitted> {
     let delivery = Delivery {
         envelope: &record.envelope,
         trace,
     };
     let max_attempts = rt.settings.consumer_max_attempts;
-    let mut last_error = String::new();
-    for attempt in 1..=max_attempts {
-        match handle_once(rt, group, handler, &delivery).await {
+    let mut attempt = 0;
+    let mut storage_failures = 0;
+    let last_error = loop {
+        let error = match handle_once(rt, group, handler, &delivery).await {
             Ok(outcome) => {
                 match outcome {
                     Outcome::Handled => rt.outbox.wake(),
@@ -247,15 +266,30 @@ async fn handle_with_retries<H: EventHandler>(
                 count(rt, group, record, outcome.label());
                 return Ok(());
             }
-            Err(error) => {
-                tracing::warn!(%error, attempt, max_attempts, "handling an event failed");
-                last_error = error.to_string();
-                if attempt < max_attempts {
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
+            Err(error) => error,
+        };
+        let wait = match &error {
+            // The storage's fault, not the event's: waited out however long it lasts (its
+            // health logs it once), and never a reason to dead-letter the event.
+            HandlerError::Database(cause) if is_storage_failure(cause) => {
+                rt.db.health().observe(cause);
+                storage_failures += 1;
+                backoff(storage_failures, TROUBLE_MAX_WAIT)
             }
+            _ => {
+                attempt += 1;
+                tracing::warn!(%error, attempt, max_attempts, "handling an event failed");
+                if attempt >= max_attempts {
+                    break error.to_string();
+                }
+                backoff(attempt, HANDLER_MAX_WAIT)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = rt.shutdown.cancelled() => return Err(Uncommitted::ShutDown),
         }
-    }
+    };
     tracing::error!(error = last_error, "event moved to the dead-letter topic");
     let dead_letter = DeadLettered {
         group: group.to_owned(),
@@ -316,15 +350,6 @@ fn count(rt: &ServiceRuntime, group: &str, record: &Record, outcome: &'static st
         .inc();
 }
 
-/// 20 ms, 80 ms, 320 ms, ... capped at 5 s, with up to 50 % jitter so that retries of
-/// many consumers do not fall into step.
-fn backoff(attempt: u32) -> Duration {
-    let base = 20u64
-        .saturating_mul(4u64.saturating_pow(attempt - 1))
-        .min(5_000);
-    Duration::from_millis(base + rand::rng().random_range(0..=base / 2))
-}
-
 #[cfg(test)]
 mod tests {
     use std::{sync::Arc, time::Duration};
@@ -337,7 +362,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
     use uuid::Uuid;
 
-    use super::{Delivery, EventHandler, HandlerError, backoff};
+    use super::{Delivery, EventHandler, HandlerError};
     use crate::{
         ServiceRuntime,
         bus::{EventBus, OutgoingEvent, embedded::EmbeddedLog},
@@ -359,13 +384,6 @@ mod tests {
         read_models: &[],
         calls: &[],
     };
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(1) >= Duration::from_millis(20) && backoff(1) <= Duration::from_millis(30));
-        assert!(backoff(3) >= Duration::from_millis(320));
-        assert!(backoff(30) <= Duration::from_millis(7_500));
-    }
 
     /// Fails every event whose subject is "poison"; records the others it handled, in the
     /// transaction it is given (as real handlers do).

@@ -4,7 +4,7 @@
 //! Stores write their SQL once, with `$1`-style parameters that both backends read, and
 //! run it through [`on_conn!`], which compiles the statement for each backend.
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
 use sqlx::{
@@ -16,11 +16,20 @@ use sqlx::{
 };
 use uuid::Uuid;
 
-use crate::config::{DatabaseLocation, Durability};
+use crate::{
+    config::{DatabaseLocation, Durability},
+    storage::StorageHealth,
+};
 
-/// A service's database.
+/// A service's database, and whether its storage takes work now.
 #[derive(Clone, Debug)]
-pub enum Database {
+pub struct Database {
+    backend: Backend,
+    health: Arc<StorageHealth>,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
     Sqlite(SqliteFile),
     Postgres(PgPool),
 }
@@ -140,28 +149,48 @@ pub trait AsConn: Send {
     fn conn(&mut self) -> Conn<'_>;
 }
 
+impl AsConn for Conn<'_> {
+    fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Conn::Sqlite(c) => Conn::Sqlite(c),
+            Conn::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
 /// A write transaction: on SQLite it holds the write lock from its first statement; on
-/// PostgreSQL writers of one aggregate take [`lock`] on it first.
-pub enum Tx {
+/// PostgreSQL writers of one aggregate take [`lock`] on it first. Its commit tells the
+/// database's [`StorageHealth`] whether the storage took it.
+pub struct Tx {
+    transaction: BackendTx,
+    health: Arc<StorageHealth>,
+}
+
+enum BackendTx {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
 }
 
 impl AsConn for Tx {
     fn conn(&mut self) -> Conn<'_> {
-        match self {
-            Tx::Sqlite(tx) => Conn::Sqlite(tx),
-            Tx::Postgres(tx) => Conn::Postgres(tx),
+        match &mut self.transaction {
+            BackendTx::Sqlite(tx) => Conn::Sqlite(tx),
+            BackendTx::Postgres(tx) => Conn::Postgres(tx),
         }
     }
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Sqlite(tx) => tx.commit().await,
-            Tx::Postgres(tx) => tx.commit().await,
+        let committed = match self.transaction {
+            BackendTx::Sqlite(tx) => tx.commit().await,
+            BackendTx::Postgres(tx) => tx.commit().await,
+        };
+        match &committed {
+            Ok(()) => self.health.succeeded(),
+            Err(error) => self.health.commit_failed(error),
         }
+        committed
     }
 }
 
@@ -192,19 +221,25 @@ impl<T: AsConn> AsConn for &mut T {
 pub fn is_storage_failure(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-        sqlx::Error::Database(error) => match error.code() {
-            // SQLite's primary result codes: SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, in
-            // extended codes too (the primary code is the low byte).
-            Some(code) => match code.parse::<u32>() {
-                Ok(sqlite) => matches!(sqlite & 0xff, 10 | 13 | 14),
+        sqlx::Error::Database(error) => {
+            let code = error.code().unwrap_or_default();
+            if error
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
                 // PostgreSQL's classes 08 (connection), 53 (insufficient resources: disk
-                // full, out of memory, too many connections), 57P (shutdown), 58 (I/O).
-                Err(_) => ["08", "53", "57P", "58"]
+                // full, out of memory, too many connections), 57P (shutdown), 58 (I/O),
+                // and 25006: a read-only server (a standby, after a failover).
+                ["08", "53", "57P", "58", "25006"]
                     .iter()
-                    .any(|class| code.starts_with(class)),
-            },
-            None => false,
-        },
+                    .any(|class| code.starts_with(class))
+            } else {
+                // SQLite's primary result codes: SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN,
+                // in extended codes too (the primary code is the low byte).
+                code.parse::<u32>()
+                    .is_ok_and(|sqlite| matches!(sqlite & 0xff, 10 | 13 | 14))
+            }
+        }
         _ => false,
     }
 }
@@ -214,14 +249,40 @@ pub fn is_storage_failure(error: &sqlx::Error) -> bool {
 /// so that a read-decide-write (stock, an order's next version) never decides on a state
 /// another transaction is changing.
 pub async fn lock(tx: &mut Tx, aggregate: Uuid) -> Result<(), sqlx::Error> {
-    if let Tx::Postgres(tx) = tx {
+    if let Conn::Postgres(c) = tx.conn() {
         let (high, low) = aggregate.as_u64_pair();
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind((high ^ low) as i64)
-            .execute(&mut **tx)
+            .execute(c)
             .await?;
     }
     Ok(())
+}
+
+/// The table readiness writes to, while the storage fails, to learn whether it takes
+/// writes again (with nobody else writing, nothing else would tell).
+pub(crate) const WRITE_PROBE_SCHEMA: (&str, &str) = (
+    "CREATE TABLE IF NOT EXISTS write_probe (
+        id INTEGER PRIMARY KEY,
+        written_at_us INTEGER NOT NULL
+    );",
+    "CREATE TABLE IF NOT EXISTS write_probe (
+        id INTEGER PRIMARY KEY,
+        written_at_us BIGINT NOT NULL
+    );",
+);
+
+/// Writes the one row of [`WRITE_PROBE_SCHEMA`]'s table.
+pub(crate) async fn write_probe(mut conn: impl AsConn) -> Result<(), sqlx::Error> {
+    execute!(
+        &mut conn,
+        sqlx::query(
+            "INSERT INTO write_probe (id, written_at_us) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET written_at_us = excluded.written_at_us"
+        )
+        .bind(chrono::Utc::now().timestamp_micros())
+    )
+    .map(drop)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,7 +305,7 @@ impl Database {
         service: &str,
         settings: PoolSettings,
     ) -> Result<Self, OpenError> {
-        match location {
+        let backend = match location {
             DatabaseLocation::Embedded => {
                 Self::open_sqlite(&data_dir.join(format!("{service}.db")), settings).await
             }
@@ -254,13 +315,17 @@ impl Database {
             DatabaseLocation::Postgres { server, .. } => {
                 Self::open_postgres(server, service, settings).await
             }
-        }
+        }?;
+        Ok(Database {
+            backend,
+            health: Arc::new(StorageHealth::new(format!("the {service} database"))),
+        })
     }
 
-    async fn open_sqlite(path: &Path, settings: PoolSettings) -> Result<Self, OpenError> {
+    async fn open_sqlite(path: &Path, settings: PoolSettings) -> Result<Backend, OpenError> {
         SqliteFile::open(path, settings.durability, settings.max_connections)
             .await
-            .map(Database::Sqlite)
+            .map(Backend::Sqlite)
             .map_err(|source| OpenError::Open {
                 location: path.display().to_string(),
                 source,
@@ -272,7 +337,7 @@ impl Database {
         server: &PgConnectOptions,
         service: &str,
         settings: PoolSettings,
-    ) -> Result<Self, OpenError> {
+    ) -> Result<Backend, OpenError> {
         let name = format!("{}_{service}", server.get_database().unwrap_or("mall"));
         let options = server.clone().database(&name);
         let pool = || {
@@ -288,29 +353,48 @@ impl Database {
         };
         let first = pool();
         match first.acquire().await {
-            Ok(_) => return Ok(Database::Postgres(first)),
+            Ok(_) => return Ok(Backend::Postgres(first)),
             Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("3D000") => {}
             Err(error) => return Err(failed(error)),
         }
         create_database(server, &name).await?;
         let pool = pool();
         pool.acquire().await.map_err(failed)?;
-        Ok(Database::Postgres(pool))
+        Ok(Backend::Postgres(pool))
+    }
+
+    /// Whether the storage takes work now; every call through this database tells it.
+    pub fn health(&self) -> &StorageHealth {
+        &self.health
     }
 
     pub async fn read(&self) -> Result<ReadConn, sqlx::Error> {
-        Ok(match self {
-            Database::Sqlite(file) => ReadConn::Sqlite(file.reader.acquire().await?),
-            Database::Postgres(pool) => ReadConn::Postgres(pool.acquire().await?),
-        })
+        let conn = match &self.backend {
+            Backend::Sqlite(file) => file.reader.acquire().await.map(ReadConn::Sqlite),
+            Backend::Postgres(pool) => pool.acquire().await.map(ReadConn::Postgres),
+        };
+        conn.inspect_err(|error| self.health.observe(error))
     }
 
     /// Begins a write transaction (on SQLite, holding the write lock from the start).
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
-        Ok(match self {
-            Database::Sqlite(file) => Tx::Sqlite(file.begin_write().await?),
-            Database::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        let transaction = match &self.backend {
+            Backend::Sqlite(file) => file.begin_write().await.map(BackendTx::Sqlite),
+            Backend::Postgres(pool) => pool.begin().await.map(BackendTx::Postgres),
+        };
+        Ok(Tx {
+            transaction: transaction.inspect_err(|error| self.health.observe(error))?,
+            health: self.health.clone(),
         })
+    }
+
+    /// Whether the storage takes a write now: one tiny write, recorded in [`Self::health`].
+    pub async fn probe_write(&self) -> Result<(), sqlx::Error> {
+        let mut tx = self.begin_write().await?;
+        write_probe(&mut tx)
+            .await
+            .inspect_err(|error| self.health.observe(error))?;
+        tx.commit().await
     }
 
     /// Runs the service's migrations for this backend.
@@ -319,9 +403,9 @@ impl Database {
         sqlite: &Migrator,
         postgres: &Migrator,
     ) -> Result<(), MigrateError> {
-        match self {
-            Database::Sqlite(file) => sqlite.run(file.writer()).await,
-            Database::Postgres(pool) => postgres.run(pool).await,
+        match &self.backend {
+            Backend::Sqlite(file) => sqlite.run(file.writer()).await,
+            Backend::Postgres(pool) => postgres.run(pool).await,
         }
     }
 
@@ -331,16 +415,16 @@ impl Database {
         sqlite: &'static str,
         postgres: &'static str,
     ) -> Result<(), sqlx::Error> {
-        match self {
-            Database::Sqlite(file) => sqlx::raw_sql(sqlite).execute(file.writer()).await.map(drop),
-            Database::Postgres(pool) => sqlx::raw_sql(postgres).execute(pool).await.map(drop),
+        match &self.backend {
+            Backend::Sqlite(file) => sqlx::raw_sql(sqlite).execute(file.writer()).await.map(drop),
+            Backend::Postgres(pool) => sqlx::raw_sql(postgres).execute(pool).await.map(drop),
         }
     }
 
     pub async fn close(&self) {
-        match self {
-            Database::Sqlite(file) => file.close().await,
-            Database::Postgres(pool) => pool.close().await,
+        match &self.backend {
+            Backend::Sqlite(file) => file.close().await,
+            Backend::Postgres(pool) => pool.close().await,
         }
     }
 }

@@ -15,6 +15,8 @@
 //! - [`auth`]: bearer token verification against the issuer's JWKS, and the `Caller`;
 //! - [`openapi`]: each service's API document, generated from its handlers;
 //! - [`ui`]: the service's web components, embedded, for the shell page to compose;
+//! - [`retry`]: backoff for loops that retry until the trouble passes, logged once;
+//! - [`storage`]: whether a database takes work now, for logs, readiness and metrics;
 //! - [`problem`], [`telemetry`], [`trace`]: errors, logs and metrics, W3C trace context.
 
 pub mod auth;
@@ -30,8 +32,10 @@ pub mod inbox;
 pub mod openapi;
 pub mod outbox;
 pub mod problem;
+pub mod retry;
 pub mod runtime;
 pub mod server;
+pub mod storage;
 pub mod telemetry;
 pub mod trace;
 pub mod ui;

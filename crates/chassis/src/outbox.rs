@@ -16,6 +16,7 @@ use crate::{
     execute,
     faults::{CrashPoint, Faults},
     on_conn,
+    retry::Trouble,
     telemetry::{Metrics, TopicLabels},
 };
 
@@ -82,6 +83,7 @@ enum RelayError {
 
 /// Publishes the outbox until `shutdown`, then flushes what is left once more.
 pub(crate) async fn relay(
+    service: &'static str,
     db: Database,
     bus: Arc<dyn EventBus>,
     signal: OutboxSignal,
@@ -89,15 +91,22 @@ pub(crate) async fn relay(
     faults: Faults,
     shutdown: CancellationToken,
 ) {
+    let mut trouble = Trouble::new(format!("the {service} outbox relay"));
     loop {
-        match publish_pending(&db, bus.as_ref(), &metrics, &faults).await {
-            Ok(published) if published == RELAY_BATCH as usize => continue,
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "outbox relay failed, will retry"),
-        }
+        let wait = match publish_pending(&db, bus.as_ref(), &metrics, &faults).await {
+            Ok(published) => {
+                trouble.succeeded();
+                if published == RELAY_BATCH as usize {
+                    continue;
+                }
+                RELAY_IDLE_CHECK
+            }
+            // A full disk or an absent broker: tried again later, logged once.
+            Err(error) => trouble.failed(&error),
+        };
         tokio::select! {
             _ = signal.0.notified() => {}
-            _ = tokio::time::sleep(RELAY_IDLE_CHECK) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled() => break,
         }
     }

@@ -9,6 +9,8 @@ use axum::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::storage::StorageFailure;
+
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// An RFC 9457 problem, sent as `application/problem+json`.
@@ -23,6 +25,10 @@ pub struct Problem {
     /// Seconds a client should wait before retrying; also sent as `Retry-After`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// The storage failure behind this problem, passed to the HTTP stack (never sent).
+    #[serde(skip)]
+    #[schema(ignore)]
+    storage_failure: Option<String>,
 }
 
 impl Problem {
@@ -34,6 +40,7 @@ impl Problem {
             status: status.as_u16(),
             detail: Some(detail.into()),
             retry_after: None,
+            storage_failure: None,
         }
     }
 
@@ -45,6 +52,7 @@ impl Problem {
             status: status.as_u16(),
             detail,
             retry_after: None,
+            storage_failure: None,
         }
     }
 
@@ -68,24 +76,34 @@ impl Problem {
     }
 
     /// A failed database call: 503 with `Retry-After` when the storage cannot take it now
-    /// (a full disk, a lost connection), else an unexpected failure.
+    /// (a full disk, a lost connection), else an unexpected failure. A storage failure is
+    /// not logged here but handed to the service's storage health, which logs it once per
+    /// episode rather than once per request.
     pub fn database(cause: &sqlx::Error) -> Self {
         if crate::db::is_storage_failure(cause) {
-            tracing::warn!(error = %cause, "storage unavailable");
-            return Self::unavailable("the shop's storage cannot take this now", 5);
+            return Problem {
+                storage_failure: Some(cause.to_string()),
+                ..Self::unavailable("the shop's storage cannot take this now", 5)
+            };
         }
         Self::internal(cause)
     }
 
     pub fn unavailable(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "A service this request needs is unavailable",
+            detail,
+        )
+        .with_retry_after(retry_after_secs)
+    }
+
+    /// The problem, telling the client to wait `seconds` before retrying.
+    pub fn with_retry_after(self, seconds: u64) -> Self {
         Problem {
-            retry_after: Some(retry_after_secs),
-            ..Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "A service this request needs is unavailable",
-                detail,
-            )
+            retry_after: Some(seconds),
+            ..self
         }
     }
 
@@ -101,6 +119,9 @@ impl IntoResponse for Problem {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(reason) = self.storage_failure {
+            response.extensions_mut().insert(StorageFailure(reason));
         }
         response
     }

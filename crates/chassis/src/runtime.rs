@@ -10,13 +10,14 @@ use crate::{
     bus::EventBus,
     config::ChassisSettings,
     consumer::{self, EventHandler},
-    db::{Database, OpenError, Tx},
+    db::{self, Database, OpenError, Tx},
     dead_letters,
     faults::{FaultError, Faults},
     flows::ServiceFlows,
     inbox,
     outbox::{self, OutboxSignal},
     server::Service,
+    storage::StorageHealth,
     telemetry::Metrics,
 };
 
@@ -55,11 +56,13 @@ impl ServiceRuntime {
     ) -> Result<Arc<Self>, StartError> {
         let faults = Faults::parse(&settings.faults, name, settings.environment)?;
         let db = open_service_database(name, &settings, data_dir).await?;
+        let metrics = Metrics::new(name);
+        metrics.register_failed_commits(db.health().failed_commits());
         let rt = Arc::new(ServiceRuntime {
             name,
             db,
             bus,
-            metrics: Arc::new(Metrics::new(name)),
+            metrics: Arc::new(metrics),
             outbox: OutboxSignal::default(),
             verifier: Arc::new(TokenVerifier::new(settings.tokens.clone())),
             faults,
@@ -68,6 +71,7 @@ impl ServiceRuntime {
             tasks: TaskTracker::new(),
         });
         rt.tasks.spawn(outbox::relay(
+            name,
             rt.db.clone(),
             rt.bus.clone(),
             rt.outbox.clone(),
@@ -119,7 +123,13 @@ pub async fn open_service_database(
     data_dir: &Path,
 ) -> Result<Database, StartError> {
     let db = Database::open(&settings.db, data_dir, name, settings.pool()).await?;
-    for (sqlite, postgres) in [outbox::SCHEMA, inbox::SCHEMA, dead_letters::SCHEMA] {
+    let schemas = [
+        outbox::SCHEMA,
+        inbox::SCHEMA,
+        dead_letters::SCHEMA,
+        db::WRITE_PROBE_SCHEMA,
+    ];
+    for (sqlite, postgres) in schemas {
         db.apply_schema(sqlite, postgres).await?;
     }
     Ok(db)
@@ -150,7 +160,19 @@ impl Service for ServiceRuntime {
         &self.faults
     }
 
+    fn storage(&self) -> Option<&StorageHealth> {
+        Some(self.db.health())
+    }
+
+    /// Ready when the database answers, takes writes, and the bus answers. While the
+    /// storage fails, each check tries one write, so that readiness recovers with it even
+    /// when no traffic comes (an orchestrator sends none to a service that is not ready).
     async fn ready(&self) -> Result<(), String> {
+        if let Some(failing) = self.db.health().failing()
+            && self.db.probe_write().await.is_err()
+        {
+            return Err(failing);
+        }
         let mut conn = self
             .db
             .read()

@@ -26,6 +26,7 @@ use crate::{
     config::ChassisSettings,
     faults::Faults,
     problem::{Problem, problem_for_bare_errors},
+    storage::{StorageFailure, StorageHealth},
     telemetry::{HttpLabels, Metrics, RouteLabels},
     trace::TraceContext,
 };
@@ -45,6 +46,11 @@ pub trait Service: Send + Sync + 'static {
     /// What faults to inject into its API (none unless configured for a test).
     fn faults(&self) -> &Faults {
         &NO_FAULTS
+    }
+    /// The health of the service's database, told of the storage failures its requests
+    /// meet (none for a service without one).
+    fn storage(&self) -> Option<&StorageHealth> {
+        None
     }
     /// Whether the service can do its work now (its database and bus answer); the error
     /// says what is missing.
@@ -171,6 +177,11 @@ async fn observe<S: Service>(
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    if let (Some(StorageFailure(reason)), Some(health)) =
+        (response.extensions_mut().remove(), rt.storage())
+    {
+        span.in_scope(|| health.failed(reason));
+    }
     span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1e3, "answered"));
     rt.metrics()
         .http_requests

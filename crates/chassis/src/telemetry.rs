@@ -142,6 +142,19 @@ impl Metrics {
         }
     }
 
+    /// Adds the count of the service database's failed commits (kept by its
+    /// [`crate::storage::StorageHealth`]).
+    pub fn register_failed_commits(&self, counter: &Counter) {
+        self.registry
+            .lock()
+            .expect("metrics registry lock poisoned")
+            .register(
+                "db_failed_commits",
+                "Commits to the service's database that failed (full disk, I/O error, lost connection, conflict)",
+                counter.clone(),
+            );
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut text = String::new();

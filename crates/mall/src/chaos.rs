@@ -4,7 +4,8 @@
 //! deliveries while customers cancel and redirect orders already on their way, so the
 //! race between a parcel's arrival and a request to delivery is part of every run. Then
 //! the shop drains and `mall admin check` runs. It fails if an accepted order was lost or anything was applied
-//! twice.
+//! twice. With `--small-disk-mb`, the shop runs on a small filesystem of its own, which
+//! is filled up in the middle of the run and freed again.
 
 use std::{
     collections::BTreeMap,
@@ -52,8 +53,16 @@ pub struct Settings {
     #[arg(long, default_value_t = 18_180)]
     base_port: u16,
     /// Data folder of the shop under test (a fresh temporary one by default).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "small_disk_mb")]
     data_dir: Option<PathBuf>,
+    /// Runs the shop on a filesystem of its own of this many MiB (a tmpfs that chaos
+    /// mounts, which needs root), filled up a third into the run for --full-disk-secs.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(16..=4096))]
+    small_disk_mb: Option<u32>,
+    /// How long the small filesystem stays full, in seconds.
+    #[arg(long, default_value_t = 8, requires = "small_disk_mb",
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    full_disk_secs: u64,
 }
 
 const ADMIN_EMAIL: &str = "chaos-admin@12st.mall";
@@ -96,17 +105,28 @@ struct Tally {
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let temporary = tempfile::tempdir()?;
-    let data_dir = settings
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| temporary.path().to_owned());
+    let small_disk = match settings.small_disk_mb {
+        Some(megabytes) => Some(SmallDisk::mount(&temporary.path().join("disk"), megabytes)?),
+        None => None,
+    };
+    let data_dir = match (&small_disk, &settings.data_dir) {
+        (Some(disk), _) => disk.path.clone(),
+        (None, Some(data_dir)) => data_dir.clone(),
+        (None, None) => temporary.path().to_owned(),
+    };
+    // Beside the small filesystem, not on it: the log must not lose what happens while
+    // it is full.
+    let supervisor_log = match small_disk {
+        Some(_) => temporary.path().join("supervisor.log"),
+        None => data_dir.join("supervisor.log"),
+    };
     let db = crate::shop::auth_database(&data_dir, &default_chassis()).await?;
     auth::register(&db, ADMIN_EMAIL, "Chaos admin", ADMIN_PASSWORD, true, None)
         .await
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     db.close().await;
 
-    let mut shop = start_shop(&settings, &data_dir)?;
+    let mut shop = start_shop(&settings, &data_dir, &supervisor_log)?;
     let url = format!("http://127.0.0.1:{}", settings.base_port);
     let client = Client::builder().timeout(Duration::from_secs(10)).build()?;
     wait_until_ready(&client, settings.base_port, Duration::from_secs(60)).await?;
@@ -124,7 +144,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.duration_secs, settings.concurrency, settings.kill_every_ms, settings.faults
     );
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let deadline = Instant::now() + Duration::from_secs(settings.duration_secs);
+    let run_time = Duration::from_secs(settings.duration_secs);
+    let deadline = Instant::now() + run_time;
+    let disk_episode = small_disk.as_ref().map(|disk| {
+        tokio::spawn(fill_disk_for_a_while(
+            client.clone(),
+            settings.base_port,
+            disk.path.clone(),
+            Instant::now() + run_time / 3,
+            Duration::from_secs(settings.full_disk_secs),
+        ))
+    });
     let mut workers = tokio::task::JoinSet::new();
     for token in &tokens {
         let (client, url, products, tally) =
@@ -176,6 +206,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let bus = EmbeddedLog::open(&data_dir.join("bus.db"), Durability::Normal, 4).await?;
     let mut kills: BTreeMap<&str, usize> = BTreeMap::new();
     let mut duplicates = 0;
+    let mut duplicates_refused = 0;
     let mut restarts = Vec::new();
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(settings.kill_every_ms)).await;
@@ -186,7 +217,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         if signal(&data_dir, victim, libc::SIGKILL) {
             *kills.entry(victim.name()).or_default() += 1;
         }
-        duplicates += deliver_again(&bus, &data_dir, settings.duplicates_per_round).await?;
+        match deliver_again(&bus, &data_dir, settings.duplicates_per_round).await {
+            Ok(delivered) => duplicates += delivered,
+            // The log refuses appends while the small filesystem is full.
+            Err(_) if small_disk.is_some() => duplicates_refused += 1,
+            Err(error) => return Err(error),
+        }
         if let Some(drained) =
             restart_to_drained(&client, settings.base_port, &data_dir, victim, killed_at).await
         {
@@ -194,6 +230,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
     while workers.join_next().await.is_some() {}
+    let disk_episode = match disk_episode {
+        Some(task) => Some(task.await??),
+        None => None,
+    };
     let load_stopped = Instant::now();
 
     let tally = Arc::try_unwrap(tally)
@@ -229,12 +269,39 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     for (service, count) in &kills {
         println!("{:<58} {count:>8}", format!("SIGKILL {service}"));
     }
-    let crashes = std::fs::read_to_string(data_dir.join("supervisor.log"))
+    let crashes = std::fs::read_to_string(&supervisor_log)
         .unwrap_or_default()
         .matches("injected crash")
         .count();
     println!("{:<58} {crashes:>8}", "injected crashes (crash points)");
     println!("{:<58} {duplicates:>8}", "old events delivered again");
+    if small_disk.is_some() {
+        println!(
+            "{:<58} {duplicates_refused:>8}",
+            "rounds of old events refused by the full disk"
+        );
+    }
+    if let Some(episode) = &disk_episode {
+        println!(
+            "{:<58} {:>8}",
+            "disk filled, MiB",
+            episode.filled_bytes / (1024 * 1024)
+        );
+        println!(
+            "{:<58} {:>8}",
+            "order service unready while the disk was full",
+            if episode.unready_while_full {
+                "yes"
+            } else {
+                "NO"
+            }
+        );
+        println!(
+            "{:<58} {:>8}",
+            "disk freed -> order service ready, ms",
+            episode.ready_again.as_millis()
+        );
+    }
     if !restarts.is_empty() {
         let mut times: Vec<_> = restarts.iter().map(|(_, d)| d.as_millis()).collect();
         times.sort_unstable();
@@ -275,8 +342,12 @@ fn default_chassis() -> chassis::config::ChassisSettings {
     Defaults::parse_from(["chaos"]).chassis
 }
 
-fn start_shop(settings: &Settings, data_dir: &Path) -> anyhow::Result<tokio::process::Child> {
-    let log = std::fs::File::create(data_dir.join("supervisor.log"))?;
+fn start_shop(
+    settings: &Settings,
+    data_dir: &Path,
+    log: &Path,
+) -> anyhow::Result<tokio::process::Child> {
+    let log = std::fs::File::create(log)?;
     let child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["up", "--split", "--base-port"])
         .arg(settings.base_port.to_string())
@@ -421,6 +492,115 @@ async fn deliver_again(bus: &EmbeddedLog, data_dir: &Path, count: usize) -> anyh
     let delivered = events.len();
     bus.publish(events).await?;
     Ok(delivered)
+}
+
+/// A tmpfs mounted for the run, unmounted when dropped.
+struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &Path, megabytes: u32) -> anyhow::Result<SmallDisk> {
+        std::fs::create_dir(path)?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={megabytes}m,mode=0700"))
+            .arg("tmpfs")
+            .arg(path)
+            .status()
+            .context("cannot run mount")?;
+        anyhow::ensure!(
+            mounted.success(),
+            "cannot mount a {megabytes} MiB tmpfs on {}: --small-disk-mb needs root",
+            path.display()
+        );
+        Ok(SmallDisk {
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazily: a straggling child may still hold a file open.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// What the shop did while its filesystem was full.
+struct DiskEpisode {
+    filled_bytes: u64,
+    /// The order service's readiness answered 503 at least once while the disk was full.
+    unready_while_full: bool,
+    /// From freeing the disk until the order service was ready again.
+    ready_again: Duration,
+}
+
+/// At `at`, fills the filesystem of `data_dir` with one file until no byte fits, keeps
+/// it full for `hold` while watching the order service's readiness, then deletes the file.
+async fn fill_disk_for_a_while(
+    client: Client,
+    base_port: u16,
+    data_dir: PathBuf,
+    at: Instant,
+    hold: Duration,
+) -> anyhow::Result<DiskEpisode> {
+    tokio::time::sleep_until(at.into()).await;
+    let filler = data_dir.join("filler");
+    let filled_bytes = tokio::task::spawn_blocking({
+        let filler = filler.clone();
+        move || fill(&filler)
+    })
+    .await??;
+    let ready_url = format!(
+        "http://127.0.0.1:{}/health/ready",
+        base_port + ServiceName::Order.port_offset()
+    );
+    let is_ready = || async {
+        client
+            .get(&ready_url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    };
+    let full_since = Instant::now();
+    let mut unready_while_full = false;
+    while full_since.elapsed() < hold {
+        unready_while_full |= !is_ready().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    std::fs::remove_file(&filler)?;
+    let freed = Instant::now();
+    while !is_ready().await {
+        anyhow::ensure!(
+            freed.elapsed() < Duration::from_secs(60),
+            "the order service is still not ready a minute after the disk was freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(DiskEpisode {
+        filled_bytes,
+        unready_while_full,
+        ready_again: freed.elapsed(),
+    })
+}
+
+/// Writes `path` until the filesystem takes no more; returns the bytes written.
+fn fill(path: &Path) -> std::io::Result<u64> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    let mut written = 0;
+    for size in [64 * 1024, 512] {
+        let block = vec![0u8; size];
+        while file.write_all(&block).is_ok() {
+            written += size as u64;
+        }
+    }
+    let _ = file.sync_all();
+    Ok(written)
 }
 
 /// Places one order, then does to it what its `kind` says; its id once accepted, or why

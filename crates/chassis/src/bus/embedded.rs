@@ -23,7 +23,11 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{BusError, EventBus, OutgoingEvent, PartitionLag, Record, Subscription, partition_for};
-use crate::{config::Durability, db::SqliteFile};
+use crate::{
+    config::Durability,
+    db::{self, Conn, SqliteFile},
+    storage::StorageHealth,
+};
 
 /// A member that stops renewing loses its partitions after this long.
 const LEASE: Duration = Duration::from_secs(10);
@@ -73,6 +77,7 @@ struct AppendRequest {
 #[derive(Clone)]
 pub struct EmbeddedLog {
     db: SqliteFile,
+    health: Arc<StorageHealth>,
     appends: mpsc::Sender<AppendRequest>,
     changes: watch::Receiver<u64>,
     default_partitions: u32,
@@ -87,18 +92,24 @@ impl EmbeddedLog {
     ) -> Result<Self, BusError> {
         let db = SqliteFile::open(path, durability, 8).await?;
         sqlx::raw_sql(SCHEMA).execute(db.writer()).await?;
+        sqlx::raw_sql(db::WRITE_PROBE_SCHEMA.0)
+            .execute(db.writer())
+            .await?;
+        let health = Arc::new(StorageHealth::new("the event log"));
         let (appends, requests) = mpsc::channel(4096);
         let (changed, changes) = watch::channel(0);
         let changed = Arc::new(changed);
         tokio::spawn(watch_other_writers(db.clone(), Arc::downgrade(&changed)));
         tokio::spawn(write_appends(
             db.clone(),
+            health.clone(),
             requests,
             changed,
             default_partitions,
         ));
         Ok(EmbeddedLog {
             db,
+            health,
             appends,
             changes,
             default_partitions,
@@ -139,9 +150,15 @@ impl EventBus for EmbeddedLog {
         Ok(Box::new(subscription))
     }
 
+    /// Fails while the log's storage fails (checking with one write whether it recovered).
     async fn ping(&self) -> Result<(), BusError> {
         sqlx::query("SELECT 1").execute(self.db.reader()).await?;
-        Ok(())
+        match self.health.failing() {
+            Some(failing) if self.record(self.probe_write().await).is_err() => {
+                Err(BusError::Failing(failing))
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn group_backlog(&self, group: &str, topics: &[&str]) -> Result<i64, BusError> {
@@ -183,9 +200,33 @@ impl EventBus for EmbeddedLog {
     }
 }
 
+impl EmbeddedLog {
+    /// Tells the log's storage health how a write went.
+    fn record<T>(&self, written: Result<T, BusError>) -> Result<T, BusError> {
+        record(&self.health, &written);
+        written
+    }
+
+    async fn probe_write(&self) -> Result<(), BusError> {
+        let mut tx = self.db.begin_write().await?;
+        db::write_probe(Conn::Sqlite(&mut tx)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn record<T>(health: &StorageHealth, written: &Result<T, BusError>) {
+    match written {
+        Ok(_) => health.succeeded(),
+        Err(BusError::Storage(error)) => health.observe(error),
+        Err(_) => {}
+    }
+}
+
 /// The one writer of this process: folds queued appends into one transaction.
 async fn write_appends(
     db: SqliteFile,
+    health: Arc<StorageHealth>,
     mut requests: mpsc::Receiver<AppendRequest>,
     changed: Arc<watch::Sender<u64>>,
     default_partitions: u32,
@@ -200,6 +241,7 @@ async fn write_appends(
             }
         }
         let result = append(&db, &mut cache, default_partitions, &batch).await;
+        record(&health, &result);
         if result.is_err() {
             cache.heads.clear();
         }
@@ -362,6 +404,11 @@ impl EmbeddedSubscription {
     /// Claims every partition of the topics that is free or whose lease ran out, renews
     /// the ones held, and reloads the group's positions in them.
     async fn renew_leases(&mut self) -> Result<(), BusError> {
+        let renewed = self.claim_leases().await;
+        self.log.record(renewed)
+    }
+
+    async fn claim_leases(&mut self) -> Result<(), BusError> {
         let now = now_ms();
         let expires_at = now + LEASE.as_millis() as i64;
         let mut tx = self.log.db.begin_write().await?;
@@ -402,6 +449,44 @@ impl EmbeddedSubscription {
         tx.commit().await?;
         self.positions = positions;
         self.leases_renewed_at = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn commit_offsets(&mut self, records: &[Record]) -> Result<(), BusError> {
+        let mut next: BTreeMap<(&str, u32), i64> = BTreeMap::new();
+        for record in records {
+            let entry = next.entry((&record.topic, record.partition)).or_default();
+            *entry = (*entry).max(record.offset + 1);
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.log.db.begin_write().await?;
+        for (&(topic, partition), &position) in &next {
+            // Only a member still holding the lease may move the group's offset.
+            sqlx::query(
+                "INSERT INTO group_offsets (grp, topic, partition, next_position)
+                 SELECT ?, ?, ?, ? WHERE EXISTS (
+                     SELECT 1 FROM leases WHERE grp = ? AND topic = ? AND partition = ? AND member = ?)
+                 ON CONFLICT (grp, topic, partition) DO UPDATE SET next_position = excluded.next_position",
+            )
+            .bind(&self.group)
+            .bind(topic)
+            .bind(partition)
+            .bind(position)
+            .bind(&self.group)
+            .bind(topic)
+            .bind(partition)
+            .bind(&self.member)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        for ((topic, partition), position) in next {
+            if let Some(held) = self.positions.get_mut(&(topic.to_owned(), partition)) {
+                *held = position;
+            }
+        }
         Ok(())
     }
 
@@ -481,41 +566,8 @@ impl Subscription for EmbeddedSubscription {
     }
 
     async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
-        let mut next: BTreeMap<(&str, u32), i64> = BTreeMap::new();
-        for record in records {
-            let entry = next.entry((&record.topic, record.partition)).or_default();
-            *entry = (*entry).max(record.offset + 1);
-        }
-        if next.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.log.db.begin_write().await?;
-        for (&(topic, partition), &position) in &next {
-            // Only a member still holding the lease may move the group's offset.
-            sqlx::query(
-                "INSERT INTO group_offsets (grp, topic, partition, next_position)
-                 SELECT ?, ?, ?, ? WHERE EXISTS (
-                     SELECT 1 FROM leases WHERE grp = ? AND topic = ? AND partition = ? AND member = ?)
-                 ON CONFLICT (grp, topic, partition) DO UPDATE SET next_position = excluded.next_position",
-            )
-            .bind(&self.group)
-            .bind(topic)
-            .bind(partition)
-            .bind(position)
-            .bind(&self.group)
-            .bind(topic)
-            .bind(partition)
-            .bind(&self.member)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        for ((topic, partition), position) in next {
-            if let Some(held) = self.positions.get_mut(&(topic.to_owned(), partition)) {
-                *held = position;
-            }
-        }
-        Ok(())
+        let committed = self.commit_offsets(records).await;
+        self.log.record(committed)
     }
 
     async fn lag(&mut self) -> Result<Vec<PartitionLag>, BusError> {

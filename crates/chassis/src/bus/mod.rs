@@ -54,6 +54,8 @@ pub enum BusError {
     Append(String),
     #[error("the event log is shut down")]
     Closed,
+    #[error("{0}")]
+    Failing(String),
 }
 
 #[async_trait]

@@ -1,6 +1,6 @@
 use std::{
     net::TcpListener,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -25,7 +25,7 @@ pub const ADMIN_PASSWORD: &str = "admin password for tests";
 
 /// The PostgreSQL server (`postgres://user@host:port`) the shops of this test run keep
 /// their databases on, when `MALL_TEST_DB` names one; else each keeps SQLite files.
-fn test_database_server() -> Option<String> {
+pub fn test_database_server() -> Option<String> {
     std::env::var("MALL_TEST_DB")
         .ok()
         .filter(|url| !url.is_empty())
@@ -52,7 +52,9 @@ pub struct Shop {
     pub base_port: u16,
     /// Prefix of this shop's PostgreSQL databases and Kafka topics and groups.
     namespace: String,
+    /// Holds the logs, and the data unless that is on a filesystem of its own.
     dir: tempfile::TempDir,
+    data_dir: PathBuf,
     child: Option<Child>,
     /// `mall up --split`: one process per service under a supervisor.
     split: bool,
@@ -101,9 +103,12 @@ impl Shop {
     }
 
     /// A shop whose data folder is a tmpfs of `megabytes` of its own, for tests that fill
-    /// the disk; `None` where this process may not mount one (it is not root).
+    /// the disk (its logs stay outside); `None` where this process may not mount one (it
+    /// is not root).
     pub async fn start_on_small_filesystem(megabytes: u32) -> Option<Shop> {
         let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir(&data_dir).unwrap();
         let mounted = Command::new("mount")
             .args([
                 "-t",
@@ -112,7 +117,7 @@ impl Shop {
                 &format!("size={megabytes}m,mode=0700"),
                 "tmpfs",
             ])
-            .arg(dir.path())
+            .arg(&data_dir)
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|status| status.success());
@@ -125,19 +130,23 @@ impl Shop {
             );
             return None;
         }
-        Some(Self::start_in(dir, true, false, &NO_RATE_LIMITS).await)
+        Some(Self::start_in(dir, Some(data_dir), false, &NO_RATE_LIMITS).await)
     }
 
     async fn start_as(split: bool, env: &[(&str, &str)]) -> Shop {
-        Self::start_in(tempfile::tempdir().unwrap(), false, split, env).await
+        Self::start_in(tempfile::tempdir().unwrap(), None, split, env).await
     }
 
+    /// Starts a shop with its logs in `dir`, and its data in `mount` when that is given
+    /// (a filesystem mounted there), else in `dir` too.
     async fn start_in(
         dir: tempfile::TempDir,
-        mounted: bool,
+        mount: Option<PathBuf>,
         split: bool,
         env: &[(&str, &str)],
     ) -> Shop {
+        let mounted = mount.is_some();
+        let data_dir = mount.unwrap_or_else(|| dir.path().to_owned());
         let base_port = free_ports(7);
         let namespace = format!("t{:08x}", rand::rng().random::<u32>());
         let mut backends = Vec::new();
@@ -165,7 +174,7 @@ impl Shop {
                 "Admin",
             ])
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(&data_dir)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("MALL_NEW_USER_PASSWORD", ADMIN_PASSWORD)
             .output()
@@ -180,6 +189,7 @@ impl Shop {
             base_port,
             namespace,
             dir,
+            data_dir,
             child: None,
             split,
             mounted,
@@ -221,7 +231,7 @@ impl Shop {
     }
 
     pub fn data_dir(&self) -> &Path {
-        self.dir.path()
+        &self.data_dir
     }
 
     /// The value this shop's processes get for the environment variable `name`.
@@ -263,10 +273,37 @@ impl Shop {
             .unwrap()
     }
 
+    /// Makes the shop's PostgreSQL databases refuse writes (or take them again), as a
+    /// failover to a read-only standby (and back) would: new sessions start read-only,
+    /// and every open one is cut so that none keeps the old mode.
+    pub fn set_databases_read_only(&self, read_only: bool) {
+        let server = test_database_server().expect("a shop on PostgreSQL");
+        let mode = if read_only { "on" } else { "off" };
+        let output = Command::new("psql")
+            .arg(format!("{server}/postgres"))
+            .args(["-At", "-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!(
+                "DO $$ DECLARE name text; BEGIN
+                   FOR name IN SELECT datname FROM pg_database WHERE datname LIKE '{}\\_%' LOOP
+                     EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = {mode}', name);
+                   END LOOP;
+                 END $$",
+                self.namespace
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        self.cut_database_connections();
+    }
+
     /// The shop's event bus, as its services reach it.
     pub async fn bus(&self) -> Arc<dyn EventBus> {
         let location = BusLocation::from_str(self.setting("MALL_BUS").unwrap_or("embedded"));
-        chassis::bus::connect(&location.unwrap(), self.dir.path(), Durability::Normal, 4)
+        chassis::bus::connect(&location.unwrap(), &self.data_dir, Durability::Normal, 4)
             .await
             .unwrap()
     }
@@ -285,7 +322,7 @@ impl Shop {
             max_connections: 2,
             durability: Durability::Normal,
         };
-        Database::open(&location, self.dir.path(), service, pool)
+        Database::open(&location, &self.data_dir, service, pool)
             .await
             .unwrap()
     }
@@ -305,7 +342,7 @@ impl Shop {
                 &self.base_port.to_string(),
                 "--data-dir",
             ])
-            .arg(self.dir.path())
+            .arg(&self.data_dir)
             .args(self.split.then_some("--split"))
             .env("MALL_LOG", "warn")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -393,7 +430,7 @@ impl Shop {
     /// shop, as its supervisor recorded it.
     pub fn signal(&self, service: &str, signal: &str) {
         assert!(self.split, "only a split shop has a process per service");
-        let pid_file = self.dir.path().join("run").join(format!("{service}.pid"));
+        let pid_file = self.data_dir.join("run").join(format!("{service}.pid"));
         let pid = std::fs::read_to_string(&pid_file).unwrap();
         let status = Command::new("kill")
             .args([&format!("-{signal}"), pid.trim()])
@@ -576,7 +613,7 @@ impl Drop for Shop {
         if self.mounted {
             let _ = Command::new("umount")
                 .arg("-l")
-                .arg(self.dir.path())
+                .arg(&self.data_dir)
                 .status();
         }
         if let (true, Some(server)) = (self.on_postgres(), test_database_server()) {

@@ -422,15 +422,13 @@ const HOP_BY_HOP: [&str; 8] = [
 async fn forward(upstream: &Upstream, trace: TraceContext, mut request: Request) -> Response {
     let Ok(_in_flight) = upstream.in_flight.try_acquire() else {
         tracing::warn!(upstream = %upstream.base, "bulkhead full: request shed");
-        return Problem {
-            retry_after: Some(1),
-            ..Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "The service behind this path is overloaded",
-                "too many requests are in flight to it; try again shortly",
-            )
-        }
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "The service behind this path is overloaded",
+            "too many requests are in flight to it; try again shortly",
+        )
+        .with_retry_after(1)
         .into_response();
     };
     let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());

@@ -97,15 +97,13 @@ pub struct TooManyRequests {
 impl IntoResponse for TooManyRequests {
     fn into_response(self) -> Response {
         let seconds = self.wait.as_secs() + u64::from(self.wait.subsec_nanos() > 0);
-        Problem {
-            retry_after: Some(seconds.max(1)),
-            ..Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                "Too many requests",
-                format!("this {} sent too many requests; retry later", self.whose),
-            )
-        }
+        Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            format!("this {} sent too many requests; retry later", self.whose),
+        )
+        .with_retry_after(seconds.max(1))
         .into_response()
     }
 }

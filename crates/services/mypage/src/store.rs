@@ -1,7 +1,7 @@
 //! My page's own tables, written only by the projection.
 
 use chassis::{
-    db::{AsConn, Database, Tx},
+    db::{AsConn, Conn, Database, Tx},
     execute, on_conn,
 };
 use chrono::{DateTime, Utc};
@@ -118,17 +118,17 @@ pub async fn create_rebuild_table(tx: &mut Tx) -> Result<(), sqlx::Error> {
         &mut *tx,
         sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {REBUILD}")))
     )?;
-    let create = match tx {
-        Tx::Sqlite(tx) => {
+    let create = match tx.conn() {
+        Conn::Sqlite(c) => {
             let live_schema: String = sqlx::query_scalar(
                 "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1",
             )
             .bind(LIVE)
-            .fetch_one(&mut **tx)
+            .fetch_one(c)
             .await?;
             live_schema.replacen(LIVE, REBUILD, 1)
         }
-        Tx::Postgres(_) => format!("CREATE TABLE {REBUILD} (LIKE {LIVE} INCLUDING ALL)"),
+        Conn::Postgres(_) => format!("CREATE TABLE {REBUILD} (LIKE {LIVE} INCLUDING ALL)"),
     };
     execute!(tx, sqlx::query(AssertSqlSafe(create.clone())))?;
     Ok(())
@@ -138,11 +138,11 @@ pub async fn create_rebuild_table(tx: &mut Tx) -> Result<(), sqlx::Error> {
 /// that nothing it applies can fall between the rebuild's last catch-up and the swap.
 /// SQLite's write lock does that already.
 pub async fn hold_live_table(tx: &mut Tx) -> Result<(), sqlx::Error> {
-    if let Tx::Postgres(tx) = tx {
+    if let Conn::Postgres(c) = tx.conn() {
         sqlx::query(AssertSqlSafe(format!(
             "LOCK TABLE {LIVE} IN SHARE ROW EXCLUSIVE MODE"
         )))
-        .execute(&mut **tx)
+        .execute(c)
         .await?;
     }
     Ok(())

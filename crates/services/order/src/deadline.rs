@@ -4,19 +4,24 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chassis::{ServiceRuntime, trace::TraceContext};
+use chassis::{ServiceRuntime, retry::Trouble, trace::TraceContext};
 
 use crate::{domain::OrderCommand, execute, store};
 
 pub async fn reject_silent_sagas(rt: Arc<ServiceRuntime>, deadline: Duration) {
     let every = (deadline / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
+    let mut trouble = Trouble::new("the saga deadline check");
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = rt.shutdown.cancelled() => return,
         }
-        if let Err(error) = reject_expired(&rt, deadline).await {
-            tracing::warn!(%error, "checking saga deadlines failed; will retry");
+        match reject_expired(&rt, deadline).await {
+            Ok(()) => trouble.succeeded(),
+            // Tried again at the next period rather than after the backoff.
+            Err(error) => {
+                trouble.failed(&error);
+            }
         }
     }
 }
