@@ -61,9 +61,10 @@ pub struct ChassisSettings {
     #[command(flatten)]
     pub tokens: TokenSettings,
 
-    /// Where this runs; `production` refuses fault injection.
-    #[arg(long, env = "MALL_ENV", value_enum, default_value_t = Environment::Development)]
-    pub environment: Environment,
+    /// Where this runs; `production` refuses fault injection. Unset, it is production,
+    /// except for `mall up` (a shop on one machine), where it is development.
+    #[arg(long, env = "MALL_ENV", value_enum)]
+    pub environment: Option<Environment>,
 
     /// Faults to inject, for tests only: `service:fault,...;...` (README, "Fault
     /// injection"). Empty: none.
@@ -251,6 +252,11 @@ pub enum Durability {
 }
 
 impl ChassisSettings {
+    /// The environment set, or production: the safe side for a process told nothing.
+    pub fn environment(&self) -> Environment {
+        self.environment.unwrap_or(Environment::Production)
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::{
     bus::{BusError, Record, Subscription},
-    db::{Tx, is_storage_failure},
+    db::{Tx, is_data_error, is_storage_failure},
     dead_letters,
     faults::CrashPoint,
     flows::ServiceFlows,
@@ -255,7 +255,7 @@ async fn handle_with_retries<H: EventHandler>(
     let max_attempts = rt.settings.consumer_max_attempts;
     let mut attempt = 0;
     let mut storage_failures = 0;
-    let last_error = loop {
+    let (attempts, last_error) = loop {
         let error = match handle_once(rt, group, handler, &delivery).await {
             Ok(outcome) => {
                 match outcome {
@@ -279,8 +279,10 @@ async fn handle_with_retries<H: EventHandler>(
             _ => {
                 attempt += 1;
                 tracing::warn!(%error, attempt, max_attempts, "handling an event failed");
-                if attempt >= max_attempts {
-                    break error.to_string();
+                // An event that cannot be decoded or stored fails the same way every
+                // time: retrying would only hold up the partition behind it.
+                if attempt >= max_attempts || cannot_succeed(&error) {
+                    break (attempt, error.to_string());
                 }
                 backoff(attempt, HANDLER_MAX_WAIT)
             }
@@ -296,7 +298,7 @@ async fn handle_with_retries<H: EventHandler>(
         topic: record.topic.clone(),
         partition: record.partition,
         offset: record.offset,
-        attempts: max_attempts,
+        attempts,
         error: last_error,
         failed_at: chrono::Utc::now(),
         event: record.envelope.clone(),
@@ -307,6 +309,16 @@ async fn handle_with_retries<H: EventHandler>(
     rt.commit(tx).await?;
     count(rt, group, record, "dead_lettered");
     Ok(())
+}
+
+/// Whether retrying `error` is pointless: the event does not decode, or its data cannot
+/// be stored.
+fn cannot_succeed(error: &HandlerError) -> bool {
+    match error {
+        HandlerError::Decode(_) => true,
+        HandlerError::Database(error) => is_data_error(error),
+        HandlerError::Failed(_) => false,
+    }
 }
 
 async fn handle_once<H: EventHandler>(
@@ -386,7 +398,8 @@ mod tests {
     };
 
     /// Fails every event whose subject is "poison"; records the others it handled, in the
-    /// transaction it is given (as real handlers do).
+    /// transaction it is given (as real handlers do), but an "unstorable" one breaks a
+    /// NOT NULL constraint.
     struct PoisonSensitive;
 
     impl EventHandler for PoisonSensitive {
@@ -394,10 +407,11 @@ mod tests {
             if delivery.envelope.subject == "poison" {
                 return Err(HandlerError::Failed("cannot digest poison".into()));
             }
+            let id =
+                Some(delivery.envelope.id).filter(|_| delivery.envelope.subject != "unstorable");
             crate::execute!(
                 tx,
-                sqlx::query("INSERT INTO handled (event_id) VALUES ($1)")
-                    .bind(delivery.envelope.id)
+                sqlx::query("INSERT INTO handled (event_id) VALUES ($1)").bind(id)
             )?;
             Ok(())
         }
@@ -426,7 +440,7 @@ mod tests {
             db: DatabaseLocation::Embedded,
             db_max_connections: 2,
             bus_partitions: 1,
-            consumer_max_attempts: 2,
+            consumer_max_attempts: 3,
             instance_id: "0".into(),
             tokens: crate::auth::TokenSettings {
                 jwks_url: "http://127.0.0.1:9/jwks".into(),
@@ -434,7 +448,7 @@ mod tests {
                 audience: "test".into(),
             },
             sqlite_synchronous: Durability::Normal,
-            environment: crate::faults::Environment::Test,
+            environment: Some(crate::faults::Environment::Test),
             faults: String::new(),
         };
         let rt = ServiceRuntime::start(
@@ -466,6 +480,7 @@ mod tests {
         bus.publish(vec![
             first.clone(),
             event("poison"),
+            event("unstorable"),
             undeclared,
             event("fine"),
             first,
@@ -482,15 +497,25 @@ mod tests {
             )
             .await
             .unwrap();
-        let records = dead_letters
-            .next_batch(10, Duration::from_secs(10))
-            .await
-            .unwrap();
-        assert_eq!(records.len(), 1);
-        let dead: DeadLettered = records[0].envelope.decode().unwrap();
-        assert_eq!(dead.event.subject, "poison");
-        assert_eq!(dead.attempts, 2);
-        assert_eq!(dead.error, "cannot digest poison");
+        let mut records = Vec::new();
+        while records.len() < 2 {
+            let batch = dead_letters
+                .next_batch(10, Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert!(!batch.is_empty(), "dead letters: {records:?}");
+            records.extend(batch);
+        }
+        let dead: Vec<DeadLettered> = records
+            .iter()
+            .map(|record| record.envelope.decode().unwrap())
+            .collect();
+        assert_eq!(dead[0].event.subject, "poison");
+        assert_eq!(dead[0].attempts, 3, "a handler's failure may pass: retried");
+        assert_eq!(dead[0].error, "cannot digest poison");
+        assert_eq!(dead[1].event.subject, "unstorable");
+        assert_eq!(dead[1].attempts, 1, "data that cannot be stored: at once");
+        assert!(dead[1].error.contains("NOT NULL"), "{}", dead[1].error);
 
         for _ in 0..200 {
             if handled().await >= 2 {

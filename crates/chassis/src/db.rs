@@ -244,6 +244,32 @@ pub fn is_storage_failure(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `error` says the data itself cannot be stored (a value the column refuses, a
+/// broken constraint other than a duplicate key): the same statement fails the same way
+/// however often it is tried. A duplicate key is not counted: a retry after a concurrent
+/// writer usually sees the row and goes another way.
+pub fn is_data_error(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(error) = error else {
+        return false;
+    };
+    let code = error.code().unwrap_or_default();
+    if error
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        // Class 22 (data exception: a NUL byte, a value out of range, bad encoding) and
+        // class 23 (integrity constraint) but 23505 (unique violation).
+        code.starts_with("22") || (code.starts_with("23") && code != "23505")
+    } else {
+        // SQLITE_TOOBIG, SQLITE_MISMATCH, and SQLITE_CONSTRAINT unless it is
+        // SQLITE_CONSTRAINT_UNIQUE or _PRIMARYKEY.
+        code.parse::<u32>().is_ok_and(|sqlite| {
+            matches!(sqlite & 0xff, 18 | 20)
+                || (sqlite & 0xff == 19 && !matches!(sqlite, 2067 | 1555))
+        })
+    }
+}
+
 /// Serialises the writers of one aggregate until the transaction ends. SQLite's write
 /// lock does that already; PostgreSQL takes a transaction-scoped advisory lock on the id,
 /// so that a read-decide-write (stock, an order's next version) never decides on a state

@@ -40,6 +40,16 @@ pub enum Environment {
     Production,
 }
 
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Environment::Development => "development",
+            Environment::Test => "test",
+            Environment::Production => "production",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FaultError {
     #[error("MALL_FAULTS is set, and fault injection is refused when MALL_ENV=production")]

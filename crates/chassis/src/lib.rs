@@ -17,6 +17,7 @@
 //! - [`ui`]: the service's web components, embedded, for the shell page to compose;
 //! - [`retry`]: backoff for loops that retry until the trouble passes, logged once;
 //! - [`storage`]: whether a database takes work now, for logs, readiness and metrics;
+//! - [`text`]: free text from clients, normalised and cleaned of what poisons or fools;
 //! - [`problem`], [`telemetry`], [`trace`]: errors, logs and metrics, W3C trace context.
 
 pub mod auth;
@@ -37,6 +38,7 @@ pub mod runtime;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
+pub mod text;
 pub mod trace;
 pub mod ui;
 

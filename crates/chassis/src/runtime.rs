@@ -54,7 +54,7 @@ impl ServiceRuntime {
         bus: Arc<dyn EventBus>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, StartError> {
-        let faults = Faults::parse(&settings.faults, name, settings.environment)?;
+        let faults = Faults::parse(&settings.faults, name, settings.environment())?;
         let db = open_service_database(name, &settings, data_dir).await?;
         let metrics = Metrics::new(name);
         metrics.register_failed_commits(db.health().failed_commits());

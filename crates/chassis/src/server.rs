@@ -5,7 +5,7 @@ use std::{future::Future, sync::Arc, time::Instant};
 use axum::{
     Extension, Json, Router,
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -153,7 +153,7 @@ async fn observe<S: Service>(
             .and_then(|v| v.to_str().ok()),
     );
     request.extensions_mut().insert(trace);
-    let method = request.method().to_string();
+    let method = method_label(request.method()).to_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -199,6 +199,21 @@ async fn observe<S: Service>(
         response.headers_mut().insert(TRACEPARENT, value);
     }
     response
+}
+
+/// The method as a metric label: one of a closed set, so that a client inventing methods
+/// cannot grow the metrics (each label value is a series kept for ever).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 async fn ready<S: Service>(State(rt): State<Arc<S>>) -> Response {

@@ -66,7 +66,6 @@ pub struct Settings {
 }
 
 const ADMIN_EMAIL: &str = "chaos-admin@12st.mall";
-const ADMIN_PASSWORD: &str = "chaos admin password";
 /// Services a kill may hit: all of them.
 const VICTIMS: [ServiceName; 7] = [
     ServiceName::Gateway,
@@ -104,6 +103,8 @@ struct Tally {
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    // First: chaos kills and damages what it runs on, which must be a throwaway shop.
+    let embedded = embedded_settings()?;
     let temporary = tempfile::tempdir()?;
     let small_disk = match settings.small_disk_mb {
         Some(megabytes) => Some(SmallDisk::mount(&temporary.path().join("disk"), megabytes)?),
@@ -120,8 +121,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Some(_) => temporary.path().join("supervisor.log"),
         None => data_dir.join("supervisor.log"),
     };
-    let db = crate::shop::auth_database(&data_dir, &default_chassis()).await?;
-    auth::register(&db, ADMIN_EMAIL, "Chaos admin", ADMIN_PASSWORD, true, None)
+    let admin_password = uuid::Uuid::new_v4().to_string();
+    let db = crate::shop::auth_database(&data_dir, &embedded).await?;
+    auth::register(&db, ADMIN_EMAIL, "Chaos admin", &admin_password, true, None)
         .await
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     db.close().await;
@@ -131,7 +133,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let client = Client::builder().timeout(Duration::from_secs(10)).build()?;
     wait_until_ready(&client, settings.base_port, Duration::from_secs(60)).await?;
     let gateway = crate::loadgen::Shop::new(client.clone(), &url);
-    let admin = gateway.login(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    let admin = gateway.login(ADMIN_EMAIL, &admin_password).await?;
     let products = gateway.test_products(&admin, "chaos").await?;
     let mut tokens = Vec::new();
     for i in 0..settings.concurrency {
@@ -251,8 +253,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let settled_in = load_stopped.elapsed();
     stop_shop(&mut shop).await;
     println!("\n== invariants (mall admin check) ==");
-    let invariants_hold =
-        crate::check::run(&data_dir, &embedded_settings()?, Duration::from_secs(60)).await?;
+    let invariants_hold = crate::check::run(&data_dir, &embedded, Duration::from_secs(60)).await?;
 
     println!("\n== chaos ==");
     println!(
@@ -330,16 +331,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     anyhow::ensure!(lost.is_empty(), "accepted orders lost: {lost:?}");
     anyhow::ensure!(invariants_hold, "invariants broken: see the report above");
     Ok(())
-}
-
-fn default_chassis() -> chassis::config::ChassisSettings {
-    use clap::Parser;
-    #[derive(clap::Parser)]
-    struct Defaults {
-        #[command(flatten)]
-        chassis: chassis::config::ChassisSettings,
-    }
-    Defaults::parse_from(["chaos"]).chassis
 }
 
 fn start_shop(

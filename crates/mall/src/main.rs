@@ -11,7 +11,10 @@ mod split;
 
 use std::{net::IpAddr, path::PathBuf};
 
-use chassis::config::{ChassisSettings, ServiceUrls};
+use chassis::{
+    config::{ChassisSettings, ServiceUrls},
+    faults::Environment,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -153,8 +156,17 @@ impl ServiceName {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     chassis::telemetry::init_logging();
+    if let Command::Up { chassis, .. } = &mut cli.command {
+        chassis.environment.get_or_insert(Environment::Development);
+    }
+    if matches!(
+        cli.command,
+        Command::Up { .. } | Command::Serve { .. } | Command::Admin { .. } | Command::Chaos(_)
+    ) {
+        keep_files_private();
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         match cli.command {
@@ -215,4 +227,11 @@ fn main() -> anyhow::Result<()> {
             Command::Bench { target } => bench::run(target).await,
         }
     })
+}
+
+/// Files and folders this process creates are its user's alone (0600, 0700): the
+/// databases hold password hashes, orders and addresses, the data folder a signing key.
+fn keep_files_private() {
+    // SAFETY: umask(2) only sets the process's file mode creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
 }

@@ -103,10 +103,26 @@ async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// The auth service's database, migrated: for tools that add accounts.
-pub async fn auth_database(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<Database> {
+/// Creates the data folder (0700, by the process's umask) unless it exists; warns when an
+/// existing one is open to other users, rather than changing a folder it did not make.
+fn open_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+    let mode = std::fs::metadata(data_dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            folder = %data_dir.display(),
+            mode = format!("{mode:o}"),
+            "the data folder is open to other users: `chmod 700` it"
+        );
+    }
+    Ok(())
+}
+
+/// The auth service's database, migrated: for tools that add accounts.
+pub async fn auth_database(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<Database> {
+    open_data_dir(data_dir)?;
     let db = chassis::runtime::open_service_database(auth::NAME, chassis, data_dir)
         .await
         .context("cannot open the auth database")?;
@@ -200,8 +216,7 @@ struct Shop {
 
 impl Shop {
     async fn open(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+        open_data_dir(data_dir)?;
         let bus = connect_bus(data_dir, chassis).await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));

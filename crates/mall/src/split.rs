@@ -52,9 +52,10 @@ pub async fn up(place: Placement, base_port: u16, chassis: &ChassisSettings) -> 
             port: base_port + service.port_offset(),
             urls: urls.clone(),
             signing_key: signing_key.clone(),
-            backends: [
+            shared: [
                 ("MALL_DB", chassis.db.to_string()),
                 ("MALL_BUS", chassis.bus.to_string()),
+                ("MALL_ENV", chassis.environment().to_string()),
             ],
         };
         children.spawn(supervise(command, shutdown.clone()));
@@ -81,8 +82,9 @@ struct ChildCommand {
     port: u16,
     urls: ServiceUrls,
     signing_key: PathBuf,
-    /// The databases and bus `mall up` was given, by flag or environment.
-    backends: [(&'static str, String); 2],
+    /// What `mall up` was given, by flag or environment, that its children share: the
+    /// databases, the bus, and the environment (`mall serve` alone would be production).
+    shared: [(&'static str, String); 3],
 }
 
 impl ChildCommand {
@@ -102,7 +104,7 @@ impl ChildCommand {
             .env("MALL_PAYMENT_URL", &self.urls.payment_url)
             .env("MALL_JWKS_URL", format!("{}/auth/jwks", self.urls.auth_url))
             .env("MALL_AUTH_SIGNING_KEY_FILE", &self.signing_key)
-            .envs(self.backends.iter().map(|(name, value)| (name, value)))
+            .envs(self.shared.iter().map(|(name, value)| (name, value)))
             .env(
                 "MALL_SEED_DEMO",
                 (self.service == ServiceName::Product).to_string(),

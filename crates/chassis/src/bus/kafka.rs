@@ -30,7 +30,8 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 const FINAL_COMMIT: Duration = Duration::from_secs(5);
 
 pub struct KafkaBus {
-    brokers: String,
+    /// The brokers and how to reach them (TLS, SASL): what every client starts from.
+    connection: ClientConfig,
     /// Prefix of every topic and group name on the cluster; empty for none.
     namespace: String,
     partitions: i32,
@@ -46,25 +47,70 @@ fn failed(error: KafkaError) -> BusError {
     BusError::Append(error.to_string())
 }
 
+/// Environment variables that reach librdkafka: `MALL_KAFKA_` and a connection setting
+/// with `_` for `.` (`MALL_KAFKA_SASL_USERNAME` sets `sasl.username`), so that a managed
+/// cluster's TLS and SASL settings can come from a secret.
+const SETTING_VARIABLE_PREFIX: &str = "MALL_KAFKA_";
+/// The settings those variables may set: how to reach the cluster, nothing of how the bus
+/// uses it (acks, idempotence, offsets stay as the bus needs them).
+const CONNECTION_SETTINGS: [&str; 5] = [
+    "security.protocol",
+    "sasl.",
+    "ssl.",
+    "enable.ssl.",
+    "enable.sasl.",
+];
+
+/// The librdkafka settings of the `MALL_KAFKA_*` variables among `variables`.
+fn connection_settings(
+    variables: impl Iterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>, BusError> {
+    variables
+        .filter_map(|(name, value)| {
+            let setting = name
+                .strip_prefix(SETTING_VARIABLE_PREFIX)?
+                .to_lowercase()
+                .replace('_', ".");
+            Some(
+                if CONNECTION_SETTINGS
+                    .iter()
+                    .any(|allowed| setting.starts_with(allowed))
+                {
+                    Ok((setting, value))
+                } else {
+                    Err(BusError::Settings(format!(
+                        "{name} would set {setting}; only security.protocol, sasl.* and ssl.* \
+                     can be set from the environment"
+                    )))
+                },
+            )
+        })
+        .collect()
+}
+
 impl KafkaBus {
     /// A bus on the brokers of `brokers` (`host:port,...`), its topics and groups named
     /// `<namespace>.<name>` (just `<name>` when the namespace is empty); topics it creates
     /// get `partitions` partitions.
+    /// Connection settings come from the `MALL_KAFKA_*` variables (see
+    /// [`SETTING_VARIABLE_PREFIX`]).
     pub fn connect(brokers: &str, namespace: &str, partitions: u32) -> Result<Self, BusError> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+        let mut connection = ClientConfig::new();
+        connection.set("bootstrap.servers", brokers);
+        for (setting, value) in connection_settings(std::env::vars())? {
+            connection.set(setting, value);
+        }
+        let producer = connection
+            .clone()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", "30000")
             .set("linger.ms", "1")
             .create()
             .map_err(failed)?;
-        let admin = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .create()
-            .map_err(failed)?;
+        let admin = connection.create().map_err(failed)?;
         Ok(KafkaBus {
-            brokers: brokers.to_owned(),
+            connection,
             namespace: namespace.to_owned(),
             // Static members can afford a long session (KIP-345): a broker unreachable for
             // tens of seconds does not cost the group a rebalance.
@@ -90,8 +136,8 @@ impl KafkaBus {
     /// A consumer that never joins `group` (it only reads its offsets, or assigns itself
     /// partitions), for operator reads.
     fn inspector(&self, group: &str) -> Result<BaseConsumer, BusError> {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+        self.connection
+            .clone()
             .set("group.id", self.named(group))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
@@ -288,8 +334,9 @@ impl EventBus for KafkaBus {
         topics: &[&str],
     ) -> Result<Box<dyn Subscription>, BusError> {
         self.ensure_topics(topics).await?;
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+        let consumer: StreamConsumer = self
+            .connection
+            .clone()
             .set("group.id", self.named(group))
             .set("client.id", member)
             // Static membership: a restarted process takes its partitions back at once
@@ -609,6 +656,40 @@ mod tests {
             );
         }
         records
+    }
+
+    #[test]
+    fn connection_settings_come_from_mall_kafka_variables_and_nothing_else_does() {
+        let variables = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        let settings = super::connection_settings(variables(&[
+            ("MALL_KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("MALL_KAFKA_SASL_MECHANISMS", "PLAIN"),
+            ("MALL_KAFKA_SSL_CA_LOCATION", "/etc/ca.pem"),
+            ("MALL_DB", "postgres://db"),
+            ("PATH", "/usr/bin"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            settings,
+            [
+                ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
+                ("sasl.mechanisms".to_owned(), "PLAIN".to_owned()),
+                ("ssl.ca.location".to_owned(), "/etc/ca.pem".to_owned()),
+            ]
+        );
+        let refused = super::connection_settings(variables(&[("MALL_KAFKA_ACKS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("MALL_KAFKA_ACKS would set acks"),
+            "{refused}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,6 +56,8 @@ pub enum BusError {
     Closed,
     #[error("{0}")]
     Failing(String),
+    #[error("event bus settings: {0}")]
+    Settings(String),
 }
 
 #[async_trait]

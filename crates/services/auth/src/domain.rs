@@ -1,12 +1,16 @@
 //! Account rules: what an email, a name and a password must be. Pure.
 
+use chassis::text::{Lines, clean};
+
 /// An email address, trimmed and lower-cased: `local@domain.tld`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let email = raw.trim().to_lowercase();
+        let email = clean(raw, 254, Lines::One)
+            .map_err(|error| format!("email {error}"))?
+            .to_lowercase();
         let invalid = || Err(format!("email {:?} is not a valid address", raw.trim()));
         if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return invalid();
@@ -37,12 +41,9 @@ pub struct Name(String);
 
 impl Name {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let name = raw.trim();
-        match name.chars().count() {
-            0 => Err("name must not be empty".into()),
-            1..=100 => Ok(Name(name.to_owned())),
-            _ => Err("name must be at most 100 characters".into()),
-        }
+        clean(raw, 100, Lines::One)
+            .map(Name)
+            .map_err(|error| format!("name {error}"))
     }
 
     pub fn as_str(&self) -> &str {

@@ -17,6 +17,11 @@ pub enum KeyError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "the signing key file {path} is open to other users (mode {mode:o}): `chmod 600` it, \
+         and replace the key if anyone may have read it"
+    )]
+    Exposed { path: String, mode: u32 },
     #[error("the signing key is not an Ed25519 PKCS#8 PEM key: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
 }
@@ -50,13 +55,21 @@ impl SigningKey {
         Ok(SigningKey { encoding, public })
     }
 
-    /// Reads the key at `path`.
+    /// Reads the key at `path`, which no one but its owner may read.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let pem = std::fs::read(path).map_err(|source| KeyError::Io {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |source| KeyError::Io {
             path: path.display().to_string(),
             source,
-        })?;
-        Self::from_pem(&pem)
+        };
+        let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Exposed {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
+        Self::from_pem(&std::fs::read(path).map_err(io)?)
     }
 
     /// Reads the key at `path`, first creating it (readable by its owner only) if there is

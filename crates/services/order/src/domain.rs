@@ -1,6 +1,7 @@
 //! The order aggregate, event-sourced: commands decide events, events fold into state.
 //! Pure: no I/O, every value valid by construction.
 
+use chassis::text::{Lines, clean};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -26,19 +27,17 @@ impl Quantity {
     }
 }
 
-/// Where the order goes: not blank, at most 500 characters.
+/// Where the order goes: one line of 1 to 500 characters of clean text
+/// ([`chassis::text`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
 pub struct Address(String);
 
 impl Address {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let address = raw.trim();
-        match address.chars().count() {
-            0 => Err("address must not be empty".into()),
-            1..=500 => Ok(Address(address.to_owned())),
-            _ => Err("address must be at most 500 characters".into()),
-        }
+        clean(raw, 500, Lines::One)
+            .map(Address)
+            .map_err(|error| format!("address {error}"))
     }
 
     pub fn as_str(&self) -> &str {

@@ -1,4 +1,6 @@
 //! Catalogue and stock rules. Pure: no I/O, every value valid by construction.
+
+use chassis::text::{Lines, TextError, clean};
 /// Most units of one product the shop holds or moves at once.
 pub const MAX_STOCK: u32 = 1_000_000;
 /// Most units one order may ask for.
@@ -11,12 +13,9 @@ pub struct ProductName(String);
 
 impl ProductName {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let name = raw.trim();
-        match name.chars().count() {
-            0 => Err("name must not be empty".into()),
-            1..=200 => Ok(ProductName(name.to_owned())),
-            _ => Err("name must be at most 200 characters".into()),
-        }
+        clean(raw, 200, Lines::One)
+            .map(ProductName)
+            .map_err(|error| format!("name {error}"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -28,11 +27,13 @@ impl ProductName {
 pub struct Description(String);
 
 impl Description {
+    /// Lines of clean text, at most 2000 characters; it may be empty.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.chars().count() > 2_000 {
-            return Err("description must be at most 2000 characters".into());
+        match clean(raw, 2_000, Lines::Many) {
+            Ok(text) => Ok(Description(text)),
+            Err(TextError::Empty) => Ok(Description(String::new())),
+            Err(error) => Err(format!("description {error}")),
         }
-        Ok(Description(raw.trim().to_owned()))
     }
 
     pub fn as_str(&self) -> &str {

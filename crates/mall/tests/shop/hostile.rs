@@ -1,0 +1,245 @@
+//! What a hostile client or a careless default could do to the shop (issue 16), each tried
+//! as the attack that used to work, now refused or bounded.
+
+use std::os::unix::fs::PermissionsExt;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{Shop, assert_problem, count};
+
+/// The order service's port, from the shop's base port.
+const ORDER: u16 = 1;
+
+async fn metrics_size(shop: &Shop) -> usize {
+    let url = format!("http://127.0.0.1:{}/metrics", shop.base_port + ORDER);
+    shop.client
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn invented_http_methods_do_not_grow_the_metrics() {
+    let shop = Shop::start().await;
+    let before = metrics_size(&shop).await;
+    let url = format!("http://127.0.0.1:{}/api/orders", shop.base_port + ORDER);
+    let mut answers = Vec::new();
+    for batch in 0..40 {
+        let requests = (0..50).map(|i| {
+            let method =
+                Method::from_bytes(format!("JUNK{batch}X{i}{}", "Z".repeat(1_000)).as_bytes())
+                    .unwrap();
+            shop.client.request(method, &url).send()
+        });
+        answers.extend(futures::future::join_all(requests).await);
+    }
+    let answered = answers.iter().filter(|answer| answer.is_ok()).count();
+    assert_eq!(answered, 2_000, "the service answers each junk request");
+    let grown = metrics_size(&shop).await.saturating_sub(before);
+    assert!(
+        grown < 64 * 1024,
+        "/metrics grew by {grown} bytes after 2,000 invented methods"
+    );
+}
+
+/// NUL bytes, bidirectional overrides and invisible characters in every free-text field
+/// are refused with a 422 naming the field, and nothing is stored.
+#[tokio::test]
+async fn control_bidi_and_invisible_characters_are_refused_in_every_text_field() {
+    let shop = Shop::start().await;
+    let product = shop.add_product(1_000, 10).await;
+    let order_id = shop.place_order(&product, 1).await;
+    shop.final_order(&order_id).await;
+    let (orders, catalogue, accounts) = (
+        shop.db("order").await,
+        shop.db("product").await,
+        shop.db("auth").await,
+    );
+    let order_events = count(&orders, "SELECT COUNT(*) FROM order_events").await;
+    let products = count(&catalogue, "SELECT COUNT(*) FROM products").await;
+    let customers = count(&accounts, "SELECT COUNT(*) FROM customers").await;
+    let poisons = [
+        "Seoul\u{0}evil",
+        "Seoul\u{202E}live",
+        "Se\u{200B}oul",
+        "Seoul\u{1B}[31m",
+    ];
+    for poison in poisons {
+        let cases = [
+            (
+                shop.post(
+                    "/api/auth/signup",
+                    &json!({"email": "new@test.12st", "password": "a good password", "name": poison}),
+                )
+                .await,
+                "name",
+            ),
+            (
+                shop.post(
+                    "/api/auth/signup",
+                    &json!({"email": format!("a{poison}@test.12st"), "password": "a good password", "name": "Kim"}),
+                )
+                .await,
+                "email",
+            ),
+            (
+                shop.post_as(
+                    &shop.admin_token,
+                    "/api/products",
+                    &json!({"name": poison, "price": 100}),
+                )
+                .await,
+                "name",
+            ),
+            (
+                shop.post_as(
+                    &shop.admin_token,
+                    "/api/products",
+                    &json!({"name": "Mug", "description": poison, "price": 100}),
+                )
+                .await,
+                "description",
+            ),
+            (
+                shop.post_as(
+                    &shop.token,
+                    "/api/orders",
+                    &json!({"product_id": product, "quantity": 1, "address": poison}),
+                )
+                .await,
+                "address",
+            ),
+            (
+                shop.client
+                    .patch(format!("{}/api/orders/{order_id}", shop.url))
+                    .bearer_auth(&shop.token)
+                    .json(&json!({"address": poison}))
+                    .send()
+                    .await
+                    .unwrap(),
+                "address",
+            ),
+        ];
+        for (answer, field) in cases {
+            let problem = assert_problem(answer, StatusCode::UNPROCESSABLE_ENTITY, field).await;
+            assert!(
+                problem["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("must not contain"),
+                "{poison:?}: {problem}"
+            );
+        }
+    }
+    let description_with_lines = shop
+        .post_as(
+            &shop.admin_token,
+            "/api/products",
+            &json!({"name": "Notebook", "description": "A5\n80 pages", "price": 100}),
+        )
+        .await;
+    assert_eq!(description_with_lines.status(), StatusCode::CREATED);
+
+    assert_eq!(
+        count(&orders, "SELECT COUNT(*) FROM order_events").await,
+        order_events
+    );
+    assert_eq!(
+        count(&catalogue, "SELECT COUNT(*) FROM products").await,
+        products + 1,
+        "only the notebook"
+    );
+    assert_eq!(
+        count(&accounts, "SELECT COUNT(*) FROM customers").await,
+        customers
+    );
+}
+
+#[tokio::test]
+async fn the_data_folder_and_its_files_are_the_owners_alone() {
+    let shop = Shop::start().await;
+    shop.place_order(&shop.add_product(1_000, 10).await, 1)
+        .await;
+    let mut open_to_others = Vec::new();
+    let mut folders = vec![shop.data_dir().to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            // The test harness, not the shop, writes the shop's output there.
+            if path.ends_with("stdout.log") || path.ends_with("stderr.log") {
+                continue;
+            }
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                open_to_others.push(format!("{} {mode:o}", path.display()));
+            }
+            if path.is_dir() {
+                folders.push(path);
+            }
+        }
+    }
+    assert!(open_to_others.is_empty(), "{open_to_others:#?}");
+}
+
+#[test]
+fn a_signing_key_others_can_read_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "not even read").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
+        .args(["serve", "auth", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .env("MALL_AUTH_SIGNING_KEY_FILE", &key)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("open to other users"), "{stderr}");
+}
+
+#[test]
+fn a_service_told_nothing_runs_as_production_and_refuses_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
+        .args(["serve", "order", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("MALL_ENV")
+        .env("MALL_FAULTS", "order:error-rate=0.5")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refused when MALL_ENV=production"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn chaos_refuses_a_real_database_before_writing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
+        .args(["chaos", "--data-dir"])
+        .arg(dir.path())
+        .env("MALL_DB", "postgres://nobody@127.0.0.1:1/production")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("mall chaos runs on the embedded database"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
