@@ -24,6 +24,17 @@ pub struct ChassisSettings {
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub request_timeout_ms: u64,
 
+    /// A connection that has not sent a request's headers this long after it opened or
+    /// after its last answer (a slow client, or an idle keep-alive) is closed.
+    #[arg(long, env = "MALL_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub header_timeout_ms: u64,
+
+    /// Most connections a service holds open at once; more wait to be accepted.
+    #[arg(long, env = "MALL_MAX_CONNECTIONS", default_value_t = 2_048,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
     /// The event bus: `embedded` (the log in the data folder, shared by every process on
     /// this machine) or `kafka://host:port[,host:port...][/namespace]`; a namespace
     /// prefixes every topic and consumer group (`<namespace>.<topic>`), so that several
@@ -259,6 +270,10 @@ impl ChassisSettings {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
     }
 
     pub fn pool(&self) -> crate::db::PoolSettings {

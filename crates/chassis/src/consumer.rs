@@ -436,6 +436,8 @@ mod tests {
         let settings = ChassisSettings {
             body_limit_bytes: 1024,
             request_timeout_ms: 1000,
+            header_timeout_ms: 1000,
+            max_connections: 10,
             bus: crate::config::BusLocation::Embedded,
             db: DatabaseLocation::Embedded,
             db_max_connections: 2,

@@ -4,15 +4,21 @@ use std::{future::Future, sync::Arc, time::Instant};
 
 use axum::{
     Extension, Json, Router,
-    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    body::Body,
+    extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State},
     http::{HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
 };
-use tokio::net::TcpListener;
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     limit::RequestBodyLimitLayer,
@@ -26,6 +32,7 @@ use crate::{
     config::ChassisSettings,
     faults::Faults,
     problem::{Problem, problem_for_bare_errors},
+    retry::Trouble,
     storage::{StorageFailure, StorageHealth},
     telemetry::{HttpLabels, Metrics, RouteLabels},
     trace::TraceContext,
@@ -59,18 +66,61 @@ pub trait Service: Send + Sync + 'static {
 
 /// Serves `api` plus `/health/live`, `/health/ready` and `/metrics` on `listener` until
 /// the runtime's shutdown signal, then lets requests in flight finish.
+///
+/// Connections are served by hyper directly rather than `axum::serve`, which has no
+/// header-read timeout and no connection bound: a few thousand clients that open a
+/// connection and trickle its headers (slowloris) would hold every file descriptor.
 pub async fn serve<S: Service>(
     rt: Arc<S>,
     listener: TcpListener,
     api: Router,
 ) -> std::io::Result<()> {
     let app = with_chassis(rt.clone(), api);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(rt.shutdown().clone().cancelled_owned())
-    .await
+    let settings = rt.settings();
+    let open = Arc::new(Semaphore::new(settings.max_connections as usize));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout());
+    let connections = GracefulShutdown::new();
+    let shutdown = rt.shutdown();
+    let mut trouble = Trouble::new(format!("accepting {} connections", rt.name()));
+    loop {
+        // At the bound, the next connection waits in the listen backlog, not in memory.
+        let permit = tokio::select! {
+            permit = open.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors, or a connection reset before it was taken.
+                Err(error) => {
+                    tokio::time::sleep(trouble.failed(&error)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        trouble.succeeded();
+        let app = app.clone();
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(request.map(Body::new))
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away or times out is no error of ours.
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    connections.shutdown().await;
+    Ok(())
 }
 
 /// `api` with the operational endpoints and the middleware stack added.

@@ -243,3 +243,58 @@ fn chaos_refuses_a_real_database_before_writing_anything() {
         "nothing written"
     );
 }
+
+/// Slowloris: 500 connections that never finish their headers are closed after the header
+/// timeout, while other customers are served meanwhile; an idle keep-alive connection is
+/// closed after it too.
+#[tokio::test]
+async fn connections_that_never_finish_their_headers_are_closed_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let shop = Shop::start_with(&[("MALL_HEADER_TIMEOUT_MS", "1000")]).await;
+    let gateway = format!("127.0.0.1:{}", shop.base_port);
+    let mut slow = Vec::new();
+    for _ in 0..500 {
+        let mut connection = tokio::net::TcpStream::connect(&gateway).await.unwrap();
+        connection
+            .write_all(b"GET /api/products HTTP/1.1\r\nHost: shop\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(connection);
+    }
+    let opened = std::time::Instant::now();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let catalogue = shop.get("/api/products").await;
+        assert_eq!(catalogue.status(), StatusCode::OK);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+    let closed = futures::future::join_all(slow.iter_mut().map(|connection| async move {
+        let mut rest = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            connection.read_to_end(&mut rest),
+        )
+        .await
+        .is_ok()
+    }))
+    .await;
+    let still_open = closed.iter().filter(|closed| !**closed).count();
+    assert_eq!(still_open, 0, "slow connections still open after 5 s");
+    eprintln!("500 slow connections closed within {:?}", opened.elapsed());
+
+    let mut idle = tokio::net::TcpStream::connect(&gateway).await.unwrap();
+    idle.write_all(b"GET /health/live HTTP/1.1\r\nHost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0; 4096];
+    let read = idle.read(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer[..read]).starts_with("HTTP/1.1 200"));
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        idle.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "an idle keep-alive connection stays open");
+}
