@@ -298,3 +298,85 @@ async fn connections_that_never_finish_their_headers_are_closed_and_others_are_s
     .await;
     assert!(closed.is_ok(), "an idle keep-alive connection stays open");
 }
+
+/// An order's stream cannot be grown without end: address changes stop at the cap with a
+/// 409, and its history comes a page at a time.
+#[tokio::test]
+async fn address_changes_are_capped_and_history_is_paged() {
+    let shop = Shop::start().await;
+    let order_id = shop
+        .place_order(&shop.add_product(1_000, 10).await, 1)
+        .await;
+    shop.final_order(&order_id).await;
+    let order_url = format!("{}/api/orders/{order_id}", shop.url);
+    let change = |n: usize| {
+        shop.client
+            .patch(&order_url)
+            .bearer_auth(&shop.token)
+            .json(&json!({"address": format!("{n} Haeundae-ro, Busan")}))
+            .send()
+    };
+    for n in 0..10 {
+        assert_eq!(change(n).await.unwrap().status(), StatusCode::ACCEPTED);
+        let started = std::time::Instant::now();
+        while shop.order(&order_id).await["request"]["status"] == "PENDING" {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    assert_problem(
+        change(10).await.unwrap(),
+        StatusCode::CONFLICT,
+        "the most allowed",
+    )
+    .await;
+    assert_eq!(
+        shop.order(&order_id).await["address"],
+        "9 Haeundae-ro, Busan"
+    );
+
+    let mut versions = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = cursor.map_or(String::new(), |c| format!("&cursor={c}"));
+        let page: serde_json::Value = shop
+            .get_as(
+                &shop.token,
+                &format!("/api/orders/{order_id}/history?limit=4{query}"),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 4);
+        versions.extend(items.iter().map(|event| event["version"].as_u64().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let expected: Vec<u64> = (1..=versions.len() as u64).collect();
+    assert_eq!(versions, expected, "every event once, in order");
+    assert_eq!(
+        versions.len(),
+        23,
+        "placed, confirmed, on its way, 10 × requested and changed"
+    );
+    for bad in ["limit=0", "limit=101", "cursor=yesterday", "colour=red"] {
+        assert_problem(
+            shop.get_as(
+                &shop.token,
+                &format!("/api/orders/{order_id}/history?{bad}"),
+            )
+            .await,
+            if bad.starts_with("colour") {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            },
+            "",
+        )
+        .await;
+    }
+}

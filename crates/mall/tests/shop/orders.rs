@@ -162,7 +162,7 @@ async fn an_event_delivered_twice_changes_nothing_the_second_time() {
         .json()
         .await
         .unwrap();
-    let types: Vec<_> = history["events"]
+    let types: Vec<_> = history["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -194,7 +194,7 @@ async fn history_lists_every_event_with_what_it_changed() {
         .json()
         .await
         .unwrap();
-    let events = history["events"].as_array().unwrap();
+    let events = history["items"].as_array().unwrap();
     assert_eq!(events[0]["type"], "OrderPlaced");
     assert_eq!(events[0]["version"], 1);
     assert_eq!(events[0]["data"]["amount"], 5_000);

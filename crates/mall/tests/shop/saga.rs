@@ -363,7 +363,7 @@ async fn an_address_change_is_undone_by_a_compensating_event_and_delivery_follow
         .json()
         .await
         .unwrap();
-    let events = history["events"].as_array().unwrap();
+    let events = history["items"].as_array().unwrap();
     let types: Vec<_> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(
         types,

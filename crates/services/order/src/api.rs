@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Extension, Json, Router,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -19,7 +19,7 @@ use chassis::{
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -176,7 +176,8 @@ impl IntoResponse for ApiError {
                 OrderError::NotCancellable(_)
                 | OrderError::NotChangeable(_)
                 | OrderError::NothingToUndo
-                | OrderError::RequestPending(_),
+                | OrderError::RequestPending(_)
+                | OrderError::TooManyChanges,
             )) => Problem::new(
                 StatusCode::CONFLICT,
                 "not-allowed-now",
@@ -392,28 +393,71 @@ async fn get_order(
     Ok(Json(order))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct HistoryPage {
+    /// Events per page, 1 to 100 (default 50).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 struct History {
     order_id: Uuid,
-    events: Vec<StoredEvent>,
+    items: Vec<StoredEvent>,
+    /// Where the next page starts; none after the last event.
+    next_cursor: Option<String>,
 }
 
-/// Every stored event of one of the caller's orders, with the fields it changed.
+const DEFAULT_HISTORY_PAGE: u32 = 50;
+const MAX_HISTORY_PAGE: u32 = 100;
+
+/// The stored events of one of the caller's orders, oldest first, a page at a time, each
+/// with the fields it changed.
 #[utoipa::path(get, path = "/orders/{id}/history", tag = "order",
-    params(("id" = String, Path, description = "order id")),
+    params(("id" = String, Path, description = "order id"), HistoryPage),
     security(("bearer" = [])),
     responses((status = 200, body = History),
               (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn get_history(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(page): Query<HistoryPage>,
 ) -> Result<Json<History>, ApiError> {
+    let limit = page.limit.unwrap_or(DEFAULT_HISTORY_PAGE);
+    if !(1..=MAX_HISTORY_PAGE).contains(&limit) {
+        return Err(ApiError::Validation(format!(
+            "limit must be between 1 and {MAX_HISTORY_PAGE}"
+        )));
+    }
+    let after = match page.cursor {
+        Some(cursor) => cursor
+            .parse::<u32>()
+            .map_err(|_| ApiError::Validation("cursor is not one this API gave".into()))?,
+        None => 0,
+    };
     let (order, events) = load_order(&state.rt, &caller, &id).await?;
+    let mut items: Vec<StoredEvent> = events
+        .into_iter()
+        .filter(|event| event.version > after)
+        .take(limit as usize + 1)
+        .collect();
+    let next_cursor = (items.len() > limit as usize).then(|| {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map_or(after, |event| event.version)
+            .to_string()
+    });
     Ok(Json(History {
         order_id: order.order_id,
-        events,
+        items,
+        next_cursor,
     }))
 }
 

@@ -237,7 +237,14 @@ pub struct Order {
     /// Addresses the customer changed away from, newest last: what undo restores.
     #[serde(skip)]
     pub earlier_addresses: Vec<Address>,
+    /// Address changes and undos the customer asked for, granted or not.
+    #[serde(skip)]
+    pub changes_requested: u32,
 }
+
+/// Most address changes and undos one order takes: each adds events that every load of
+/// the order replays, so a customer (or a script) must not add them without end.
+pub const MAX_CHANGES_REQUESTED: u32 = 10;
 
 #[derive(Debug, Clone)]
 pub enum OrderCommand {
@@ -288,6 +295,10 @@ pub enum OrderError {
     NothingToUndo,
     #[error("{0} of this order awaits delivery's answer; try again in a moment")]
     RequestPending(RequestKind),
+    #[error(
+        "the address of this order was changed or restored {MAX_CHANGES_REQUESTED} times, the most allowed"
+    )]
+    TooManyChanges,
 }
 
 /// Decides what a command does to the order (`None` before it is placed).
@@ -348,6 +359,10 @@ fn decide_customer_change(
     }
     if let Some(request) = order.request.as_ref().filter(|r| r.is_pending()) {
         return Err(OrderError::RequestPending(request.kind));
+    }
+    if !matches!(command, OrderCommand::Cancel) && order.changes_requested >= MAX_CHANGES_REQUESTED
+    {
+        return Err(OrderError::TooManyChanges);
     }
     Ok(match command {
         OrderCommand::Cancel => vec![OrderEvent::CancellationRequested],
@@ -442,6 +457,7 @@ pub fn apply(order: Option<Order>, order_id: Uuid, event: &OrderEvent, at: DateT
             updated_at: at,
             version: 1,
             earlier_addresses: vec![],
+            changes_requested: 0,
         },
         (Some(order), OrderEvent::OrderConfirmed) => order.moved_to(OrderStatus::Confirmed, at),
         (Some(order), OrderEvent::OrderCancelled) => Order {
@@ -471,6 +487,7 @@ pub fn apply(order: Option<Order>, order_id: Uuid, event: &OrderEvent, at: DateT
                 RequestKind::ChangeAddress,
                 Some(address.clone()),
             )),
+            changes_requested: order.changes_requested + 1,
             ..order.touched(at)
         },
         (Some(order), OrderEvent::AddressChangeUndoRequested { address }) => Order {
@@ -478,6 +495,7 @@ pub fn apply(order: Option<Order>, order_id: Uuid, event: &OrderEvent, at: DateT
                 RequestKind::UndoAddressChange,
                 Some(address.clone()),
             )),
+            changes_requested: order.changes_requested + 1,
             ..order.touched(at)
         },
         (Some(mut order), OrderEvent::RequestRefused { reason }) => {
@@ -618,6 +636,36 @@ mod tests {
 
     fn address(raw: &str) -> Address {
         Address::parse(raw).unwrap()
+    }
+
+    #[test]
+    fn address_changes_and_undos_are_bounded_but_a_cancel_is_not() {
+        let mut commands = confirmed_and_delivering();
+        for i in 0..MAX_CHANGES_REQUESTED {
+            let to = address(&format!("{i} Haeundae-ro, Busan"));
+            commands.push(OrderCommand::ChangeAddress {
+                address: to.clone(),
+            });
+            commands.push(OrderCommand::DeliveryRedirected { address: to });
+        }
+        let order = given(commands);
+        assert_eq!(
+            decide(
+                order.as_ref(),
+                OrderCommand::ChangeAddress {
+                    address: address("elsewhere")
+                }
+            ),
+            Err(OrderError::TooManyChanges)
+        );
+        assert_eq!(
+            decide(order.as_ref(), OrderCommand::Undo),
+            Err(OrderError::TooManyChanges)
+        );
+        assert_eq!(
+            decide(order.as_ref(), OrderCommand::Cancel).unwrap(),
+            vec![OrderEvent::CancellationRequested]
+        );
     }
 
     #[test]

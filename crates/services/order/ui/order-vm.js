@@ -79,7 +79,7 @@ export class OrderViewModel {
         this.api.get(`/api/orders/${this.orderId}/history`),
       ]);
       this.order = order;
-      this.history = history.events;
+      this.history = history.items;
       this.error = null;
     } catch (error) {
       this.error = error;
