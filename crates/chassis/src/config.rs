@@ -30,6 +30,11 @@ pub struct ChassisSettings {
           value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub header_timeout_ms: u64,
 
+    /// Serve `/health/*` and `/metrics` on this port (same address) instead of beside the
+    /// API: an operator's port that the load balancer does not expose.
+    #[arg(long, env = "MALL_OPERATIONS_PORT")]
+    pub operations_port: Option<u16>,
+
     /// Most connections a service holds open at once; more wait to be accepted.
     #[arg(long, env = "MALL_MAX_CONNECTIONS", default_value_t = 2_048,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

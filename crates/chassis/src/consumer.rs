@@ -438,6 +438,7 @@ mod tests {
             request_timeout_ms: 1000,
             header_timeout_ms: 1000,
             max_connections: 10,
+            operations_port: None,
             bus: crate::config::BusLocation::Embedded,
             db: DatabaseLocation::Embedded,
             db_max_connections: 2,

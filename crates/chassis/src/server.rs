@@ -64,18 +64,44 @@ pub trait Service: Send + Sync + 'static {
     fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-/// Serves `api` plus `/health/live`, `/health/ready` and `/metrics` on `listener` until
-/// the runtime's shutdown signal, then lets requests in flight finish.
-///
-/// Connections are served by hyper directly rather than `axum::serve`, which has no
-/// header-read timeout and no connection bound: a few thousand clients that open a
-/// connection and trickle its headers (slowloris) would hold every file descriptor.
+/// Serves `api` on `listener` until the runtime's shutdown signal, then lets requests in
+/// flight finish; `/health/live`, `/health/ready` and `/metrics` beside it, or on the
+/// operations port when one is set (`MALL_OPERATIONS_PORT`, same address).
 pub async fn serve<S: Service>(
     rt: Arc<S>,
     listener: TcpListener,
     api: Router,
 ) -> std::io::Result<()> {
-    let app = with_chassis(rt.clone(), api);
+    let api = api.layer(middleware::from_fn_with_state(
+        rt.clone(),
+        inject_faults::<S>,
+    ));
+    let Some(port) = rt.settings().operations_port else {
+        let app = with_chassis(rt.clone(), api.merge(operations(rt.clone())));
+        return serve_connections(rt, listener, app).await;
+    };
+    let operations_listener = TcpListener::bind((listener.local_addr()?.ip(), port)).await?;
+    tokio::try_join!(
+        serve_connections(rt.clone(), listener, with_chassis(rt.clone(), api)),
+        serve_connections(
+            rt.clone(),
+            operations_listener,
+            with_chassis(rt.clone(), operations(rt))
+        ),
+    )
+    .map(drop)
+}
+
+/// Serves `app` on `listener` until the runtime's shutdown signal.
+///
+/// Connections are served by hyper directly rather than `axum::serve`, which has no
+/// header-read timeout and no connection bound: a few thousand clients that open a
+/// connection and trickle its headers (slowloris) would hold every file descriptor.
+async fn serve_connections<S: Service>(
+    rt: Arc<S>,
+    listener: TcpListener,
+    app: Router,
+) -> std::io::Result<()> {
     let settings = rt.settings();
     let open = Arc::new(Semaphore::new(settings.max_connections as usize));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -123,22 +149,22 @@ pub async fn serve<S: Service>(
     Ok(())
 }
 
-/// `api` with the operational endpoints and the middleware stack added.
-pub fn with_chassis<S: Service>(rt: Arc<S>, api: Router) -> Router {
-    let limit = rt.settings().body_limit_bytes as usize;
-    let operations = Router::new()
+/// The operator's endpoints: liveness, readiness and metrics.
+fn operations<S: Service>(rt: Arc<S>) -> Router {
+    Router::new()
         .route(
             "/health/live",
             get(|| async { Json(serde_json::json!({"status": "live"})) }),
         )
         .route("/health/ready", get(ready::<S>))
         .route("/metrics", get(metrics::<S>))
-        .with_state(rt.clone());
-    let api = api.layer(middleware::from_fn_with_state(
-        rt.clone(),
-        inject_faults::<S>,
-    ));
-    api.merge(operations).layer(
+        .with_state(rt)
+}
+
+/// `routes` behind the middleware stack every endpoint gets.
+fn with_chassis<S: Service>(rt: Arc<S>, routes: Router) -> Router {
+    let limit = rt.settings().body_limit_bytes as usize;
+    routes.layer(
         ServiceBuilder::new()
             .layer(Extension(rt.verifier().clone()))
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

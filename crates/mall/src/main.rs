@@ -160,6 +160,11 @@ fn main() -> anyhow::Result<()> {
     chassis::telemetry::init_logging();
     if let Command::Up { chassis, .. } = &mut cli.command {
         chassis.environment.get_or_insert(Environment::Development);
+        anyhow::ensure!(
+            chassis.operations_port.is_none(),
+            "MALL_OPERATIONS_PORT is for `mall serve`, one service per process: `mall up` \
+             serves each service's /health and /metrics on its own port"
+        );
     }
     if matches!(
         cli.command,

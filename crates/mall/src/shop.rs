@@ -12,6 +12,7 @@ use chassis::{
     bus::EventBus,
     config::{ChassisSettings, ServiceUrls},
     db::Database,
+    faults::Environment,
 };
 use rand::{Rng, distr::Alphanumeric};
 use serde::{Deserialize, Serialize};
@@ -91,6 +92,13 @@ pub async fn serve(
     chassis: ChassisSettings,
     options: ServeOptions,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        service != ServiceName::Gateway
+            || chassis.operations_port.is_some()
+            || chassis.environment() != Environment::Production,
+        "the gateway faces the internet: in production set MALL_OPERATIONS_PORT, so that \
+         /health and /metrics are served on a port of their own and not to everyone"
+    );
     let listener = bind(SocketAddr::new(place.bind, port)).await?;
     let shop = Shop::open(&place.data_dir, &chassis).await?;
     shop.start(service, listener, &chassis, &options).await?;

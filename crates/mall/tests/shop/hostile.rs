@@ -380,3 +380,85 @@ async fn address_changes_are_capped_and_history_is_paged() {
         .await;
     }
 }
+
+/// With an operations port, a service's health and metrics are served there and nowhere
+/// else; a production gateway refuses to start without one.
+#[tokio::test]
+async fn operator_endpoints_move_to_their_own_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::helpers::free_ports(2);
+    let mut order = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
+        .args(["serve", "order", "--port", &port.to_string()])
+        .args(["--operations-port", &(port + 1).to_string(), "--data-dir"])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let ready_url = format!("http://127.0.0.1:{}/health/ready", port + 1);
+    let started = std::time::Instant::now();
+    while !client
+        .get(&ready_url)
+        .send()
+        .await
+        .is_ok_and(|answer| answer.status().is_success())
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for path in ["/metrics", "/health/live", "/health/ready"] {
+        let public = client
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(public.status(), StatusCode::NOT_FOUND, "{path}");
+        let operator = client
+            .get(format!("http://127.0.0.1:{}{path}", port + 1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(operator.status(), StatusCode::OK, "{path}");
+    }
+    let api = client
+        .get(format!("http://127.0.0.1:{port}/orders/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        api.status(),
+        StatusCode::UNAUTHORIZED,
+        "the API stays where it was"
+    );
+    order.kill().unwrap();
+    order.wait().unwrap();
+
+    let gateway = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
+        .args(["serve", "gateway", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("MALL_ENV")
+        .output()
+        .unwrap();
+    assert!(!gateway.status.success());
+    let stderr = String::from_utf8_lossy(&gateway.stderr);
+    assert!(stderr.contains("MALL_OPERATIONS_PORT"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_merged_api_document_is_not_rebuilt_for_every_caller() {
+    let shop = Shop::start().await;
+    let fetches = futures::future::join_all((0..20).map(|_| shop.get("/api/openapi.json"))).await;
+    assert!(
+        fetches
+            .iter()
+            .all(|answer| answer.status() == StatusCode::OK)
+    );
+    let asked = shop
+        .metric(
+            ORDER,
+            "mall_http_requests_total",
+            &["route=\"/openapi.json\""],
+        )
+        .await;
+    assert_eq!(asked, 1.0, "order was asked for its document {asked} times");
+}

@@ -10,7 +10,11 @@
 mod dead_letters;
 mod limits;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     Extension, Router,
@@ -251,13 +255,16 @@ pub async fn run(
         .merge(ui::assets("/ui/shell", SHELL));
     let documents = Router::new()
         .route("/api/openapi.json", get(openapi_document))
-        .with_state(Arc::new([
-            upstream(&urls.auth_url),
-            upstream(&urls.product_url),
-            upstream(&urls.order_url),
-            upstream(&urls.delivery_url),
-            upstream(&urls.mypage_url),
-        ]));
+        .with_state(Arc::new(ApiDocument {
+            upstreams: [
+                upstream(&urls.auth_url),
+                upstream(&urls.product_url),
+                upstream(&urls.order_url),
+                upstream(&urls.delivery_url),
+                upstream(&urls.mypage_url),
+            ],
+            merged: tokio::sync::Mutex::new(None),
+        }));
     let routes = auth
         .merge(product)
         .merge(order)
@@ -322,12 +329,41 @@ async fn forward_for(
     }
 }
 
-/// The shop's public API: each service's own document, fetched now so it is never stale,
-/// with its paths under `/api` as the gateway routes them.
+/// The shop's public API document, and the last one merged.
+struct ApiDocument {
+    upstreams: [Upstream; 5],
+    merged: tokio::sync::Mutex<Option<(Instant, axum::body::Bytes)>>,
+}
+
+/// How long a merged document is served before it is merged again: a redeployed service's
+/// changes show within this, and anonymous callers cannot make the gateway call five
+/// services on every request.
+const API_DOCUMENT_TTL: Duration = Duration::from_secs(60);
+
+/// The shop's public API: each service's own document, with its paths under `/api` as the
+/// gateway routes them. One caller merges while the others wait for its result.
 async fn openapi_document(
-    State(upstreams): State<Arc<[Upstream; 5]>>,
+    State(document): State<Arc<ApiDocument>>,
     Extension(trace): Extension<TraceContext>,
 ) -> Response {
+    let mut merged = document.merged.lock().await;
+    let body = match merged
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < API_DOCUMENT_TTL)
+    {
+        Some((_, body)) => body.clone(),
+        None => match merge_documents(&document.upstreams, trace).await {
+            Ok(body) => merged.insert((Instant::now(), body)).1.clone(),
+            Err(problem) => return problem.into_response(),
+        },
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn merge_documents(
+    upstreams: &[Upstream],
+    trace: TraceContext,
+) -> Result<axum::body::Bytes, Problem> {
     let mut merged = serde_json::json!({
         "openapi": "3.1.0",
         "info": {
@@ -348,13 +384,12 @@ async fn openapi_document(
             Ok(document) => document,
             Err(error) => {
                 tracing::warn!(%error, upstream = %upstream.base, "cannot fetch an API document");
-                return Problem::new(
+                return Err(Problem::new(
                     StatusCode::BAD_GATEWAY,
                     "upstream-unavailable",
                     "A service's API document is unavailable",
                     format!("{} did not answer", upstream.base),
-                )
-                .into_response();
+                ));
             }
         };
         for (path, item) in document["paths"].as_object().into_iter().flatten() {
@@ -370,7 +405,9 @@ async fn openapi_document(
             }
         }
     }
-    axum::Json(merged).into_response()
+    Ok(serde_json::to_vec(&merged)
+        .expect("a JSON value always serialises")
+        .into())
 }
 
 impl Upstream {
