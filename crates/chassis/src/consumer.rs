@@ -507,6 +507,7 @@ mod tests {
                 .await
                 .unwrap();
             assert!(!batch.is_empty(), "dead letters: {records:?}");
+            dead_letters.commit(&batch).await.unwrap();
             records.extend(batch);
         }
         let dead: Vec<DeadLettered> = records
