@@ -122,6 +122,24 @@ impl KafkaBus {
         })
     }
 
+    /// Asks the cluster for its metadata, waiting at most `timeout`: whether it answers.
+    pub async fn metadata(&self, timeout: Duration) -> Result<(), BusError> {
+        let producer = self.producer.clone();
+        let fetched = tokio::task::spawn_blocking(move || {
+            producer.client().fetch_metadata(None, timeout).map(drop)
+        })
+        .await
+        .map_err(|error| BusError::Append(error.to_string()))?;
+        fetched.map_err(|error| BusError::Unreachable {
+            brokers: self
+                .connection
+                .get("bootstrap.servers")
+                .unwrap_or_default()
+                .to_owned(),
+            reason: error.to_string(),
+        })
+    }
+
     /// A bus whose consumers' sessions last `timeout` (45 s by default).
     pub fn with_session_timeout(mut self, timeout: Duration) -> Self {
         self.session_timeout = timeout;
@@ -367,16 +385,7 @@ impl EventBus for KafkaBus {
     }
 
     async fn ping(&self) -> Result<(), BusError> {
-        let producer = self.producer.clone();
-        tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(None, BROKER_TIMEOUT)
-                .map(|_| ())
-                .map_err(failed)
-        })
-        .await
-        .map_err(|error| BusError::Append(error.to_string()))?
+        self.metadata(BROKER_TIMEOUT).await
     }
 
     async fn group_backlog(&self, group: &str, topics: &[&str]) -> Result<i64, BusError> {

@@ -58,6 +58,8 @@ pub enum BusError {
     Failing(String),
     #[error("event bus settings: {0}")]
     Settings(String),
+    #[error("cannot reach Kafka at {brokers}: {reason}")]
+    Unreachable { brokers: String, reason: String },
 }
 
 #[async_trait]
@@ -101,6 +103,9 @@ pub trait Subscription: Send {
     async fn close(&mut self) -> Result<(), BusError>;
 }
 
+/// How long a start waits for the Kafka cluster to answer.
+const KAFKA_START_DEADLINE: Duration = Duration::from_secs(5);
+
 /// The bus `location` names: the embedded log in `data_dir`, or a Kafka cluster. Topics
 /// it creates get `partitions` partitions.
 pub async fn connect(
@@ -114,7 +119,11 @@ pub async fn connect(
             embedded::EmbeddedLog::open(&data_dir.join("bus.db"), durability, partitions).await?,
         ),
         BusLocation::Kafka { brokers, namespace } => {
-            Arc::new(kafka::KafkaBus::connect(brokers, namespace, partitions)?)
+            let bus = kafka::KafkaBus::connect(brokers, namespace, partitions)?;
+            // librdkafka would retry an absent cluster for ever in the background: a
+            // start that cannot reach it is refused now, with the cause.
+            bus.metadata(KAFKA_START_DEADLINE).await?;
+            Arc::new(bus)
         }
     })
 }
