@@ -9,6 +9,7 @@
 
 use std::{
     collections::BTreeMap,
+    num::NonZeroUsize,
     path::{Path, PathBuf},
     process::Stdio,
     sync::{Arc, Mutex},
@@ -121,9 +122,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         None => data_dir.join("supervisor.log"),
     };
     let db = crate::shop::auth_database(&data_dir, &default_chassis()).await?;
-    auth::register(&db, ADMIN_EMAIL, "Chaos admin", ADMIN_PASSWORD, true, None)
-        .await
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    auth::register(
+        &db,
+        &auth::Passwords::new(NonZeroUsize::MIN),
+        ADMIN_EMAIL,
+        "Chaos admin",
+        ADMIN_PASSWORD,
+        true,
+        None,
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("{error}"))?;
     db.close().await;
 
     let mut shop = start_shop(&settings, &data_dir, &supervisor_log)?;

@@ -2,6 +2,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
+    num::NonZeroUsize,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -176,6 +177,7 @@ pub async fn demo_customer(
     let db = auth_database(data_dir, chassis).await?;
     auth::register(
         &db,
+        &auth::Passwords::new(NonZeroUsize::MIN),
         &demo.email,
         "Demo Customer",
         &demo.password,

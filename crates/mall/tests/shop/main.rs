@@ -8,6 +8,7 @@ mod bad_input;
 mod documents;
 mod full_disk;
 mod helpers;
+mod hostile_logins;
 mod kafka;
 mod mypage;
 mod orders;

@@ -7,9 +7,15 @@
 mod api;
 pub mod domain;
 pub mod keys;
+mod login_limit;
+mod passwords;
 mod store;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    num::{NonZeroU32, NonZeroUsize},
+    path::PathBuf,
+    sync::Arc,
+};
 
 use chassis::{
     ServiceRuntime,
@@ -22,6 +28,9 @@ use tokio::net::TcpListener;
 
 pub use api::{ApiError, register};
 pub use keys::SigningKey;
+pub use passwords::Passwords;
+
+use crate::login_limit::LoginLimit;
 
 pub const NAME: &str = "auth";
 
@@ -59,6 +68,27 @@ pub struct AuthSettings {
     #[arg(long, env = "MALL_TOKEN_TTL_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(i64).range(30..=86_400))]
     pub token_ttl_secs: i64,
+
+    /// Password hashes (signups and logins) run at once; a request beyond them gets a
+    /// 503 with `Retry-After` at once. Default: the number of cores.
+    #[arg(long, env = "MALL_PASSWORD_HASHING_SLOTS")]
+    pub password_hashing_slots: Option<NonZeroUsize>,
+
+    /// Sustained login attempts per minute for one email, whatever their source.
+    #[arg(long, env = "MALL_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = NonZeroU32::new(10).unwrap())]
+    pub login_attempts_per_minute: NonZeroU32,
+
+    /// Login attempts one email may take at once above the sustained rate.
+    #[arg(long, env = "MALL_LOGIN_ATTEMPTS_BURST", default_value_t = NonZeroU32::new(10).unwrap())]
+    pub login_attempts_burst: NonZeroU32,
+}
+
+impl AuthSettings {
+    /// The password hashing pool these settings ask for.
+    pub fn passwords(&self) -> Passwords {
+        let cores = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+        Passwords::new(self.password_hashing_slots.unwrap_or(cores))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +116,21 @@ pub async fn run(
     settings: AuthSettings,
 ) -> Result<(), Error> {
     migrate(&rt.db).await?;
-    let router = api::router(rt.clone(), Arc::new(key), settings.token_ttl_secs)
-        .merge(ui::assets("/auth/ui", UI));
+    let login_limit = Arc::new(LoginLimit::new(
+        settings.login_attempts_per_minute,
+        settings.login_attempts_burst,
+    ));
+    rt.spawn(login_limit.clone().forget_quiet_emails(rt.shutdown.clone()));
+    let router = api::router(
+        rt.clone(),
+        api::Accounts {
+            key: Arc::new(key),
+            token_ttl_secs: settings.token_ttl_secs,
+            passwords: settings.passwords(),
+            login_limit,
+        },
+    )
+    .merge(ui::assets("/auth/ui", UI));
     server::serve(rt.clone(), listener, router).await?;
     rt.stopped().await;
     Ok(())
