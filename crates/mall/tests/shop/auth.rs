@@ -204,6 +204,24 @@ async fn forged_stale_and_misaddressed_tokens_are_refused_by_the_gateway_and_the
         c.nbf = now - 7_200;
     });
     let not_yet_valid = resign(&|c| c.nbf = now + 3_600);
+    const TEN_YEARS: i64 = 10 * 365 * 24 * 3_600;
+    let lasting_ten_years = resign(&|c| c.exp = now + TEN_YEARS);
+    // Within the allowed lifetime from its `iat`, but `iat` ten years out.
+    let issued_in_the_future = resign(&|c| {
+        c.iat = now + TEN_YEARS - 600;
+        c.exp = now + TEN_YEARS;
+    });
+    let mut without_iat = serde_json::to_value(claims(customer, vec![Role::Customer])).unwrap();
+    without_iat.as_object_mut().unwrap().remove("iat");
+    let mut real_kid = Header::new(Algorithm::EdDSA);
+    real_kid.kid = Some(real_key.kid().to_owned());
+    let real_pem = std::fs::read(shop.data_dir().join("auth-signing-key.pem")).unwrap();
+    let without_iat = encode(
+        &real_kid,
+        &without_iat,
+        &EncodingKey::from_ed_pem(&real_pem).unwrap(),
+    )
+    .unwrap();
     let wrong_issuer = resign(&|c| c.iss = "https://evil.example".into());
     let wrong_audience = resign(&|c| c.aud = "another-shop".into());
 
@@ -218,6 +236,9 @@ async fn forged_stale_and_misaddressed_tokens_are_refused_by_the_gateway_and_the
         ("HS256 with the public key", hmac_with_public_key),
         ("expired", expired),
         ("not yet valid", not_yet_valid),
+        ("lasting ten years", lasting_ten_years),
+        ("issued in the future", issued_in_the_future),
+        ("without iat", without_iat),
         ("wrong issuer", wrong_issuer),
         ("wrong audience", wrong_audience),
         ("garbage", "not.a.token".to_owned()),

@@ -64,7 +64,8 @@ pub struct AuthSettings {
     #[arg(long, env = "MALL_AUTH_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
 
-    /// How long an access token is valid, in seconds.
+    /// How long an access token is valid, in seconds; at most the verifiers'
+    /// `MALL_TOKEN_MAX_LIFETIME_SECS`.
     #[arg(long, env = "MALL_TOKEN_TTL_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(i64).range(30..=86_400))]
     pub token_ttl_secs: i64,
@@ -97,6 +98,11 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("serving HTTP failed: {0}")]
     Serve(#[from] std::io::Error),
+    #[error(
+        "MALL_TOKEN_TTL_SECS ({ttl}) is longer than MALL_TOKEN_MAX_LIFETIME_SECS ({max}): \
+         every token issued would be refused"
+    )]
+    TokenOutlivesItsLimit { ttl: i64, max: i64 },
 }
 
 /// Creates or updates the auth tables.
@@ -115,6 +121,13 @@ pub async fn run(
     key: SigningKey,
     settings: AuthSettings,
 ) -> Result<(), Error> {
+    let max = rt.settings.tokens.max_token_lifetime_secs;
+    if settings.token_ttl_secs > max {
+        return Err(Error::TokenOutlivesItsLimit {
+            ttl: settings.token_ttl_secs,
+            max,
+        });
+    }
     migrate(&rt.db).await?;
     let login_limit = Arc::new(LoginLimit::new(
         settings.login_attempts_per_minute,
