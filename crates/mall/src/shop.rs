@@ -256,6 +256,7 @@ impl Shop {
         let mut running = self.running.lock().await;
         match service {
             ServiceName::Auth => {
+                options.auth.check(&chassis.tokens)?;
                 let key = self.signing_key(options)?;
                 let rt = self.runtime(auth::NAME, chassis).await?;
                 let settings = options.auth.clone();

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Shop, assert_problem, count};
+use crate::helpers::{Shop, assert_problem, count, free_ports};
 
 #[tokio::test]
 async fn a_customer_signs_up_logs_in_orders_and_reads_the_order_through_the_gateway() {
@@ -523,4 +523,55 @@ async fn a_burst_above_the_rate_limit_gets_429_with_retry_after_then_recovers() 
     assert_problem(ip_limited, StatusCode::TOO_MANY_REQUESTS, "client address").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(shop.get("/api/products").await.status(), StatusCode::OK);
+}
+
+/// `mall <args>` in a fresh data folder with `env`: its exit status and standard error,
+/// once it ended (killed after 30 s).
+fn run_mall(args: &[&str], env: (&str, &str)) -> (std::process::ExitStatus, String) {
+    let data = tempfile::tempdir().unwrap();
+    let mut mall = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data.path())
+        .env(env.0, env.1)
+        .env("MALL_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = mall.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            mall.kill().unwrap();
+            panic!("mall {args:?} with {env:?} did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut mall.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+#[test]
+fn settings_that_would_weaken_token_checks_are_refused_at_start() {
+    let base_port = free_ports(7).to_string();
+    let (status, stderr) = run_mall(
+        &["serve", "product", "--port", &base_port],
+        ("MALL_JWKS_URL", "http://auth.internal:8086/auth/jwks"),
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("MALL_JWKS_URL") && stderr.contains("must be https"),
+        "{stderr}"
+    );
+
+    let (status, stderr) = run_mall(
+        &["up", "--base-port", &base_port],
+        ("MALL_TOKEN_TTL_SECS", "3600"),
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("MALL_TOKEN_MAX_LIFETIME_SECS"), "{stderr}");
 }

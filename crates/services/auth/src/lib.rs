@@ -19,6 +19,7 @@ use std::{
 
 use chassis::{
     ServiceRuntime,
+    auth::TokenSettings,
     db::Database,
     flows::{Actor, Command, EventRef, ServiceFlows, Subdomain},
     server, ui,
@@ -85,6 +86,19 @@ pub struct AuthSettings {
 }
 
 impl AuthSettings {
+    /// Refuses a token lifetime longer than the verifiers accept: every token issued
+    /// would be refused.
+    pub fn check(&self, tokens: &TokenSettings) -> Result<(), Error> {
+        let max = tokens.max_token_lifetime_secs;
+        if self.token_ttl_secs > max {
+            return Err(Error::TokenOutlivesItsLimit {
+                ttl: self.token_ttl_secs,
+                max,
+            });
+        }
+        Ok(())
+    }
+
     /// The password hashing pool these settings ask for.
     pub fn passwords(&self) -> Passwords {
         let cores = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
@@ -121,13 +135,6 @@ pub async fn run(
     key: SigningKey,
     settings: AuthSettings,
 ) -> Result<(), Error> {
-    let max = rt.settings.tokens.max_token_lifetime_secs;
-    if settings.token_ttl_secs > max {
-        return Err(Error::TokenOutlivesItsLimit {
-            ttl: settings.token_ttl_secs,
-            max,
-        });
-    }
     migrate(&rt.db).await?;
     let login_limit = Arc::new(LoginLimit::new(
         settings.login_attempts_per_minute,
