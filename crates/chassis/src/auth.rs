@@ -30,7 +30,7 @@ use crate::problem::Problem;
 /// The only algorithm accepted: a token claiming any other (`none`, `HS256`...) is refused
 /// before its signature is looked at.
 pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
-/// Least time between two JWKS fetches caused by unknown key ids.
+/// Least time between two JWKS fetches caused by unknown key ids, and after a failed one.
 pub const MIN_REFRESH: Duration = Duration::from_secs(10);
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECS: i64 = 5;
