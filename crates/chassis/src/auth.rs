@@ -2,9 +2,12 @@
 //! yields: who is asking and with which roles.
 //!
 //! Tokens are JWTs signed by the auth service with Ed25519 (`alg: EdDSA`); the keys come
-//! from a JWKS URL, cached and fetched again when a token names an unknown `kid` (at most
-//! once per [`MIN_REFRESH`], so junk tokens cannot make us hammer the issuer). Pointing
-//! `MALL_JWKS_URL` at an external OIDC issuer's JWKS works the same way.
+//! from a JWKS URL (https, or plain http on this machine only), cached, fetched again
+//! every `MALL_JWKS_REFRESH_SECS` so that a withdrawn key stops verifying (tokens it
+//! signed included), and when a token names an unknown `kid` (at most once per
+//! [`MIN_REFRESH`], so junk tokens cannot make us hammer the issuer). Pointing
+//! `MALL_JWKS_URL` at an external OIDC issuer's JWKS works the same way. A token must
+//! say when it was issued and may live no longer than `MALL_TOKEN_MAX_LIFETIME_SECS`.
 
 use std::{
     collections::HashMap,
@@ -27,20 +30,34 @@ use crate::problem::Problem;
 /// The only algorithm accepted: a token claiming any other (`none`, `HS256`...) is refused
 /// before its signature is looked at.
 pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
-/// Least time between two JWKS fetches caused by unknown key ids.
+/// Least time between two JWKS fetches caused by unknown key ids, and after a failed one.
 pub const MIN_REFRESH: Duration = Duration::from_secs(10);
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECS: i64 = 5;
 
 #[derive(Args, Debug, Clone)]
 pub struct TokenSettings {
-    /// Where the token signing keys are published (the auth service, or an OIDC issuer).
+    /// Where the token signing keys are published (the auth service, or an OIDC issuer):
+    /// https, or plain http to this machine (127.0.0.0/8, ::1, localhost).
     #[arg(
         long,
         env = "MALL_JWKS_URL",
-        default_value = "http://127.0.0.1:8086/auth/jwks"
+        default_value = "http://127.0.0.1:8086/auth/jwks",
+        value_parser = parse_jwks_url
     )]
     pub jwks_url: String,
+
+    /// How often the published keys are fetched again, in seconds, so that a key the
+    /// issuer withdrew stops verifying tokens.
+    #[arg(long, env = "MALL_JWKS_REFRESH_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub jwks_refresh_secs: u64,
+
+    /// The longest a token may live (`exp - iat`), in seconds: at least the issuer's
+    /// `MALL_TOKEN_TTL_SECS`. A longer-lived token is refused, whoever signed it.
+    #[arg(long, env = "MALL_TOKEN_MAX_LIFETIME_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(i64).range(30..=86_400))]
+    pub max_token_lifetime_secs: i64,
 
     /// The `iss` every token must carry.
     #[arg(long, env = "MALL_JWT_ISSUER", default_value = "12st-mall")]
@@ -49,6 +66,48 @@ pub struct TokenSettings {
     /// The `aud` every token must carry.
     #[arg(long, env = "MALL_JWT_AUDIENCE", default_value = "12st-mall")]
     pub audience: String,
+}
+
+/// `value`, when it is a URL keys can be fetched from without anyone on the way being
+/// able to swap them: https, or plain http to a loopback host.
+fn parse_jwks_url(value: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(value)
+        .map_err(|error| format!("MALL_JWKS_URL `{value}` is not a URL: {error}"))?;
+    match url.scheme() {
+        "https" => Ok(value.to_owned()),
+        "http" if is_loopback(&url) => Ok(value.to_owned()),
+        _ => Err(format!(
+            "MALL_JWKS_URL `{value}` must be https (plain http only to 127.0.0.0/8, ::1 or \
+             localhost): keys fetched in the clear could be swapped on the way"
+        )),
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host_str() {
+        Some(host) if host.eq_ignore_ascii_case("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
+/// A token must say when it was issued (`iat`, which [`Claims`] requires), not later than
+/// now, and expire at most `max_lifetime_secs` after that: whoever holds a signing key
+/// cannot mint a token that outlives the key's withdrawal by years.
+fn check_lifetime(claims: &Claims, now: i64, max_lifetime_secs: i64) -> Result<(), AuthError> {
+    if claims.iat > now + LEEWAY_SECS {
+        return Err(AuthError::Invalid("issued in the future".into()));
+    }
+    if claims.exp.saturating_sub(claims.iat) > max_lifetime_secs + LEEWAY_SECS {
+        return Err(AuthError::Invalid(format!(
+            "lives longer than the {max_lifetime_secs} s allowed"
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +171,16 @@ impl IntoResponse for AuthError {
 
 struct KeyCache {
     keys: HashMap<String, DecodingKey>,
+    /// The last fetch that succeeded.
     fetched_at: Option<Instant>,
+    /// The last fetch, when it failed.
+    failed_at: Option<Instant>,
+}
+
+/// A token whose signature checked out, and the key that signed it.
+struct VerifiedToken {
+    claims: Claims,
+    kid: String,
 }
 
 /// Tokens kept after their signature checked out, so that a client's next requests with
@@ -126,7 +194,7 @@ pub struct TokenVerifier {
     client: reqwest::Client,
     cache: RwLock<KeyCache>,
     refreshing: tokio::sync::Mutex<()>,
-    verified: RwLock<HashMap<String, Claims>>,
+    verified: RwLock<HashMap<String, VerifiedToken>>,
 }
 
 impl TokenVerifier {
@@ -140,42 +208,95 @@ impl TokenVerifier {
             cache: RwLock::new(KeyCache {
                 keys: HashMap::new(),
                 fetched_at: None,
+                failed_at: None,
             }),
             refreshing: tokio::sync::Mutex::new(()),
             verified: RwLock::new(HashMap::new()),
         }
     }
 
-    /// The token's claims when its algorithm, key, signature, `exp`, `nbf`, `iss` and
-    /// `aud` all check out.
+    /// The token's claims when its algorithm, key, signature, `exp`, `nbf`, `iat`, `iss`
+    /// and `aud` all check out.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        self.refresh_keys_when_due().await;
         let now = chrono::Utc::now().timestamp();
         let known = self
             .verified
             .read()
             .expect("verified token cache lock poisoned")
             .get(token)
-            .cloned();
+            .map(|verified| verified.claims.clone());
         if let Some(claims) = known {
-            // Signature, issuer and audience cannot have changed; time can.
+            // Signature, issuer, audience and lifetime cannot have changed; time can.
             if claims.exp + LEEWAY_SECS < now {
                 return Err(AuthError::Invalid("ExpiredSignature".into()));
             }
             return Ok(claims);
         }
-        let claims = self.verify_signed(token).await?;
-        let mut verified = self
-            .verified
-            .write()
-            .expect("verified token cache lock poisoned");
-        if verified.len() >= VERIFIED_CAPACITY {
-            verified.clear();
+        let (claims, kid) = self.verify_signed(token).await?;
+        check_lifetime(&claims, now, self.settings.max_token_lifetime_secs)?;
+        // Under the key cache's lock, so that a refresh cannot drop the key in between.
+        let cache = self.cache.read().expect("key cache lock poisoned");
+        if cache.keys.contains_key(&kid) {
+            let mut verified = self
+                .verified
+                .write()
+                .expect("verified token cache lock poisoned");
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+            let entry = VerifiedToken {
+                claims: claims.clone(),
+                kid,
+            };
+            verified.insert(token.to_owned(), entry);
         }
-        verified.insert(token.to_owned(), claims.clone());
         Ok(claims)
     }
 
-    async fn verify_signed(&self, token: &str) -> Result<Claims, AuthError> {
+    /// Fetches the keys again once they are `jwks_refresh_secs` old. One request does it
+    /// while the others go on with the keys at hand; when the issuer cannot be reached
+    /// those stay, and the next try is [`MIN_REFRESH`] later.
+    async fn refresh_keys_when_due(&self) {
+        let due = || {
+            let cache = self.cache.read().expect("key cache lock poisoned");
+            let interval = Duration::from_secs(self.settings.jwks_refresh_secs);
+            cache.fetched_at.is_some_and(|at| at.elapsed() >= interval)
+                && cache.failed_at.is_none_or(|at| at.elapsed() >= MIN_REFRESH)
+        };
+        if !due() {
+            return;
+        }
+        let Ok(_one_fetch_at_a_time) = self.refreshing.try_lock() else {
+            return;
+        };
+        if !due() {
+            return;
+        }
+        if let Err(error) = self.fetch_and_keep_keys().await {
+            tracing::warn!(%error, "refreshing the token signing keys failed; keeping the ones at hand");
+        }
+    }
+
+    /// Fetches the key set and makes it the one tokens are verified with, forgetting the
+    /// tokens that keys no longer in it signed.
+    async fn fetch_and_keep_keys(&self) -> Result<(), AuthError> {
+        let fetched = self.fetch_keys().await;
+        let mut cache = self.cache.write().expect("key cache lock poisoned");
+        let keys = fetched.inspect_err(|_| cache.failed_at = Some(Instant::now()))?;
+        self.verified
+            .write()
+            .expect("verified token cache lock poisoned")
+            .retain(|_, token| keys.contains_key(&token.kid));
+        cache.keys = keys;
+        cache.fetched_at = Some(Instant::now());
+        cache.failed_at = None;
+        Ok(())
+    }
+
+    /// The claims and the key id of a token whose signature, `exp`, `nbf`, `iss` and `aud`
+    /// check out.
+    async fn verify_signed(&self, token: &str) -> Result<(Claims, String), AuthError> {
         let invalid = |reason: &str| AuthError::Invalid(reason.to_owned());
         let header = decode_header(token).map_err(|_| invalid("malformed"))?;
         if header.alg != ALGORITHM {
@@ -190,7 +311,7 @@ impl TokenVerifier {
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS as u64;
         decode::<Claims>(token, &key, &validation)
-            .map(|data| data.claims)
+            .map(|data| (data.claims, kid))
             .map_err(|error| AuthError::Invalid(error.to_string()))
     }
 
@@ -218,10 +339,7 @@ impl TokenVerifier {
             .fetched_at
             .is_some_and(|at| at.elapsed() < MIN_REFRESH);
         if !fetched_recently {
-            let keys = self.fetch_keys().await?;
-            let mut cache = self.cache.write().expect("key cache lock poisoned");
-            cache.keys = keys;
-            cache.fetched_at = Some(Instant::now());
+            self.fetch_and_keep_keys().await?;
         }
         self.cached(kid)
             .ok_or_else(|| AuthError::Invalid("signed with an unknown key".into()))
@@ -307,5 +425,149 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
             return Err(AuthError::Forbidden);
         }
         Ok(Admin(caller))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::{Json, Router, routing::get};
+    use clap::Parser;
+    use jsonwebtoken::{EncodingKey, Header, encode, jwk::Jwk};
+
+    use super::*;
+
+    /// Two Ed25519 keys (PKCS#8 PEM, seeds of 0x01 and 0x02 bytes), for tests only.
+    const FIRST_KEY: &str = "-----BEGIN PRIVATE KEY-----\n\
+        MC4CAQAwBQYDK2VwBCIEIAEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB\n\
+        -----END PRIVATE KEY-----\n";
+    const SECOND_KEY: &str = "-----BEGIN PRIVATE KEY-----\n\
+        MC4CAQAwBQYDK2VwBCIEIAICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIC\n\
+        -----END PRIVATE KEY-----\n";
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        tokens: TokenSettings,
+    }
+
+    fn claims(now: i64, lifetime: i64) -> Claims {
+        Claims {
+            iss: "12st-mall".into(),
+            aud: "12st-mall".into(),
+            sub: Uuid::now_v7(),
+            exp: now + lifetime,
+            nbf: now,
+            iat: now,
+            jti: Uuid::now_v7(),
+            roles: vec![Role::Customer],
+        }
+    }
+
+    #[test]
+    fn the_jwks_is_fetched_over_https_or_on_this_machine_only() {
+        for accepted in [
+            "https://issuer.example/.well-known/jwks.json",
+            "http://127.0.0.1:8086/auth/jwks",
+            "http://127.9.8.7/jwks",
+            "http://[::1]:8086/auth/jwks",
+            "http://localhost:8086/auth/jwks",
+        ] {
+            assert_eq!(parse_jwks_url(accepted).as_deref(), Ok(accepted));
+        }
+        for refused in [
+            "http://auth:8086/auth/jwks",
+            "http://10.0.0.7:8086/auth/jwks",
+            "http://[2001:db8::1]/jwks",
+            "http://localhost.evil.example/jwks",
+            "ftp://issuer.example/jwks",
+            "issuer.example/jwks",
+        ] {
+            let error = parse_jwks_url(refused).unwrap_err();
+            assert!(error.contains("MALL_JWKS_URL"), "{refused}: {error}");
+        }
+        let error = Cli::try_parse_from(["test", "--jwks-url", "http://auth:8086/auth/jwks"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("must be https"), "{error}");
+        let defaults = Cli::try_parse_from(["test"]).unwrap().tokens;
+        assert_eq!(defaults.max_token_lifetime_secs, 900);
+    }
+
+    #[test]
+    fn a_token_lives_no_longer_than_allowed_from_when_it_was_issued() {
+        let now = 1_800_000_000;
+        assert!(check_lifetime(&claims(now, 900), now, 900).is_ok());
+        assert!(check_lifetime(&claims(now, 900 + LEEWAY_SECS), now, 900).is_ok());
+        let ten_years = claims(now, 10 * 365 * 24 * 3_600);
+        assert!(check_lifetime(&ten_years, now, 900).is_err());
+        let issued_later = Claims {
+            iat: now + 3_600,
+            exp: now + 3_600 + 600,
+            ..claims(now, 600)
+        };
+        assert!(check_lifetime(&issued_later, now, 900).is_err());
+        let overflowing = Claims {
+            iat: i64::MIN,
+            exp: i64::MAX,
+            ..claims(now, 600)
+        };
+        assert!(check_lifetime(&overflowing, now, 900).is_err());
+    }
+
+    /// A key's public half as published, under `kid`, and a token it signed.
+    fn key(pem: &str, kid: &str) -> (Jwk, String) {
+        let encoding = EncodingKey::from_ed_pem(pem.as_bytes()).unwrap();
+        let mut public = Jwk::from_encoding_key(&encoding, ALGORITHM).unwrap();
+        public.common.key_id = Some(kid.to_owned());
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(kid.to_owned());
+        let now = chrono::Utc::now().timestamp();
+        let token = encode(&header, &claims(now, 600), &encoding).unwrap();
+        (public, token)
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_is_refused_once_its_key_left_the_published_set() {
+        let (first, first_token) = key(FIRST_KEY, "first");
+        let (second, second_token) = key(SECOND_KEY, "second");
+        let published = Arc::new(Mutex::new(JwkSet {
+            keys: vec![first.clone()],
+        }));
+        let served = published.clone();
+        let jwks = get(move || async move { Json(served.lock().unwrap().clone()) });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, Router::new().route("/jwks", jwks))
+                .await
+                .unwrap();
+        });
+        let verifier = TokenVerifier::new(TokenSettings {
+            jwks_url: format!("http://{address}/jwks"),
+            jwks_refresh_secs: 1,
+            max_token_lifetime_secs: 900,
+            issuer: "12st-mall".into(),
+            audience: "12st-mall".into(),
+        });
+        assert!(verifier.verify(&first_token).await.is_ok());
+
+        // The issuer rotates: the first key is withdrawn, the second takes over.
+        *published.lock().unwrap() = JwkSet { keys: vec![second] };
+        assert!(
+            verifier.verify(&first_token).await.is_ok(),
+            "known until the keys are due for a refresh"
+        );
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let refused = verifier.verify(&first_token).await.unwrap_err();
+        assert!(refused.to_string().contains("unknown key"), "{refused}");
+        assert!(verifier.verify(&second_token).await.is_ok());
+
+        // Back in the set, its tokens verify again at the next refresh.
+        published.lock().unwrap().keys.push(first);
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        assert!(verifier.verify(&first_token).await.is_ok());
     }
 }

@@ -447,6 +447,8 @@ mod tests {
             instance_id: "0".into(),
             tokens: crate::auth::TokenSettings {
                 jwks_url: "http://127.0.0.1:9/jwks".into(),
+                jwks_refresh_secs: 300,
+                max_token_lifetime_secs: 900,
                 issuer: "test".into(),
                 audience: "test".into(),
             },

@@ -1,6 +1,6 @@
 //! `mall admin`: operator tools that work on a shop's data folder, running or not.
 
-use std::{io::BufRead, path::PathBuf};
+use std::{io::BufRead, num::NonZeroUsize, path::PathBuf};
 
 use anyhow::Context;
 use chassis::config::ChassisSettings;
@@ -193,10 +193,18 @@ pub async fn run(task: Task) -> anyhow::Result<()> {
                 }
             };
             let db = crate::shop::auth_database(&data_dir, &chassis).await?;
-            let id = auth::register(&db, &email, &name, &password, admin, None)
-                .await
-                .map_err(|error| anyhow::anyhow!("{error}"))?
-                .customer_id;
+            let id = auth::register(
+                &db,
+                &auth::Passwords::new(NonZeroUsize::MIN),
+                &email,
+                &name,
+                &password,
+                admin,
+                None,
+            )
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))?
+            .customer_id;
             db.close().await;
             let role = if admin { "admin" } else { "customer" };
             println!("created {role} {email} with id {id}");

@@ -9,6 +9,7 @@
 
 use std::{
     collections::BTreeMap,
+    num::NonZeroUsize,
     path::{Path, PathBuf},
     process::Stdio,
     sync::{Arc, Mutex},
@@ -123,9 +124,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let admin_password = uuid::Uuid::new_v4().to_string();
     let db = crate::shop::auth_database(&data_dir, &embedded).await?;
-    auth::register(&db, ADMIN_EMAIL, "Chaos admin", &admin_password, true, None)
-        .await
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    auth::register(
+        &db,
+        &auth::Passwords::new(NonZeroUsize::MIN),
+        ADMIN_EMAIL,
+        "Chaos admin",
+        &admin_password,
+        true,
+        None,
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("{error}"))?;
     db.close().await;
 
     let mut shop = start_shop(&settings, &data_dir, &supervisor_log)?;

@@ -155,7 +155,20 @@ impl ServiceName {
     }
 }
 
+/// Makes glibc give large freed buffers back to the system. By default it raises its mmap
+/// threshold to the size of each large buffer freed, after which such buffers (Argon2's
+/// 12 MiB per password check) come from per-thread arenas and stay resident when freed:
+/// a burst of logins left the shop 150 MiB larger for good.
+#[cfg(target_env = "gnu")]
+fn return_large_buffers_to_the_system() {
+    const THRESHOLD_BYTES: libc::c_int = 128 * 1024;
+    // SAFETY: mallopt(3) only sets an allocator parameter; called before any thread starts.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD_BYTES) };
+}
+
 fn main() -> anyhow::Result<()> {
+    #[cfg(target_env = "gnu")]
+    return_large_buffers_to_the_system();
     let mut cli = Cli::parse();
     chassis::telemetry::init_logging();
     if let Command::Up { chassis, .. } = &mut cli.command {

@@ -2,6 +2,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
+    num::NonZeroUsize,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -200,6 +201,7 @@ pub async fn demo_customer(
     let db = auth_database(data_dir, chassis).await?;
     auth::register(
         &db,
+        &auth::Passwords::new(NonZeroUsize::MIN),
         &demo.email,
         "Demo Customer",
         &demo.password,
@@ -277,6 +279,7 @@ impl Shop {
         let mut running = self.running.lock().await;
         match service {
             ServiceName::Auth => {
+                options.auth.check(&chassis.tokens)?;
                 let key = self.signing_key(options)?;
                 let rt = self.runtime(auth::NAME, chassis).await?;
                 let settings = options.auth.clone();

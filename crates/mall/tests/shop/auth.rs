@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Shop, assert_problem, count};
+use crate::helpers::{Shop, assert_problem, count, free_ports};
 
 #[tokio::test]
 async fn a_customer_signs_up_logs_in_orders_and_reads_the_order_through_the_gateway() {
@@ -204,6 +204,24 @@ async fn forged_stale_and_misaddressed_tokens_are_refused_by_the_gateway_and_the
         c.nbf = now - 7_200;
     });
     let not_yet_valid = resign(&|c| c.nbf = now + 3_600);
+    const TEN_YEARS: i64 = 10 * 365 * 24 * 3_600;
+    let lasting_ten_years = resign(&|c| c.exp = now + TEN_YEARS);
+    // Within the allowed lifetime from its `iat`, but `iat` ten years out.
+    let issued_in_the_future = resign(&|c| {
+        c.iat = now + TEN_YEARS - 600;
+        c.exp = now + TEN_YEARS;
+    });
+    let mut without_iat = serde_json::to_value(claims(customer, vec![Role::Customer])).unwrap();
+    without_iat.as_object_mut().unwrap().remove("iat");
+    let mut real_kid = Header::new(Algorithm::EdDSA);
+    real_kid.kid = Some(real_key.kid().to_owned());
+    let real_pem = std::fs::read(shop.data_dir().join("auth-signing-key.pem")).unwrap();
+    let without_iat = encode(
+        &real_kid,
+        &without_iat,
+        &EncodingKey::from_ed_pem(&real_pem).unwrap(),
+    )
+    .unwrap();
     let wrong_issuer = resign(&|c| c.iss = "https://evil.example".into());
     let wrong_audience = resign(&|c| c.aud = "another-shop".into());
 
@@ -218,6 +236,9 @@ async fn forged_stale_and_misaddressed_tokens_are_refused_by_the_gateway_and_the
         ("HS256 with the public key", hmac_with_public_key),
         ("expired", expired),
         ("not yet valid", not_yet_valid),
+        ("lasting ten years", lasting_ten_years),
+        ("issued in the future", issued_in_the_future),
+        ("without iat", without_iat),
         ("wrong issuer", wrong_issuer),
         ("wrong audience", wrong_audience),
         ("garbage", "not.a.token".to_owned()),
@@ -502,4 +523,55 @@ async fn a_burst_above_the_rate_limit_gets_429_with_retry_after_then_recovers() 
     assert_problem(ip_limited, StatusCode::TOO_MANY_REQUESTS, "client address").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(shop.get("/api/products").await.status(), StatusCode::OK);
+}
+
+/// `mall <args>` in a fresh data folder with `env`: its exit status and standard error,
+/// once it ended (killed after 30 s).
+fn run_mall(args: &[&str], env: (&str, &str)) -> (std::process::ExitStatus, String) {
+    let data = tempfile::tempdir().unwrap();
+    let mut mall = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data.path())
+        .env(env.0, env.1)
+        .env("MALL_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = mall.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            mall.kill().unwrap();
+            panic!("mall {args:?} with {env:?} did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut mall.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+#[test]
+fn settings_that_would_weaken_token_checks_are_refused_at_start() {
+    let base_port = free_ports(7).to_string();
+    let (status, stderr) = run_mall(
+        &["serve", "product", "--port", &base_port],
+        ("MALL_JWKS_URL", "http://auth.internal:8086/auth/jwks"),
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("MALL_JWKS_URL") && stderr.contains("must be https"),
+        "{stderr}"
+    );
+
+    let (status, stderr) = run_mall(
+        &["up", "--base-port", &base_port],
+        ("MALL_TOKEN_TTL_SECS", "3600"),
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("MALL_TOKEN_MAX_LIFETIME_SECS"), "{stderr}");
 }

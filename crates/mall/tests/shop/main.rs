@@ -9,6 +9,7 @@ mod documents;
 mod full_disk;
 mod helpers;
 mod hostile;
+mod hostile_logins;
 mod kafka;
 mod mypage;
 mod orders;

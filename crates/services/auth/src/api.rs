@@ -1,8 +1,7 @@
 //! HTTP API of accounts: `/auth/signup`, `/auth/login`, `/auth/jwks` (public as `/api/auth/...`).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use axum::{
     Extension, Json, Router,
     extract::State,
@@ -27,23 +26,29 @@ use crate::{
     NAME,
     domain::{Email, Name, Password},
     keys::SigningKey,
+    login_limit::{LoginLimit, TooManyAttempts},
+    passwords::{HashingError, Passwords},
     store::{self, StoreError},
 };
+
+/// What signups and logins need besides the runtime.
+#[derive(Clone)]
+pub struct Accounts {
+    pub key: Arc<SigningKey>,
+    pub token_ttl_secs: i64,
+    pub passwords: Passwords,
+    pub login_limit: Arc<LoginLimit>,
+}
 
 #[derive(Clone)]
 struct AppState {
     rt: Arc<ServiceRuntime>,
-    key: Arc<SigningKey>,
-    token_ttl_secs: i64,
+    accounts: Accounts,
 }
 
 /// The routes and the OpenAPI document generated from them.
-pub fn router(rt: Arc<ServiceRuntime>, key: Arc<SigningKey>, token_ttl_secs: i64) -> Router {
-    let state = AppState {
-        rt,
-        key,
-        token_ttl_secs,
-    };
+pub fn router(rt: Arc<ServiceRuntime>, accounts: Accounts) -> Router {
+    let state = AppState { rt, accounts };
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(signup))
         .routes(routes!(login))
@@ -67,14 +72,10 @@ pub enum ApiError {
     BadCredentials,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error("hashing the password failed: {0}")]
-    Hashing(String),
-}
-
-impl From<argon2::password_hash::Error> for ApiError {
-    fn from(error: argon2::password_hash::Error) -> Self {
-        ApiError::Hashing(error.to_string())
-    }
+    #[error(transparent)]
+    Hashing(#[from] HashingError),
+    #[error(transparent)]
+    TooManyAttempts(#[from] TooManyAttempts),
 }
 
 impl IntoResponse for ApiError {
@@ -97,47 +98,25 @@ impl IntoResponse for ApiError {
             ApiError::Store(StoreError::Database(error)) | ApiError::Database(error) => {
                 Problem::database(&error)
             }
-            ApiError::Hashing(_) => Problem::internal(&self),
+            ApiError::Hashing(HashingError::Busy) => Problem::unavailable(detail, 1),
+            ApiError::Hashing(HashingError::Failed(_)) => Problem::internal(&self),
+            ApiError::TooManyAttempts(ref refused) => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "login-attempts",
+                "Too many login attempts",
+                detail,
+            )
+            .with_retry_after(refused.retry_after_secs()),
         }
         .into_response()
     }
 }
 
-/// Argon2id with the crate's defaults (19 MiB, 2 passes), off the async threads.
-async fn hash_password(password: Password) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.expose().as_bytes())
-            .map(|hash| hash.to_string())
-    })
-    .await
-    .map_err(|e| ApiError::Hashing(e.to_string()))?
-    .map_err(ApiError::from)
-}
-
-async fn password_matches(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .verify_password(password.as_bytes(), hash.as_str())
-            .is_ok()
-    })
-    .await
-    .unwrap_or(false)
-}
-
-/// Checked against when the email is unknown, so that the answer takes as long as for a
-/// wrong password and does not tell which emails have accounts.
-static DECOY_HASH: LazyLock<String> = LazyLock::new(|| {
-    Argon2::default()
-        .hash_password(b"decoy password, never valid")
-        .expect("hashing a constant works")
-        .to_string()
-});
-
 /// A new account, validated, with its `CustomerRegistered` event in the outbox; returns
 /// that event, which says what was stored (email lower-cased, name trimmed).
 pub async fn register(
     db: &Database,
+    passwords: &Passwords,
     email: &str,
     name: &str,
     password: &str,
@@ -147,7 +126,7 @@ pub async fn register(
     let email = Email::parse(email).map_err(ApiError::Validation)?;
     let name = Name::parse(name).map_err(ApiError::Validation)?;
     let password = Password::parse(password, &email).map_err(ApiError::Validation)?;
-    let hash = hash_password(password).await?;
+    let hash = passwords.hash(password).await?;
     let id = Uuid::now_v7();
     let event = CustomerRegistered {
         customer_id: id,
@@ -183,7 +162,8 @@ struct Customer {
 #[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignupRequest,
     responses((status = 201, body = Customer),
               (status = 409, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+              (status = 422, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn signup(
     State(state): State<AppState>,
     Extension(trace): Extension<TraceContext>,
@@ -192,6 +172,7 @@ async fn signup(
     let rt = &state.rt;
     let registered = register(
         &rt.db,
+        &state.accounts.passwords,
         &request.email,
         &request.name,
         &request.password,
@@ -228,23 +209,29 @@ struct TokenResponse {
     expires_in: i64,
 }
 
-/// Exchanges an email and password for a bearer token.
+/// Exchanges an email and password for a bearer token. Each email has a budget of
+/// attempts (429 when it is spent), and a login that finds every password check busy
+/// gets a 503; both say when to retry.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse),
               (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+              (status = 422, body = Problem, content_type = "application/problem+json"),
+              (status = 429, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn login(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let account = match Email::parse(&request.email) {
-        Ok(email) => store::find_by_email(&state.rt.db, email.as_str()).await?,
-        Err(_) => None,
-    };
-    let hash = account
-        .as_ref()
-        .map_or_else(|| DECOY_HASH.clone(), |a| a.password_hash.clone());
-    let matches = password_matches(request.password, hash).await;
+    let accounts = &state.accounts;
+    // No account has a malformed email, and saying so tells nothing: no hash to spend.
+    let email = Email::parse(&request.email).map_err(|_| ApiError::BadCredentials)?;
+    accounts.login_limit.attempt(&email)?;
+    let account = store::find_by_email(&state.rt.db, email.as_str()).await?;
+    let stored_hash = account.as_ref().map(|a| a.password_hash.clone());
+    let matches = accounts
+        .passwords
+        .matches(request.password, stored_hash)
+        .await?;
     let account = account
         .filter(|_| matches)
         .ok_or(ApiError::BadCredentials)?;
@@ -259,16 +246,16 @@ async fn login(
         iss: settings.issuer.clone(),
         aud: settings.audience.clone(),
         sub: account.id,
-        exp: now + state.token_ttl_secs,
+        exp: now + accounts.token_ttl_secs,
         nbf: now,
         iat: now,
         jti: Uuid::now_v7(),
         roles,
     };
     Ok(Json(TokenResponse {
-        access_token: state.key.sign(&claims),
+        access_token: accounts.key.sign(&claims),
         token_type: "Bearer",
-        expires_in: state.token_ttl_secs,
+        expires_in: accounts.token_ttl_secs,
     }))
 }
 
@@ -278,6 +265,6 @@ async fn login(
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(state.key.jwks()),
+        Json(state.accounts.key.jwks()),
     )
 }
