@@ -5,7 +5,8 @@
 //! Before a protected route reaches a service the gateway verifies the bearer token
 //! (customer routes) and the admin role (admin routes); the services check again (zero
 //! trust). It drops any `X-User-*` header a client sent, and limits requests per client
-//! IP and per customer, answering 429 with `Retry-After`.
+//! address (behind trusted proxies, the one they forwarded), more strictly on signing up
+//! and logging in, and per customer, answering 429 with `Retry-After`.
 
 mod dead_letters;
 mod limits;
@@ -40,7 +41,7 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use limits::RateLimitSettings;
-use limits::RateLimits;
+use limits::{ClientAddress, RateLimits};
 
 pub const NAME: &str = "gateway";
 
@@ -202,8 +203,8 @@ pub async fn run(
         in_flight: bulkheads[base].clone(),
     };
     let auth = Router::new()
-        .route("/api/auth/signup", post(public))
-        .route("/api/auth/login", post(public))
+        .route("/api/auth/signup", post(credentials))
+        .route("/api/auth/login", post(credentials))
         .route("/api/auth/jwks", get(public))
         .with_state(upstream(&urls.auth_url));
     let product = Router::new()
@@ -285,6 +286,19 @@ async fn public(
         Ok(caller) => {
             forward_for(&upstream, &caller, trace, Request::from_parts(parts, body)).await
         }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// Signing up or logging in: a public route under the stricter limit per client address.
+async fn credentials(
+    State(upstream): State<Upstream>,
+    Extension(client): Extension<ClientAddress>,
+    trace: Extension<TraceContext>,
+    request: Request,
+) -> Response {
+    match upstream.limits.check_login(client) {
+        Ok(()) => public(State(upstream), trace, request).await,
         Err(refusal) => refusal.into_response(),
     }
 }
