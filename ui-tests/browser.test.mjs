@@ -36,6 +36,11 @@ async function page(viewport = { width: 1280, height: 900 }) {
   const context = await browser.newContext({ viewport, locale: 'en-US' });
   const tab = await context.newPage();
   tab.on('pageerror', (error) => assert.fail(`script error in the page: ${error}`));
+  tab.on('console', (message) => {
+    if (message.type() === 'error' && message.text().includes('Content Security Policy')) {
+      assert.fail(`the shop's own page broke its policy: ${message.text()}`);
+    }
+  });
   await tab.goto(`${shop.url}/#/`);
   return tab;
 }
@@ -177,6 +182,26 @@ test('with product stopped the catalogue says so, and my page still works', asyn
   await tab.getByRole('button', { name: 'Try again' }).first().click().catch(() => {});
   await tab.locator('.product').first().waitFor(WAIT);
   await tab.context().close();
+});
+
+test('a script injected into the page does not run, and no other site can frame the shop', async () => {
+  const context = await browser.newContext({ locale: 'en-US' });
+  const tab = await context.newPage();
+  await tab.goto(`${shop.url}/#/`);
+  await tab.locator('.product').first().waitFor(WAIT);
+  await tab.evaluate(() => {
+    const injected = document.createElement('script');
+    injected.textContent = 'window.stolen = localStorage.length + 1;';
+    document.head.append(injected);
+  });
+  assert.equal(await tab.evaluate(() => window.stolen), undefined, 'the inline script ran');
+
+  await tab.setContent(`<iframe src="${shop.url}/"></iframe>`);
+  const framed = tab.frames().find((frame) => frame !== tab.mainFrame());
+  await tab.waitForTimeout(500);
+  const framedTitle = await framed?.evaluate(() => document.title).catch(() => '');
+  assert.notEqual(framedTitle, '12st mall', 'the shop rendered in a frame');
+  await context.close();
 });
 
 function demoPassword() {

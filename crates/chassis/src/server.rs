@@ -65,6 +65,16 @@ pub async fn serve<S: Service>(
     api: Router,
 ) -> std::io::Result<()> {
     let app = with_chassis(rt.clone(), api);
+    serve_app(rt, listener, app).await
+}
+
+/// Serves an `app` already made by [`with_chassis`] (and wrapped further, for what must
+/// also see the chassis's own answers) until the runtime's shutdown signal.
+pub async fn serve_app<S: Service>(
+    rt: Arc<S>,
+    listener: TcpListener,
+    app: Router,
+) -> std::io::Result<()> {
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

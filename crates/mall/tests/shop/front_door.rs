@@ -1,5 +1,6 @@
 //! What the gateway does for the shop as a whole: limits per client address (behind
-//! trusted proxies too), and the stricter one on signing up and logging in.
+//! trusted proxies too), the stricter one on signing up and logging in, and the headers
+//! that keep browsers from running anyone else's code on the shop's pages.
 
 use reqwest::{Response, StatusCode};
 use serde_json::json;
@@ -99,4 +100,47 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
         StatusCode::TOO_MANY_REQUESTS,
         "what a client writes left of the proxy's entry does not make it someone else"
     );
+}
+
+#[tokio::test]
+async fn every_response_tells_browsers_to_run_only_the_shops_own_code() {
+    let shop = Shop::start().await;
+    let responses = [
+        ("the shell page", shop.get("/").await),
+        ("a shell module", shop.get("/ui/shell/shell.js").await),
+        ("an API answer", shop.get("/api/products").await),
+        (
+            "a component",
+            shop.get("/api/products/ui/catalogue.js").await,
+        ),
+        ("a problem", shop.get("/api/mypage").await),
+        ("an unknown path", shop.get("/no/such/page").await),
+        ("a health check", shop.get("/health/live").await),
+    ];
+    for (what, response) in responses {
+        let headers = response.headers();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .unwrap_or_else(|| panic!("{what} ({}) has no {name}", response.status()))
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let policy = header("content-security-policy");
+        assert!(policy.contains("default-src 'self'"), "{what}: {policy}");
+        assert!(
+            policy.contains("script-src 'self' 'sha256-"),
+            "{what}: {policy}"
+        );
+        assert!(
+            policy.contains("frame-ancestors 'none'"),
+            "{what}: {policy}"
+        );
+        assert!(policy.contains("object-src 'none'"), "{what}: {policy}");
+        assert!(!policy.contains("unsafe-inline"), "{what}: {policy}");
+        assert_eq!(header("x-frame-options"), "DENY", "{what}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{what}");
+    }
 }

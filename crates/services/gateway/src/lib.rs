@@ -2,12 +2,15 @@
 //! API of DESIGN.md section 9 to the services that own it, streaming bodies over pooled
 //! upstream connections, and carries the trace context and request id along.
 //!
+//! Every response tells browsers to run only the shop's own code (`browser_policy`).
+//!
 //! Before a protected route reaches a service the gateway verifies the bearer token
 //! (customer routes) and the admin role (admin routes); the services check again (zero
 //! trust). It drops any `X-User-*` header a client sent, and limits requests per client
 //! address (behind trusted proxies, the one they forwarded), more strictly on signing up
 //! and logging in, and per customer, answering 429 with `Retry-After`.
 
+mod browser_policy;
 mod dead_letters;
 mod limits;
 
@@ -40,6 +43,7 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use browser_policy::BrowserPolicy;
 pub use limits::RateLimitSettings;
 use limits::{ClientAddress, RateLimits};
 
@@ -268,7 +272,14 @@ pub async fn run(
         .merge(components)
         .merge(documents)
         .layer(middleware::from_fn_with_state(limits, limits::front_door));
-    server::serve(gateway, listener, routes).await
+    // Outside the chassis's layers, so that its own answers (a 404, a 413, health) carry
+    // the policy too.
+    let policy = Arc::new(BrowserPolicy::for_shell(SHELL_PAGE));
+    let app = server::with_chassis(gateway.clone(), routes).layer(middleware::from_fn_with_state(
+        policy,
+        browser_policy::apply,
+    ));
+    server::serve_app(gateway, listener, app).await
 }
 
 /// A route anyone may call. A token that comes along anyway must be valid (a bad one is
