@@ -73,6 +73,8 @@ test('a customer signs up, orders, sees it confirmed and on my page, cancels, an
   await tab.screenshot({ path: `${SHOTS}signup.png` });
   await tab.getByRole('button', { name: 'Create my account' }).click();
   await tab.getByRole('link', { name: 'My page' }).waitFor(WAIT);
+  const readable = await tab.evaluate(() => JSON.stringify({ ...localStorage }) + document.cookie);
+  assert.doesNotMatch(readable, /eyJ/, 'a script in the page can read the token');
 
   const name = 'Ceramic mug';
   const before = await stockOf(tab, name);
@@ -101,6 +103,10 @@ test('a customer signs up, orders, sees it confirmed and on my page, cancels, an
   await status.filter({ hasText: 'Cancelled' }).waitFor(WAIT);
   for (let i = 0; i < 50 && (await stockOf(tab, name)) !== before; i++) await tab.waitForTimeout(200);
   assert.equal(await stockOf(tab, name), before, 'the stock is back');
+
+  await tab.getByRole('button', { name: 'Log out' }).click();
+  await tab.getByRole('link', { name: 'Log in' }).waitFor(WAIT);
+  await tab.waitForFunction(() => fetch('/api/mypage').then((r) => r.status === 401), null, WAIT);
 
   await tab.getByRole('button', { name: '한국어' }).click();
   await tab.getByRole('heading', { name: '상품 목록' }).waitFor(WAIT);

@@ -1,6 +1,7 @@
 //! What the gateway does for the shop as a whole: limits per client address (behind
-//! trusted proxies too), the stricter one on signing up and logging in, and the headers
-//! that keep browsers from running anyone else's code on the shop's pages.
+//! trusted proxies too), the stricter one on signing up and logging in, the headers
+//! that keep browsers from running anyone else's code on the shop's pages, and the
+//! page's session cookie.
 
 use reqwest::{Response, StatusCode};
 use serde_json::json;
@@ -143,4 +144,132 @@ async fn every_response_tells_browsers_to_run_only_the_shops_own_code() {
         assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
         assert_eq!(header("referrer-policy"), "no-referrer", "{what}");
     }
+}
+
+/// A request as the shop's page sends it, with the session cookie it holds.
+fn from_page(
+    shop: &Shop,
+    method: reqwest::Method,
+    path: &str,
+    cookie: &str,
+) -> reqwest::RequestBuilder {
+    shop.client
+        .request(method, format!("{}{path}", shop.url))
+        .header("x-requested-with", "mall")
+        .header("cookie", cookie)
+}
+
+/// `name=value` of the `Set-Cookie` of `response`, and all its attributes.
+fn set_cookie(response: &Response) -> (String, String) {
+    let set = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let pair = set.split(';').next().unwrap().trim().to_owned();
+    (pair, set)
+}
+
+#[tokio::test]
+async fn the_page_gets_the_token_as_a_cookie_no_script_can_read_and_no_other_site_can_use() {
+    let shop = Shop::start().await;
+    let login = shop
+        .client
+        .post(format!("{}/api/auth/login", shop.url))
+        .header("x-requested-with", "mall")
+        .json(&json!({"email": crate::helpers::ADMIN_EMAIL, "password": crate::helpers::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let (cookie, set) = set_cookie(&login);
+    assert!(cookie.starts_with("mall_session=ey"), "{set}");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/api", "Max-Age="] {
+        assert!(set.contains(attribute), "{attribute} in {set}");
+    }
+    assert!(
+        !set.contains("Secure"),
+        "plain HTTP cannot keep a Secure cookie: {set}"
+    );
+    let body: serde_json::Value = login.json().await.unwrap();
+    assert!(
+        body.get("access_token").is_none(),
+        "the page got the token: {body}"
+    );
+
+    let whose = from_page(&shop, reqwest::Method::GET, "/api/auth/session", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whose.status(), StatusCode::OK);
+    let whose: serde_json::Value = whose.json().await.unwrap();
+    assert!(
+        whose["roles"].as_array().unwrap().contains(&json!("admin")),
+        "{whose}"
+    );
+    assert!(whose.get("access_token").is_none());
+
+    let product = json!({"name": "Cookie jar", "description": "glass", "price": 9000, "stock": 3});
+    let forged = shop
+        .client
+        .post(format!("{}/api/products", shop.url))
+        .header("cookie", &cookie)
+        .json(&product)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(forged, StatusCode::FORBIDDEN, "x-requested-with").await;
+    let from_the_page = from_page(&shop, reqwest::Method::POST, "/api/products", &cookie)
+        .json(&product)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        from_the_page.status(),
+        StatusCode::CREATED,
+        "the cookie is the bearer"
+    );
+
+    let logout = from_page(&shop, reqwest::Method::POST, "/api/auth/logout", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let (cleared, set) = set_cookie(&logout);
+    assert_eq!(cleared, "mall_session=");
+    assert!(set.contains("Max-Age=0"), "{set}");
+}
+
+#[tokio::test]
+async fn other_clients_get_the_token_in_the_answer_and_no_cookie() {
+    let shop = Shop::start().await;
+    let login = shop
+        .post(
+            "/api/auth/login",
+            &json!({"email": crate::helpers::ADMIN_EMAIL, "password": crate::helpers::ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(login.status(), StatusCode::OK);
+    assert!(login.headers().get("set-cookie").is_none());
+    let body: serde_json::Value = login.json().await.unwrap();
+    assert!(body["access_token"].is_string());
+}
+
+#[tokio::test]
+async fn behind_a_trusted_https_proxy_the_session_cookie_is_secure() {
+    let mut env = NO_RATE_LIMITS.to_vec();
+    env.push(("MALL_TRUSTED_PROXIES", "127.0.0.1/32"));
+    let shop = Shop::start_with(&env).await;
+    let login = shop
+        .client
+        .post(format!("{}/api/auth/login", shop.url))
+        .header("x-requested-with", "mall")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-for", "198.51.100.7")
+        .json(&json!({"email": crate::helpers::ADMIN_EMAIL, "password": crate::helpers::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let (_, set) = set_cookie(&login);
+    assert!(set.ends_with("; Secure"), "{set}");
 }

@@ -2,7 +2,8 @@
 //! API of DESIGN.md section 9 to the services that own it, streaming bodies over pooled
 //! upstream connections, and carries the trace context and request id along.
 //!
-//! Every response tells browsers to run only the shop's own code (`browser_policy`).
+//! Every response tells browsers to run only the shop's own code (`browser_policy`), and
+//! the shop's page keeps its token in a cookie no script can read (`session`).
 //!
 //! Before a protected route reaches a service the gateway verifies the bearer token
 //! (customer routes) and the admin role (admin routes); the services check again (zero
@@ -13,6 +14,7 @@
 mod browser_policy;
 mod dead_letters;
 mod limits;
+mod session;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -45,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use browser_policy::BrowserPolicy;
 pub use limits::RateLimitSettings;
-use limits::{ClientAddress, RateLimits};
+use limits::{ClientAddress, OverHttps, RateLimits};
 
 pub const NAME: &str = "gateway";
 
@@ -208,9 +210,11 @@ pub async fn run(
     };
     let auth = Router::new()
         .route("/api/auth/signup", post(credentials))
-        .route("/api/auth/login", post(credentials))
+        .route("/api/auth/login", post(login))
         .route("/api/auth/jwks", get(public))
-        .with_state(upstream(&urls.auth_url));
+        .with_state(upstream(&urls.auth_url))
+        .route("/api/auth/session", get(session::describe))
+        .route("/api/auth/logout", post(session::log_out));
     let product = Router::new()
         .route("/api/products", get(public).post(admin))
         .route("/api/products/{id}", get(public))
@@ -271,6 +275,7 @@ pub async fn run(
         .merge(operations)
         .merge(components)
         .merge(documents)
+        .layer(middleware::from_fn(session::cookie_as_bearer))
         .layer(middleware::from_fn_with_state(limits, limits::front_door));
     // Outside the chassis's layers, so that its own answers (a 404, a 413, health) carry
     // the policy too.
@@ -311,6 +316,24 @@ async fn credentials(
     match upstream.limits.check_login(client) {
         Ok(()) => public(State(upstream), trace, request).await,
         Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// Logging in: for the shop's page, the token goes into the session cookie instead of
+/// the answer.
+async fn login(
+    upstream: State<Upstream>,
+    client: Extension<ClientAddress>,
+    Extension(https): Extension<OverHttps>,
+    trace: Extension<TraceContext>,
+    request: Request,
+) -> Response {
+    let from_browser = session::from_browser(request.headers());
+    let answer = credentials(upstream, client, trace, request).await;
+    if from_browser {
+        session::keep_token_from_scripts(https, answer).await
+    } else {
+        answer
     }
 }
 

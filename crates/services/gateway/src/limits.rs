@@ -110,6 +110,19 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> C
     ClientAddress::of(nearest)
 }
 
+/// Whether the client reached the shop over HTTPS. The gateway itself speaks plain HTTP,
+/// so only a trusted proxy that ended TLS can say so, with `X-Forwarded-Proto`.
+#[derive(Debug, Clone, Copy)]
+pub struct OverHttps(pub bool);
+
+fn over_https(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> OverHttps {
+    let peer = peer.to_canonical();
+    let forwarded_https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
+    OverHttps(forwarded_https && trusted.iter().any(|range| range.contains(&peer)))
+}
+
 /// One `X-Forwarded-For` entry: an address, or an address with a port as some proxies
 /// write it (`192.0.2.1:4711`, `[2001:db8::1]:4711`).
 fn forwarded_address(entry: &str) -> Option<IpAddr> {
@@ -208,7 +221,7 @@ impl IntoResponse for TooManyRequests {
 
 /// What every request meets first: identity headers from the client are removed (only a
 /// verified token says who is asking), then the limit per client address, which later
-/// limits find as a `ClientAddress` extension.
+/// limits find as a `ClientAddress` extension (and the session cookie an `OverHttps`).
 pub async fn front_door(
     State(limits): State<Arc<RateLimits>>,
     mut request: Request,
@@ -228,7 +241,9 @@ pub async fn front_door(
         if let Err(refusal) = limits.check_address(client) {
             return refusal.into_response();
         }
+        let https = over_https(peer.ip(), request.headers(), &limits.trusted_proxies);
         request.extensions_mut().insert(client);
+        request.extensions_mut().insert(https);
     }
     next.run(request).await
 }
@@ -378,6 +393,16 @@ mod tests {
             ClientAddress::of(ip("198.51.100.2")),
             "IPv4 addresses are not grouped"
         );
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_can_say_the_client_came_over_https() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let trusted = ranges(&["10.0.0.0/8"]);
+        assert!(over_https(ip("10.0.0.5"), &headers, &trusted).0);
+        assert!(!over_https(ip("203.0.113.9"), &headers, &trusted).0);
+        assert!(!over_https(ip("10.0.0.5"), &HeaderMap::new(), &trusted).0);
     }
 
     #[test]
