@@ -418,6 +418,9 @@ async fn openapi_document(
             }
         }
     }
+    for (path, item) in session::document().as_object().into_iter().flatten() {
+        merged["paths"][path] = item.clone();
+    }
     axum::Json(merged).into_response()
 }
 

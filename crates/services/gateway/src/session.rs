@@ -174,6 +174,40 @@ pub async fn describe(
     }
 }
 
+/// The OpenAPI paths of the page's session, which the gateway itself answers.
+pub fn document() -> serde_json::Value {
+    let problem = serde_json::json!({
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    });
+    serde_json::json!({
+        "/api/auth/session": {"get": {
+            "tags": ["auth"],
+            "summary": "Whose the session is: for the shop's page, which holds its token only as an HttpOnly cookie",
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": {"description": "the session's holder", "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "required": ["customer_id", "roles", "expires_at"],
+                    "properties": {
+                        "customer_id": {"type": "string", "format": "uuid"},
+                        "roles": {"type": "array", "items": {"type": "string", "enum": ["customer", "admin"]}},
+                        "expires_at": {"type": "integer", "description": "Unix seconds"}
+                    }
+                }}}},
+                "401": problem.clone(),
+            }
+        }},
+        "/api/auth/logout": {"post": {
+            "tags": ["auth"],
+            "summary": "Clears the session cookie (the token stays valid until it expires)",
+            "responses": {
+                "204": {"description": "the cookie is cleared"},
+                "403": problem,
+            }
+        }},
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
