@@ -29,14 +29,15 @@ use http_body_util::BodyExt;
 use crate::limits::OverHttps;
 
 /// The session cookie's name.
-pub const COOKIE: &str = "mall_session";
+const COOKIE: &str = "mall_session";
 /// The header the shop's page sends with every request, and no other site can.
-pub const BROWSER_HEADER: &str = "x-requested-with";
+const BROWSER_HEADER: &str = "x-requested-with";
 /// The cookie ends this long before its token, so that it never carries an expired one.
 const COOKIE_MARGIN_SECS: u64 = 30;
 /// A login answer is a token and a few words; anything longer is not one.
 const LOGIN_ANSWER_LIMIT: usize = 16 * 1024;
 
+/// Whether a request comes from the shop's page.
 pub fn from_browser(headers: &HeaderMap) -> bool {
     headers.contains_key(BROWSER_HEADER)
 }
