@@ -12,6 +12,7 @@ PG=${MALL_BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 KAFKA=${MALL_BENCH_KAFKA:-127.0.0.1:29092}
 MALL="${CARGO_TARGET_DIR:-target}/release/mall"
 export MALL_RATE_LIMIT_IP_PER_SEC=100000 MALL_RATE_LIMIT_IP_BURST=100000 MALL_LOG=warn
+export MALL_RATE_LIMIT_LOGIN_PER_MIN=100000 MALL_RATE_LIMIT_LOGIN_BURST=100000
 
 # Resident memory (MB) of the supervisor's children, one "service=MB" per process.
 rss() {

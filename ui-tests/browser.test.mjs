@@ -36,6 +36,11 @@ async function page(viewport = { width: 1280, height: 900 }) {
   const context = await browser.newContext({ viewport, locale: 'en-US' });
   const tab = await context.newPage();
   tab.on('pageerror', (error) => assert.fail(`script error in the page: ${error}`));
+  tab.on('console', (message) => {
+    if (message.type() === 'error' && message.text().includes('Content Security Policy')) {
+      assert.fail(`the shop's own page broke its policy: ${message.text()}`);
+    }
+  });
   await tab.goto(`${shop.url}/#/`);
   return tab;
 }
@@ -68,6 +73,8 @@ test('a customer signs up, orders, sees it confirmed and on my page, cancels, an
   await tab.screenshot({ path: `${SHOTS}signup.png` });
   await tab.getByRole('button', { name: 'Create my account' }).click();
   await tab.getByRole('link', { name: 'My page' }).waitFor(WAIT);
+  const readable = await tab.evaluate(() => JSON.stringify({ ...localStorage }) + document.cookie);
+  assert.doesNotMatch(readable, /eyJ/, 'a script in the page can read the token');
 
   const name = 'Ceramic mug';
   const before = await stockOf(tab, name);
@@ -96,6 +103,10 @@ test('a customer signs up, orders, sees it confirmed and on my page, cancels, an
   await status.filter({ hasText: 'Cancelled' }).waitFor(WAIT);
   for (let i = 0; i < 50 && (await stockOf(tab, name)) !== before; i++) await tab.waitForTimeout(200);
   assert.equal(await stockOf(tab, name), before, 'the stock is back');
+
+  await tab.getByRole('button', { name: 'Log out' }).click();
+  await tab.getByRole('link', { name: 'Log in' }).waitFor(WAIT);
+  await tab.waitForFunction(() => fetch('/api/mypage').then((r) => r.status === 401), null, WAIT);
 
   await tab.getByRole('button', { name: '한국어' }).click();
   await tab.getByRole('heading', { name: '상품 목록' }).waitFor(WAIT);
@@ -177,6 +188,26 @@ test('with product stopped the catalogue says so, and my page still works', asyn
   await tab.getByRole('button', { name: 'Try again' }).first().click().catch(() => {});
   await tab.locator('.product').first().waitFor(WAIT);
   await tab.context().close();
+});
+
+test('a script injected into the page does not run, and no other site can frame the shop', async () => {
+  const context = await browser.newContext({ locale: 'en-US' });
+  const tab = await context.newPage();
+  await tab.goto(`${shop.url}/#/`);
+  await tab.locator('.product').first().waitFor(WAIT);
+  await tab.evaluate(() => {
+    const injected = document.createElement('script');
+    injected.textContent = 'window.stolen = localStorage.length + 1;';
+    document.head.append(injected);
+  });
+  assert.equal(await tab.evaluate(() => window.stolen), undefined, 'the inline script ran');
+
+  await tab.setContent(`<iframe src="${shop.url}/"></iframe>`);
+  const framed = tab.frames().find((frame) => frame !== tab.mainFrame());
+  await tab.waitForTimeout(500);
+  const framedTitle = await framed?.evaluate(() => document.title).catch(() => '');
+  assert.notEqual(framedTitle, '12st mall', 'the shop rendered in a frame');
+  await context.close();
 });
 
 function demoPassword() {

@@ -42,6 +42,8 @@ export async function startShop({ split = false, env = {} } = {}) {
       MALL_RATE_LIMIT_IP_BURST: '100000',
       MALL_RATE_LIMIT_CUSTOMER_PER_SEC: '100000',
       MALL_RATE_LIMIT_CUSTOMER_BURST: '100000',
+      MALL_RATE_LIMIT_LOGIN_PER_MIN: '100000',
+      MALL_RATE_LIMIT_LOGIN_BURST: '100000',
       ...env,
     },
     stdio: ['ignore', 'ignore', 'pipe'],

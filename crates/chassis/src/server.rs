@@ -72,21 +72,32 @@ pub async fn serve<S: Service>(
     listener: TcpListener,
     api: Router,
 ) -> std::io::Result<()> {
+    serve_wrapped(rt, listener, api, |app| app).await
+}
+
+/// [`serve`], with `outer` wrapped around what is served, outside the chassis's layers:
+/// for what must also see the chassis's own answers (its 404s, 413s, health).
+pub async fn serve_wrapped<S: Service>(
+    rt: Arc<S>,
+    listener: TcpListener,
+    api: Router,
+    outer: impl Fn(Router) -> Router,
+) -> std::io::Result<()> {
     let api = api.layer(middleware::from_fn_with_state(
         rt.clone(),
         inject_faults::<S>,
     ));
     let Some(port) = rt.settings().operations_port else {
-        let app = with_chassis(rt.clone(), api.merge(operations(rt.clone())));
+        let app = outer(with_chassis(rt.clone(), api.merge(operations(rt.clone()))));
         return serve_connections(rt, listener, app).await;
     };
     let operations_listener = TcpListener::bind((listener.local_addr()?.ip(), port)).await?;
     tokio::try_join!(
-        serve_connections(rt.clone(), listener, with_chassis(rt.clone(), api)),
+        serve_connections(rt.clone(), listener, outer(with_chassis(rt.clone(), api))),
         serve_connections(
             rt.clone(),
             operations_listener,
-            with_chassis(rt.clone(), operations(rt))
+            outer(with_chassis(rt.clone(), operations(rt)))
         ),
     )
     .map(drop)

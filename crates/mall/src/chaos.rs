@@ -360,6 +360,8 @@ fn start_shop(
         .env("MALL_RATE_LIMIT_IP_BURST", "100000")
         .env("MALL_RATE_LIMIT_CUSTOMER_PER_SEC", "100000")
         .env("MALL_RATE_LIMIT_CUSTOMER_BURST", "100000")
+        .env("MALL_RATE_LIMIT_LOGIN_PER_MIN", "100000")
+        .env("MALL_RATE_LIMIT_LOGIN_BURST", "100000")
         .stdout(Stdio::null())
         .stderr(log)
         .kill_on_drop(true)

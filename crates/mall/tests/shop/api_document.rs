@@ -15,6 +15,8 @@ async fn the_gateway_serves_the_merged_openapi_document_of_the_public_api() {
         ("post", "/api/auth/signup", false),
         ("post", "/api/auth/login", false),
         ("get", "/api/auth/jwks", false),
+        ("get", "/api/auth/session", true),
+        ("post", "/api/auth/logout", false),
         ("get", "/api/products", false),
         ("post", "/api/products", true),
         ("get", "/api/products/{id}", false),

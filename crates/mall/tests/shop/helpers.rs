@@ -79,11 +79,13 @@ pub fn free_ports(count: u16) -> u16 {
 }
 
 /// Rate limits high enough that tests which are not about them never meet them.
-pub const NO_RATE_LIMITS: [(&str, &str); 4] = [
+pub const NO_RATE_LIMITS: [(&str, &str); 6] = [
     ("MALL_RATE_LIMIT_IP_PER_SEC", "100000"),
     ("MALL_RATE_LIMIT_IP_BURST", "100000"),
     ("MALL_RATE_LIMIT_CUSTOMER_PER_SEC", "100000"),
     ("MALL_RATE_LIMIT_CUSTOMER_BURST", "100000"),
+    ("MALL_RATE_LIMIT_LOGIN_PER_MIN", "100000"),
+    ("MALL_RATE_LIMIT_LOGIN_BURST", "100000"),
 ];
 
 impl Shop {

@@ -6,6 +6,7 @@ mod api_document;
 mod auth;
 mod bad_input;
 mod documents;
+mod front_door;
 mod full_disk;
 mod helpers;
 mod hostile;

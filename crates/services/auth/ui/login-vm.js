@@ -1,4 +1,6 @@
-// ViewModel of signing up and logging in. `onLoggedIn` receives the bearer token.
+// ViewModel of signing up and logging in. `onLoggedIn` receives the bearer token when an API
+// client logs in; in the shop's page the gateway keeps it in an HttpOnly cookie instead, so
+// the answer carries none and `onLoggedIn` gets `undefined`.
 
 export class LoginViewModel {
   constructor(api, onLoggedIn) {

@@ -2,13 +2,19 @@
 //! API of DESIGN.md section 9 to the services that own it, streaming bodies over pooled
 //! upstream connections, and carries the trace context and request id along.
 //!
+//! Every response tells browsers to run only the shop's own code (`browser_policy`), and
+//! the shop's page keeps its token in a cookie no script can read (`session`).
+//!
 //! Before a protected route reaches a service the gateway verifies the bearer token
 //! (customer routes) and the admin role (admin routes); the services check again (zero
 //! trust). It drops any `X-User-*` header a client sent, and limits requests per client
-//! IP and per customer, answering 429 with `Retry-After`.
+//! address (behind trusted proxies, the one they forwarded), more strictly on signing up
+//! and logging in, and per customer, answering 429 with `Retry-After`.
 
+mod browser_policy;
 mod dead_letters;
 mod limits;
+mod session;
 
 use std::{
     collections::HashMap,
@@ -43,8 +49,9 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use browser_policy::BrowserPolicy;
 pub use limits::RateLimitSettings;
-use limits::RateLimits;
+use limits::{ClientAddress, OverHttps, RateLimits};
 
 pub const NAME: &str = "gateway";
 
@@ -206,10 +213,12 @@ pub async fn run(
         in_flight: bulkheads[base].clone(),
     };
     let auth = Router::new()
-        .route("/api/auth/signup", post(public))
-        .route("/api/auth/login", post(public))
+        .route("/api/auth/signup", post(credentials))
+        .route("/api/auth/login", post(login))
         .route("/api/auth/jwks", get(public))
-        .with_state(upstream(&urls.auth_url));
+        .with_state(upstream(&urls.auth_url))
+        .route("/api/auth/session", get(session::describe))
+        .route("/api/auth/logout", post(session::log_out));
     let product = Router::new()
         .route("/api/products", get(public).post(admin))
         .route("/api/products/{id}", get(public))
@@ -273,8 +282,18 @@ pub async fn run(
         .merge(operations)
         .merge(components)
         .merge(documents)
+        .layer(middleware::from_fn(session::cookie_as_bearer))
         .layer(middleware::from_fn_with_state(limits, limits::front_door));
-    server::serve(gateway, listener, routes).await
+    // Outside the chassis's layers, so that its own answers (a 404, a 413, health) carry
+    // the policy too.
+    let policy = Arc::new(BrowserPolicy::for_shell(SHELL_PAGE));
+    server::serve_wrapped(gateway, listener, routes, |app| {
+        app.layer(middleware::from_fn_with_state(
+            policy.clone(),
+            browser_policy::apply,
+        ))
+    })
+    .await
 }
 
 /// A route anyone may call. A token that comes along anyway must be valid (a bad one is
@@ -293,6 +312,37 @@ async fn public(
             forward_for(&upstream, &caller, trace, Request::from_parts(parts, body)).await
         }
         Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// Signing up or logging in: a public route under the stricter limit per client address.
+async fn credentials(
+    State(upstream): State<Upstream>,
+    Extension(client): Extension<ClientAddress>,
+    trace: Extension<TraceContext>,
+    request: Request,
+) -> Response {
+    match upstream.limits.check_login(client) {
+        Ok(()) => public(State(upstream), trace, request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// Logging in: for the shop's page, the token goes into the session cookie instead of
+/// the answer.
+async fn login(
+    upstream: State<Upstream>,
+    client: Extension<ClientAddress>,
+    Extension(https): Extension<OverHttps>,
+    trace: Extension<TraceContext>,
+    request: Request,
+) -> Response {
+    let from_browser = session::from_browser(request.headers());
+    let answer = credentials(upstream, client, trace, request).await;
+    if from_browser {
+        session::keep_token_from_scripts(https, answer).await
+    } else {
+        answer
     }
 }
 
@@ -404,6 +454,9 @@ async fn merge_documents(
                 merged["components"][section][name] = value.clone();
             }
         }
+    }
+    for (path, item) in session::document().as_object().into_iter().flatten() {
+        merged["paths"][path] = item.clone();
     }
     Ok(serde_json::to_vec(&merged)
         .expect("a JSON value always serialises")

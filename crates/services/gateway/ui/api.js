@@ -1,5 +1,6 @@
-// How every ViewModel talks to the shop: JSON over fetch with the session's bearer token,
-// and every problem+json turned into a ProblemError whose words a person can act on.
+// How every ViewModel talks to the shop: JSON over fetch, authenticated by a bearer token
+// (tests in Node) or by the session cookie (the shop's page), and every problem+json
+// turned into a ProblemError whose words a person can act on.
 // No imports and no DOM: ViewModels and their tests in Node use it as it is.
 
 export class ProblemError extends Error {
@@ -11,10 +12,16 @@ export class ProblemError extends Error {
   }
 }
 
-/** An API client on `base` (the gateway's origin; '' in the browser). */
-export function createApi({ base = '', token = () => null } = {}) {
+/**
+ * An API client on `base` (the gateway's origin; '' in the browser). In the shop's page
+ * (`page: true`) the browser sends the session cookie, and every request says it comes
+ * from the page: the gateway then keeps the token from login answers and accepts the
+ * cookie on requests that change something.
+ */
+export function createApi({ base = '', token = () => null, page = false } = {}) {
   async function send(method, path, body) {
     const headers = { accept: 'application/json' };
+    if (page) headers['x-requested-with'] = 'mall';
     const bearer = token();
     if (bearer) headers.authorization = `Bearer ${bearer}`;
     if (body !== undefined) headers['content-type'] = 'application/json';

@@ -1,35 +1,40 @@
-// The login state: the bearer token in localStorage and what it says about its holder.
+// The login state. The bearer token is in an HttpOnly cookie the gateway set at login,
+// where no script (nor one injected into the page) can read it; the page keeps only what
+// the gateway says about the session (whose, which roles, until when), to draw itself.
 
-const KEY = 'mall.token';
+const KEY = 'mall.session';
+const FROM_PAGE = { accept: 'application/json', 'x-requested-with': 'mall' };
 
-function claims(token) {
+function current() {
   try {
-    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    return JSON.parse(atob(payload));
+    const said = JSON.parse(localStorage.getItem(KEY));
+    return said && said.expires_at * 1000 > Date.now() ? said : null;
   } catch {
     return null;
   }
 }
 
+function changed() {
+  document.dispatchEvent(new CustomEvent('mall:session'));
+}
+
 export const session = {
-  get token() {
-    const token = localStorage.getItem(KEY);
-    const said = token && claims(token);
-    if (!said || said.exp * 1000 <= Date.now()) return null;
-    return token;
-  },
-  get customerId() {
-    return this.token ? claims(this.token).sub : null;
+  get signedIn() {
+    return current() !== null;
   },
   get isAdmin() {
-    return Boolean(this.token && claims(this.token).roles?.includes('admin'));
+    return Boolean(current()?.roles?.includes('admin'));
   },
-  logIn(token) {
-    localStorage.setItem(KEY, token);
-    document.dispatchEvent(new CustomEvent('mall:session'));
+  /** After a login (the cookie is set): asks the gateway whose session it is. */
+  async logIn() {
+    const response = await fetch('/api/auth/session', { headers: FROM_PAGE });
+    if (response.ok) localStorage.setItem(KEY, JSON.stringify(await response.json()));
+    changed();
   },
-  logOut() {
+  /** Forgets the session, here and the cookie at the gateway. */
+  async logOut() {
     localStorage.removeItem(KEY);
-    document.dispatchEvent(new CustomEvent('mall:session'));
+    changed();
+    await fetch('/api/auth/logout', { method: 'POST', headers: FROM_PAGE }).catch(() => {});
   },
 };

@@ -70,7 +70,7 @@ function route() {
 
 function header() {
   const nav = document.querySelector('header nav');
-  const signedIn = Boolean(session.token);
+  const signedIn = session.signedIn;
   nav.innerHTML = `
     <a href="#/">${t({ en: 'Catalogue', ko: '상품' })}</a>
     ${signedIn ? `<a href="#/mypage">${t({ en: 'My page', ko: '마이페이지' })}</a>` : ''}

@@ -2,10 +2,9 @@
 // clicks and form submissions into the ViewModel's commands. It holds no state of its own.
 
 import { createApi, describe } from './api.js';
-import { session } from './session.js';
 import { t } from './i18n.js';
 
-export const api = createApi({ token: () => session.token });
+export const api = createApi({ page: true });
 
 /** Escapes text for HTML. */
 export function esc(value) {

@@ -17,7 +17,7 @@ class OrderFormView extends MallView {
   }
 
   template(vm) {
-    if (!session.token) {
+    if (!session.signedIn) {
       return `<div class="card"><h2>${t({ en: 'Order', ko: '주문' })}</h2><p><a href="#/login">${t({ en: 'Log in to order', ko: '주문하려면 로그인하세요' })}</a></p></div>`;
     }
     return `<div class="card"><h2>${t({ en: 'Order', ko: '주문' })}</h2>

@@ -20,7 +20,7 @@ class ProductAdminView extends MallView {
       .map(
         (p) => `<tr><td>${esc(p.name)}</td><td>${money(p.price)}</td><td>${p.stock}</td>
           <td><form data-action="adjust" class="row"><input type="hidden" name="product" value="${esc(p.id)}">
-            <input name="delta" type="number" required aria-label="${t({ en: `Change stock of ${p.name}`, ko: `${p.name} 재고 변경` })}" style="width:6rem">
+            <input name="delta" type="number" required aria-label="${t({ en: `Change stock of ${p.name}`, ko: `${p.name} 재고 변경` })}">
             <button>${t({ en: 'Apply', ko: '적용' })}</button></form></td></tr>`,
       )
       .join('');
