@@ -28,7 +28,7 @@ run() { # name, then extra environment
   local name=$1; shift
   local dir; dir=$(mktemp -d)
   local port=$((24000 + RANDOM % 4000))
-  env "$@" MALL_NEW_USER_PASSWORD=loadadmin1 "$MALL" admin create-user --admin \
+  env "$@" MALL_NEW_USER_PASSWORD=loadadmin1 "$MALL" admin create-user --init --admin \
     --email load@12st.mall --name Load --data-dir "$dir" >/dev/null
   env "$@" "$MALL" up --split --base-port "$port" --data-dir "$dir" >"$dir/up.log" 2>&1 &
   local shop=$!

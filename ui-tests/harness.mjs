@@ -31,7 +31,7 @@ async function freePorts(count) {
 export async function startShop({ split = false, env = {} } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'mall-ui-'));
   const basePort = await freePorts(7);
-  execFileSync(BIN, ['admin', 'create-user', '--admin', '--email', ADMIN.email, '--name', 'Admin', '--data-dir', dir], {
+  execFileSync(BIN, ['admin', 'create-user', '--init', '--admin', '--email', ADMIN.email, '--name', 'Admin', '--data-dir', dir], {
     env: { ...process.env, MALL_NEW_USER_PASSWORD: ADMIN.password },
   });
   const child = spawn(BIN, ['up', ...(split ? ['--split'] : []), '--base-port', String(basePort), '--data-dir', dir], {

@@ -235,6 +235,9 @@ impl FromStr for BusLocation {
     }
 }
 
+/// PostgreSQL's 63-byte identifiers, less `_delivery`, the longest service suffix.
+const MAX_DATABASE_PREFIX_BYTES: usize = 63 - "_delivery".len();
+
 fn parse_database(value: &str) -> Result<DatabaseLocation, String> {
     if value == "embedded" {
         return Ok(DatabaseLocation::Embedded);
@@ -246,12 +249,30 @@ fn parse_database(value: &str) -> Result<DatabaseLocation, String> {
         };
     }
     if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-        return PgConnectOptions::from_str(value)
-            .map(|server| DatabaseLocation::Postgres {
-                url: value.to_owned(),
-                server: Box::new(server),
-            })
-            .map_err(|error| format!("`{value}` is not a PostgreSQL URL: {error}"));
+        let server = PgConnectOptions::from_str(value)
+            .map_err(|error| format!("`{value}` is not a PostgreSQL URL: {error}"))?;
+        // Each service's database is `<name>_<service>`: a shop needs a name of its own,
+        // short enough that PostgreSQL (63 bytes) does not cut two services' names to one.
+        match server.get_database() {
+            None | Some("") => {
+                return Err(format!(
+                    "`{value}` names no database: add one (`.../mall`); each service gets \
+                     `<name>_<service>`"
+                ));
+            }
+            Some(name) if name.len() > MAX_DATABASE_PREFIX_BYTES => {
+                return Err(format!(
+                    "the database name `{name}` is {} bytes; at most {MAX_DATABASE_PREFIX_BYTES} \
+                     leave room for `_<service>` in PostgreSQL's 63",
+                    name.len()
+                ));
+            }
+            Some(_) => {}
+        }
+        return Ok(DatabaseLocation::Postgres {
+            url: value.to_owned(),
+            server: Box::new(server),
+        });
     }
     Err(format!(
         "`{value}` is neither `embedded`, `sqlite://<folder>` nor `postgres://...`"
@@ -358,6 +379,14 @@ mod tests {
                 .contains("mysql://db/shop")
         );
         assert!(parse("sqlite://").is_err());
+        assert!(
+            parse("postgres://mall@db:6543")
+                .unwrap_err()
+                .contains("names no database")
+        );
+        let long = format!("postgres://db/{}", "n".repeat(55));
+        assert!(parse(&long).unwrap_err().contains("at most 54"));
+        assert!(parse(&format!("postgres://db/{}", "n".repeat(54))).is_ok());
     }
 
     #[test]

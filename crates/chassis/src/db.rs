@@ -21,6 +21,9 @@ use crate::{
     storage::StorageHealth,
 };
 
+/// How long the first connection to a PostgreSQL server may take at start.
+const FIRST_CONNECT: Duration = Duration::from_secs(5);
+
 /// A service's database, and whether its storage takes work now.
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -320,6 +323,8 @@ pub enum OpenError {
     },
     #[error("cannot create the database {name}: {source}")]
     Create { name: String, source: sqlx::Error },
+    #[error("no answer from the database server {location} within {seconds} s")]
+    NoAnswer { location: String, seconds: u64 },
 }
 
 impl Database {
@@ -377,11 +382,21 @@ impl Database {
             location: format!("{}:{}/{name}", server.get_host(), server.get_port()),
             source,
         };
-        let first = pool();
-        match first.acquire().await {
-            Ok(_) => return Ok(Backend::Postgres(first)),
-            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("3D000") => {}
-            Err(error) => return Err(failed(error)),
+        // One connection of our own first, with a deadline: a pool retries a server that is
+        // not there until its acquire timeout, and then says only "pool timed out".
+        match tokio::time::timeout(FIRST_CONNECT, PgConnection::connect_with(&options)).await {
+            Err(_) => {
+                return Err(OpenError::NoAnswer {
+                    location: format!("{}:{}", server.get_host(), server.get_port()),
+                    seconds: FIRST_CONNECT.as_secs(),
+                });
+            }
+            Ok(Ok(first)) => {
+                let _ = first.close().await;
+                return Ok(Backend::Postgres(pool()));
+            }
+            Ok(Err(sqlx::Error::Database(error))) if error.code().as_deref() == Some("3D000") => {}
+            Ok(Err(error)) => return Err(failed(error)),
         }
         create_database(server, &name).await?;
         let pool = pool();

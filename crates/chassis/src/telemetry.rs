@@ -10,9 +10,13 @@ use prometheus_client::{
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// Installs the process-wide JSON logger: one line per event with its span fields
-/// (service, trace id, request id). `MALL_LOG` sets the filter (default `info`).
-pub fn init_logging() {
-    let filter = EnvFilter::try_from_env("MALL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+/// (service, trace id, request id). `MALL_LOG` sets the filter (default `info`); one that
+/// would not say what to log is refused rather than silently logging nothing.
+pub fn init_logging() -> Result<(), String> {
+    let spec = std::env::var("MALL_LOG").unwrap_or_else(|_| "info".to_owned());
+    check_log_filter(&spec)?;
+    let filter =
+        EnvFilter::try_new(&spec).map_err(|error| format!("MALL_LOG={spec:?}: {error}"))?;
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(
@@ -23,6 +27,26 @@ pub fn init_logging() {
                 .with_writer(std::io::stderr),
         )
         .try_init();
+    Ok(())
+}
+
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Each directive of a filter is a level, or `target=level`: a bare word such as
+/// `nonsense` would parse as a target and quietly turn every other log off.
+fn check_log_filter(spec: &str) -> Result<(), String> {
+    for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, level)| level);
+        if !LEVELS.contains(&level.to_lowercase().as_str()) {
+            return Err(format!(
+                "MALL_LOG={spec:?}: {directive:?} is neither a level ({}) nor target=level",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -164,5 +188,21 @@ impl Metrics {
             .expect("metrics registry lock poisoned");
         encode(&mut text, &registry).expect("writing to a String cannot fail");
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_log_filter;
+
+    #[test]
+    fn a_log_filter_names_levels() {
+        for good in ["info", "warn,chassis=debug", "order=TRACE, sqlx=off", ""] {
+            assert_eq!(check_log_filter(good), Ok(()), "{good}");
+        }
+        for bad in ["nonsense", "info,verbose", "chassis=loud"] {
+            let refusal = check_log_filter(bad).unwrap_err();
+            assert!(refusal.contains("neither a level"), "{refusal}");
+        }
     }
 }

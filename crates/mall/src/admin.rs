@@ -1,6 +1,6 @@
 //! `mall admin`: operator tools that work on a shop's data folder, running or not.
 
-use std::{io::BufRead, num::NonZeroUsize, path::PathBuf};
+use std::{num::NonZeroUsize, path::PathBuf};
 
 use anyhow::Context;
 use chassis::config::ChassisSettings;
@@ -50,7 +50,8 @@ pub enum Task {
         chassis: ChassisSettings,
     },
     /// Create an account. The password is read from MALL_NEW_USER_PASSWORD or, when that
-    /// is unset, from the first line of standard input; never from the command line.
+    /// is unset, from standard input (asked for without echo on a terminal); never from
+    /// the command line.
     CreateUser {
         #[arg(long)]
         email: String,
@@ -59,6 +60,10 @@ pub enum Task {
         /// Give the account the admin role.
         #[arg(long)]
         admin: bool,
+        /// Start a new shop in a data folder that holds none yet, with this account;
+        /// without it, a folder with no shop is refused (a mistyped --data-dir).
+        #[arg(long)]
+        init: bool,
         /// The shop's data folder.
         #[arg(long, env = "MALL_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
@@ -178,19 +183,22 @@ pub async fn run(task: Task) -> anyhow::Result<()> {
             email,
             name,
             admin,
+            init,
             data_dir,
             chassis,
         } => {
+            if let Some(file) = chassis.db.sqlite_file(&data_dir, auth::NAME) {
+                anyhow::ensure!(
+                    init || file.exists(),
+                    "{} holds no shop (no {}): check --data-dir, or pass --init to start a \
+                     new shop there with this account",
+                    data_dir.display(),
+                    file.display()
+                );
+            }
             let password = match std::env::var("MALL_NEW_USER_PASSWORD") {
                 Ok(password) => password,
-                Err(_) => {
-                    let mut line = String::new();
-                    std::io::stdin()
-                        .lock()
-                        .read_line(&mut line)
-                        .context("cannot read the password from standard input")?;
-                    line.trim_end_matches(['\r', '\n']).to_owned()
-                }
+                Err(_) => read_password(&email)?,
             };
             let db = crate::shop::auth_database(&data_dir, &chassis).await?;
             let id = auth::register(
@@ -211,4 +219,35 @@ pub async fn run(task: Task) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The new account's password from standard input: asked for, and not echoed, when that
+/// is a terminal; else its first line.
+fn read_password(email: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    // SAFETY: termios is plain data; tcgetattr fills it and fails only when fd 0 is no
+    // terminal, which was checked.
+    let mut echoing: libc::termios = unsafe { std::mem::zeroed() };
+    if terminal {
+        eprint!("password for {email}: ");
+        std::io::stderr().flush()?;
+        // SAFETY: as above; the settings are restored below before returning.
+        unsafe {
+            libc::tcgetattr(libc::STDIN_FILENO, &mut echoing);
+            let mut silent = echoing;
+            silent.c_lflag &= !libc::ECHO;
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &silent);
+        }
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if terminal {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &echoing) };
+        eprintln!();
+    }
+    read.context("cannot read the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }

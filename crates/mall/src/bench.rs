@@ -21,16 +21,16 @@ pub enum Target {
     /// latency (publish call to consumer receipt) percentiles.
     Bus {
         /// Events to publish in all.
-        #[arg(long, default_value_t = 200_000)]
+        #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
         events: u64,
         /// Concurrent publishers, each awaiting every publish (as the outbox relays do).
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
         producers: u64,
         /// Events per publish call.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         batch: u64,
         /// Partitions of the topic.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
         partitions: u32,
         #[arg(long, value_enum, default_value_t = Durability::Normal)]
         durability: Durability,
@@ -39,7 +39,7 @@ pub enum Target {
     /// database, as the shop's services make them. The physical bound of the saga.
     Commits {
         /// Commits to make.
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
         commits: u64,
         #[arg(long, value_enum, default_value_t = Durability::Normal)]
         durability: Durability,

@@ -32,13 +32,13 @@ use crate::{ServiceName, split};
 #[derive(clap::Args)]
 pub struct Settings {
     /// How long to place orders while breaking things, in seconds.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     duration_secs: u64,
     /// Orders in flight at once.
-    #[arg(long, default_value_t = 8)]
-    concurrency: usize,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1_000))]
+    concurrency: u16,
     /// A random service is SIGKILLed this often, in milliseconds.
-    #[arg(long, default_value_t = 4_000)]
+    #[arg(long, default_value_t = 4_000, value_parser = clap::value_parser!(u64).range(100..))]
     kill_every_ms: u64,
     /// Old events delivered again (duplicates, out of order) per kill interval.
     #[arg(long, default_value_t = 20)]
@@ -51,7 +51,7 @@ pub struct Settings {
     )]
     faults: String,
     /// First port of the shop under test.
-    #[arg(long, default_value_t = 18_180)]
+    #[arg(long, default_value_t = 18_180, value_parser = clap::value_parser!(u16).range(1..=65_528))]
     base_port: u16,
     /// Data folder of the shop under test (a fresh temporary one by default).
     #[arg(long, conflicts_with = "small_disk_mb")]

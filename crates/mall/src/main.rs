@@ -39,7 +39,8 @@ enum Command {
         #[command(flatten)]
         place: Placement,
         /// First port; the gateway listens here, the services on the ports after it.
-        #[arg(long, env = "MALL_BASE_PORT", default_value_t = 8080)]
+        #[arg(long, env = "MALL_BASE_PORT", default_value_t = 8080,
+              value_parser = clap::value_parser!(u16).range(1..=65_528))]
         base_port: u16,
         /// Run each service in its own child process (`mall serve <service>`) under a
         /// supervisor that restarts a child that dies. The children take --db and --bus
@@ -170,20 +171,22 @@ fn main() -> anyhow::Result<()> {
     #[cfg(target_env = "gnu")]
     return_large_buffers_to_the_system();
     let mut cli = Cli::parse();
-    chassis::telemetry::init_logging();
-    if let Command::Up { chassis, .. } = &mut cli.command {
+    chassis::telemetry::init_logging().map_err(anyhow::Error::msg)?;
+    if matches!(
+        cli.command,
+        Command::Up { .. } | Command::Serve { .. } | Command::Admin { .. } | Command::Chaos(_)
+    ) {
+        keep_files_private();
+    }
+    let mut _data_dir_lock = None;
+    if let Command::Up { chassis, place, .. } = &mut cli.command {
         chassis.environment.get_or_insert(Environment::Development);
         anyhow::ensure!(
             chassis.operations_port.is_none(),
             "MALL_OPERATIONS_PORT is for `mall serve`, one service per process: `mall up` \
              serves each service's /health and /metrics on its own port"
         );
-    }
-    if matches!(
-        cli.command,
-        Command::Up { .. } | Command::Serve { .. } | Command::Admin { .. } | Command::Chaos(_)
-    ) {
-        keep_files_private();
+        _data_dir_lock = Some(shop::lock_data_dir(&place.data_dir)?);
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

@@ -112,6 +112,39 @@ async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
+/// Holds the data folder for this `mall up` while the returned file stays open: a second
+/// `mall up` on the same folder would share its files (and, split, its pid files), so it
+/// is refused with the first one's pid.
+pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::Write;
+    open_data_dir(data_dir)?;
+    let path = data_dir.join("mall.lock");
+    let mut lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {
+            lock.set_len(0)?;
+            write!(lock, "{}", std::process::id())?;
+            Ok(lock)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            anyhow::bail!(
+                "another mall up (pid {}) runs on the data folder {}: stop it, or give this \
+                 one another --data-dir",
+                holder.trim(),
+                data_dir.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(error)) => Err(error.into()),
+    }
+}
+
 /// Creates the data folder (0700, by the process's umask) unless it exists; warns when an
 /// existing one is open to other users, rather than changing a folder it did not make.
 fn open_data_dir(data_dir: &Path) -> anyhow::Result<()> {

@@ -169,6 +169,7 @@ impl Shop {
             .args([
                 "admin",
                 "create-user",
+                "--init",
                 "--admin",
                 "--email",
                 ADMIN_EMAIL,

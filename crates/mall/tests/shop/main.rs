@@ -13,6 +13,7 @@ mod hostile;
 mod hostile_logins;
 mod kafka;
 mod mypage;
+mod operator;
 mod orders;
 mod outage;
 mod races;

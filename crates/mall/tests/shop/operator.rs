@@ -1,0 +1,153 @@
+//! An operator's mistakes (issue 17): each is refused at once with the cause, not hung
+//! on, crashed over or silently done wrong.
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use crate::helpers::{Shop, free_ports};
+
+/// Runs `mall` with `args` (and `env`) in `dir`; asserts it fails within `limit` and that
+/// its error says `says`.
+fn refused(dir: &Path, args: &[&str], env: &[(&str, &str)], limit: Duration, says: &str) {
+    let started = Instant::now();
+    let output: Output = Command::new(env!("CARGO_BIN_EXE_mall"))
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "{args:?} was not refused: {stderr}"
+    );
+    assert!(took < limit, "{args:?} took {took:?} to be refused");
+    assert!(stderr.contains(says), "{args:?}: {stderr}");
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    free_ports(1)
+}
+
+#[test]
+fn an_unreachable_kafka_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = format!("kafka://127.0.0.1:{}", closed_port());
+    let base = free_ports(7).to_string();
+    refused(
+        dir.path(),
+        &["up", "--base-port", &base, "--data-dir", ".", "--bus", &bus],
+        &[],
+        Duration::from_secs(15),
+        "cannot reach Kafka at 127.0.0.1",
+    );
+}
+
+#[test]
+fn postgresql_urls_without_a_usable_name_or_server_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |db: &str, limit: Duration, says: &str| {
+        refused(
+            dir.path(),
+            &["admin", "check", "--data-dir", ".", "--db", db],
+            &[],
+            limit,
+            says,
+        );
+    };
+    check(
+        "postgres://postgres@127.0.0.1:5432",
+        Duration::from_secs(2),
+        "names no database",
+    );
+    check(
+        &format!("postgres://postgres@127.0.0.1:5432/{}", "x".repeat(60)),
+        Duration::from_secs(2),
+        "at most 54",
+    );
+    check(
+        &format!("postgres://postgres@127.0.0.1:{}/shop", closed_port()),
+        Duration::from_secs(10),
+        "refused",
+    );
+}
+
+#[test]
+fn an_account_is_not_created_where_there_is_no_shop() {
+    let dir = tempfile::tempdir().unwrap();
+    refused(
+        dir.path(),
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "a@b.co",
+            "--name",
+            "A",
+            "--data-dir",
+            "typo",
+        ],
+        &[("MALL_NEW_USER_PASSWORD", "a good password")],
+        Duration::from_secs(2),
+        "holds no shop",
+    );
+    assert!(!dir.path().join("typo").exists(), "nothing was created");
+}
+
+#[tokio::test]
+async fn a_second_shop_on_the_same_data_folder_is_refused() {
+    let shop = Shop::start().await;
+    let base = free_ports(7).to_string();
+    refused(
+        shop.data_dir(),
+        &["up", "--base-port", &base, "--data-dir", "."],
+        &[],
+        Duration::from_secs(5),
+        "another mall up (pid",
+    );
+    assert_eq!(
+        shop.get("/api/products").await.status(),
+        reqwest::StatusCode::OK,
+        "the first goes on"
+    );
+}
+
+#[test]
+fn numbers_that_make_no_sense_and_a_filter_that_logs_nothing_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = Duration::from_secs(2);
+    refused(
+        dir.path(),
+        &["up", "--base-port", "0"],
+        &[],
+        quick,
+        "--base-port",
+    );
+    refused(
+        dir.path(),
+        &["up", "--data-dir", "."],
+        &[("MALL_LOG", "nonsense")],
+        quick,
+        "neither a level",
+    );
+    for (flag, value) in [
+        ("--producers", "0"),
+        ("--batch", "0"),
+        ("--partitions", "0"),
+    ] {
+        refused(dir.path(), &["bench", "bus", flag, value], &[], quick, flag);
+    }
+    for (flag, value) in [
+        ("--duration-secs", "0"),
+        ("--concurrency", "0"),
+        ("--kill-every-ms", "0"),
+    ] {
+        refused(dir.path(), &["chaos", flag, value], &[], quick, flag);
+    }
+}
