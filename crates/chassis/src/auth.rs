@@ -203,6 +203,9 @@ impl TokenVerifier {
             settings,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3))
+                // Keys are fetched minutes apart: a kept connection would only meet the
+                // issuer closing it.
+                .pool_max_idle_per_host(0)
                 .build()
                 .expect("a plain HTTP client always builds"),
             cache: RwLock::new(KeyCache {

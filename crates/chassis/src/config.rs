@@ -302,6 +302,13 @@ impl ChassisSettings {
         Duration::from_millis(self.header_timeout_ms)
     }
 
+    /// How long a client of another service keeps an idle connection for reuse: half the
+    /// header timeout after which that service closes it, so the client lets go first (a
+    /// request sent just as the server closes the connection would be reset).
+    pub fn client_idle_timeout(&self) -> Duration {
+        self.header_timeout() / 2
+    }
+
     pub fn pool(&self) -> crate::db::PoolSettings {
         crate::db::PoolSettings {
             max_connections: self.db_max_connections,

@@ -196,8 +196,9 @@ fn main() -> anyhow::Result<()> {
                 base_port,
                 split: true,
                 chassis,
+                auth,
                 ..
-            } => split::up(place, base_port, &chassis).await,
+            } => split::up(place, base_port, &chassis, auth.signing_key_file).await,
             Command::Up {
                 place,
                 base_port,

@@ -3,14 +3,21 @@
 //! child that dies, with backoff, and stops them all on Ctrl-C or SIGTERM.
 
 use std::{
+    collections::VecDeque,
     path::{Path, PathBuf},
     process::Stdio,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
 use chassis::config::{ChassisSettings, ServiceUrls};
-use tokio::{process::Command, task::JoinSet};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Command,
+    sync::oneshot,
+    task::{JoinHandle, JoinSet},
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Placement, ServiceName, shop};
@@ -35,16 +42,33 @@ pub fn pid_file(data_dir: &Path, service: ServiceName) -> PathBuf {
     data_dir.join("run").join(format!("{}.pid", service.name()))
 }
 
-pub async fn up(place: Placement, base_port: u16, chassis: &ChassisSettings) -> anyhow::Result<()> {
+/// Runs the shop split; auth signs with `signing_key_file`, or a key kept in the data
+/// folder (made on first start) when none is given.
+pub async fn up(
+    place: Placement,
+    base_port: u16,
+    chassis: &ChassisSettings,
+    signing_key_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let demo = shop::demo_customer(&place.data_dir, chassis).await?;
-    let signing_key = place.data_dir.join("auth-signing-key.pem");
-    auth::SigningKey::load_or_generate(&signing_key)?;
+    let signing_key = match signing_key_file {
+        Some(given) => {
+            auth::SigningKey::load(&given)?;
+            given
+        }
+        None => {
+            let kept = place.data_dir.join("auth-signing-key.pem");
+            auth::SigningKey::load_or_generate(&kept)?;
+            kept
+        }
+    };
     std::fs::create_dir_all(place.data_dir.join("run"))?;
     let urls = shop::urls_for(place.bind, base_port)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(shop::cancel_on_signal(shutdown.clone()));
 
     let mut children = JoinSet::new();
+    let mut first_starts = Vec::new();
     for service in SERVICES {
         let command = ChildCommand {
             service,
@@ -58,7 +82,18 @@ pub async fn up(place: Placement, base_port: u16, chassis: &ChassisSettings) -> 
                 ("MALL_ENV", chassis.environment().to_string()),
             ],
         };
-        children.spawn(supervise(command, shutdown.clone()));
+        let (started, first_start) = oneshot::channel();
+        first_starts.push(first_start);
+        children.spawn(supervise(command, shutdown.clone(), started));
+    }
+    // "Open" only over a shop that is: a child that dies before it first listens (a taken
+    // port, a bad setting) would die the same way at every restart.
+    for first_start in first_starts {
+        if let Ok(Err(failure)) = first_start.await {
+            shutdown.cancel();
+            while children.join_next().await.is_some() {}
+            anyhow::bail!(failure);
+        }
     }
     println!(
         "12st mall is open at http://{}:{base_port}  (split: one process per service; data in \
@@ -110,6 +145,7 @@ impl ChildCommand {
                 (self.service == ServiceName::Product).to_string(),
             )
             .stdin(Stdio::null())
+            .stderr(Stdio::piped())
             // Its own process group: a Ctrl-C in the terminal reaches the supervisor only,
             // which then stops the children in order.
             .process_group(0)
@@ -128,22 +164,39 @@ impl ChildCommand {
 }
 
 /// Keeps one service's process running until shutdown: restarts it when it dies, after a
-/// backoff that grows while it keeps dying; on shutdown sends it SIGTERM and waits.
-async fn supervise(child: ChildCommand, shutdown: CancellationToken) {
+/// backoff that grows while it keeps dying; on shutdown sends it SIGTERM and waits. Says
+/// on `first_start` whether its first process came up listening, or how it died.
+async fn supervise(
+    child: ChildCommand,
+    shutdown: CancellationToken,
+    first_start: oneshot::Sender<Result<(), String>>,
+) {
     let service = child.service.name();
     let pid_file = pid_file(&child.place.data_dir, child.service);
     let mut failures = 0u32;
+    let mut first_start = Some(first_start);
     while !shutdown.is_cancelled() {
+        // Another program on the port would answer for a child that cannot bind it.
+        let port_taken = || std::net::TcpListener::bind((child.place.bind, child.port)).is_err();
+        if let Some(first) = first_start.take_if(|_| port_taken()) {
+            let _ = first.send(Err(format!(
+                "{service} cannot listen on {}:{}: it is taken (is another shop running \
+                 there? --base-port moves it)",
+                child.place.bind, child.port
+            )));
+            break;
+        }
         let started = Instant::now();
         let spawned = child.command().and_then(|mut c| Ok(c.spawn()?));
         let mut process = match spawned {
             Ok(process) => process,
             Err(error) => {
-                tracing::error!(
-                    service,
-                    error = format!("{error:#}"),
-                    "cannot start a service"
-                );
+                let error = format!("{error:#}");
+                tracing::error!(service, error, "cannot start a service");
+                if let Some(first_start) = first_start.take() {
+                    let _ = first_start.send(Err(format!("cannot start {service}: {error}")));
+                    break;
+                }
                 failures += 1;
                 if !pause(backoff(failures), &shutdown).await {
                     break;
@@ -156,6 +209,30 @@ async fn supervise(child: ChildCommand, shutdown: CancellationToken) {
             tracing::warn!(service, %error, "cannot write the pid file");
         }
         tracing::info!(service, pid, "service started");
+        let (last_words, heard_all) = keep_last_words(&mut process);
+        if let Some(first_start) = first_start.take() {
+            let failure = tokio::select! {
+                listening = listens(child.place.bind, child.port) => {
+                    (!listening).then(|| format!("it did not listen within {} s", FIRST_START.as_secs()))
+                }
+                status = process.wait() => Some(match status {
+                    Ok(status) => format!("it exited ({status})"),
+                    Err(error) => error.to_string(),
+                }),
+                _ = shutdown.cancelled() => None,
+            };
+            if let Some(failure) = failure {
+                let _ = process.kill().await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), heard_all).await;
+                let said = Vec::from(last_words.lock().expect("last words lock poisoned").clone());
+                let _ = first_start.send(Err(format!(
+                    "{service} did not start: {failure}\n{}",
+                    said.join("\n")
+                )));
+                break;
+            }
+            let _ = first_start.send(Ok(()));
+        }
         tokio::select! {
             status = process.wait() => {
                 let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
@@ -177,6 +254,47 @@ async fn supervise(child: ChildCommand, shutdown: CancellationToken) {
         }
     }
     let _ = std::fs::remove_file(&pid_file);
+}
+
+/// How long a child's first process gets to listen on its port.
+const FIRST_START: Duration = Duration::from_secs(60);
+
+/// Whether something listens on `port` within [`FIRST_START`].
+async fn listens(bind: std::net::IpAddr, port: u16) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < FIRST_START {
+        if tokio::net::TcpStream::connect((bind, port)).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// The last lines a child wrote to stderr.
+type LastWords = Arc<Mutex<VecDeque<String>>>;
+
+/// Passes the child's stderr on to ours, keeping its last lines (what it said before
+/// dying, for an operator who would otherwise see only "restarting"); the task ends when
+/// the child closes its stderr.
+fn keep_last_words(process: &mut tokio::process::Child) -> (LastWords, JoinHandle<()>) {
+    const KEPT: usize = 20;
+    let last_words: LastWords = Arc::new(Mutex::new(VecDeque::with_capacity(KEPT)));
+    let stderr = process.stderr.take();
+    let kept = last_words.clone();
+    let heard_all = tokio::spawn(async move {
+        let Some(stderr) = stderr else { return };
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("{line}");
+            let mut kept = kept.lock().expect("last words lock poisoned");
+            if kept.len() == KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(line);
+        }
+    });
+    (last_words, heard_all)
 }
 
 /// SIGTERM, then a grace period for the graceful shutdown, then SIGKILL.

@@ -197,7 +197,11 @@ impl Shop {
             split,
             mounted,
             env,
-            client: Client::new(),
+            // Lets idle connections go before a shop's header timeout closes them.
+            client: Client::builder()
+                .pool_idle_timeout(Duration::from_millis(500))
+                .build()
+                .unwrap(),
             admin_token: String::new(),
             token: String::new(),
         };

@@ -151,3 +151,41 @@ fn numbers_that_make_no_sense_and_a_filter_that_logs_nothing_are_refused() {
         refused(dir.path(), &["chaos", flag, value], &[], quick, flag);
     }
 }
+
+#[test]
+fn a_split_shop_whose_service_cannot_start_is_not_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(7);
+    let product_port = std::net::TcpListener::bind(("127.0.0.1", base + 3)).unwrap();
+    let base_port = base.to_string();
+    let up = [
+        "up",
+        "--split",
+        "--base-port",
+        &base_port,
+        "--data-dir",
+        ".",
+    ];
+    refused(
+        dir.path(),
+        &up,
+        &[],
+        Duration::from_secs(30),
+        &format!(
+            "product cannot listen on 127.0.0.1:{}: it is taken",
+            base + 3
+        ),
+    );
+    drop(product_port);
+    refused(
+        dir.path(),
+        &up,
+        &[("MALL_FAULTS", "order:error-rate=lots")],
+        Duration::from_secs(30),
+        "order did not start",
+    );
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", base)).is_ok(),
+        "no gateway is left behind"
+    );
+}

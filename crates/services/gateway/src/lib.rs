@@ -189,7 +189,7 @@ pub async fn run(
     let limits = Arc::new(RateLimits::new(&settings.rate_limits));
     tokio::spawn(limits.clone().forget_idle_clients(shutdown));
     let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_idle_timeout(gateway.settings.client_idle_timeout())
         .build_http();
     let bulkheads: HashMap<&str, Arc<Semaphore>> = [
         &urls.auth_url,

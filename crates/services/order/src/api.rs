@@ -82,11 +82,15 @@ impl ProductCatalogue {
     pub fn new(
         base_url: String,
         timeout: Duration,
+        idle_timeout: Duration,
         retries: u32,
         breaker: CircuitBreaker,
     ) -> Result<Self, reqwest::Error> {
         Ok(ProductCatalogue {
-            client: reqwest::Client::builder().timeout(timeout).build()?,
+            client: reqwest::Client::builder()
+                .timeout(timeout)
+                .pool_idle_timeout(idle_timeout)
+                .build()?,
             base_url: base_url.trim_end_matches('/').to_owned(),
             retries,
             breaker: Arc::new(breaker),

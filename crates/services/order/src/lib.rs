@@ -187,6 +187,7 @@ pub async fn run(
     let catalogue = api::ProductCatalogue::new(
         urls.product_url.clone(),
         Duration::from_millis(settings.product_timeout_ms),
+        rt.settings.client_idle_timeout(),
         settings.product_retries,
         CircuitBreaker::new("product", &settings.product_breaker, &rt.metrics),
     )?;
