@@ -122,8 +122,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Some(_) => temporary.path().join("supervisor.log"),
         None => data_dir.join("supervisor.log"),
     };
+    // Interrupted, the run is dropped: its shop is killed (and its services with it), and
+    // the temporary folder and the small filesystem go as this function returns.
+    tokio::select! {
+        result = run_on(&settings, &embedded, &data_dir, &supervisor_log, small_disk.as_ref()) => result,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the shop under test is stopped"),
+    }
+}
+
+async fn run_on(
+    settings: &Settings,
+    embedded: &ChassisSettings,
+    data_dir: &Path,
+    supervisor_log: &Path,
+    small_disk: Option<&SmallDisk>,
+) -> anyhow::Result<()> {
+    let data_dir = data_dir.to_owned();
     let admin_password = uuid::Uuid::new_v4().to_string();
-    let db = crate::shop::auth_database(&data_dir, &embedded).await?;
+    let db = crate::shop::auth_database(&data_dir, embedded).await?;
     auth::register(
         &db,
         &auth::Passwords::new(NonZeroUsize::MIN),
@@ -137,10 +153,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     .map_err(|error| anyhow::anyhow!("{error}"))?;
     db.close().await;
 
-    let mut shop = start_shop(&settings, &data_dir, &supervisor_log)?;
+    let mut shop = start_shop(settings, &data_dir, supervisor_log)?;
     let url = format!("http://127.0.0.1:{}", settings.base_port);
     let client = Client::builder().timeout(Duration::from_secs(10)).build()?;
-    wait_until_ready(&client, settings.base_port, Duration::from_secs(60)).await?;
+    wait_until_ready(&client, settings.base_port, &mut shop, supervisor_log).await?;
     let gateway = crate::loadgen::Shop::new(client.clone(), &url);
     let admin = gateway.login(ADMIN_EMAIL, &admin_password).await?;
     let products = gateway.test_products(&admin, "chaos").await?;
@@ -262,7 +278,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let settled_in = load_stopped.elapsed();
     stop_shop(&mut shop).await;
     println!("\n== invariants (mall admin check) ==");
-    let invariants_hold = crate::check::run(&data_dir, &embedded, Duration::from_secs(60)).await?;
+    let invariants_hold = crate::check::run(&data_dir, embedded, Duration::from_secs(60)).await?;
 
     println!("\n== chaos ==");
     println!(
@@ -279,7 +295,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     for (service, count) in &kills {
         println!("{:<58} {count:>8}", format!("SIGKILL {service}"));
     }
-    let crashes = std::fs::read_to_string(&supervisor_log)
+    let crashes = std::fs::read_to_string(supervisor_log)
         .unwrap_or_default()
         .matches("injected crash")
         .count();
@@ -389,8 +405,23 @@ fn signal(data_dir: &Path, service: ServiceName, signal: libc::c_int) -> bool {
     unsafe { libc::kill(pid, signal) == 0 }
 }
 
-async fn wait_until_ready(client: &Client, base_port: u16, limit: Duration) -> anyhow::Result<()> {
+/// How long the shop under test may take to become ready.
+const START_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits until every service of `shop` is ready; fails with the end of its log when it
+/// stops first or takes longer than [`START_LIMIT`].
+async fn wait_until_ready(
+    client: &Client,
+    base_port: u16,
+    shop: &mut tokio::process::Child,
+    log: &Path,
+) -> anyhow::Result<()> {
     let started = Instant::now();
+    let log_tail = || {
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    };
     for service in VICTIMS {
         let url = format!(
             "http://127.0.0.1:{}/health/ready",
@@ -402,10 +433,15 @@ async fn wait_until_ready(client: &Client, base_port: u16, limit: Duration) -> a
             {
                 break;
             }
+            if let Some(status) = shop.try_wait()? {
+                anyhow::bail!("the shop under test stopped ({status}):\n{}", log_tail());
+            }
             anyhow::ensure!(
-                started.elapsed() < limit,
-                "{} did not become ready",
-                service.name()
+                started.elapsed() < START_LIMIT,
+                "{} did not become ready within {} s:\n{}",
+                service.name(),
+                START_LIMIT.as_secs(),
+                log_tail()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

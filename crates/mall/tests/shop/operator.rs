@@ -189,3 +189,31 @@ fn a_split_shop_whose_service_cannot_start_is_not_opened() {
         "no gateway is left behind"
     );
 }
+
+#[test]
+fn chaos_whose_shop_cannot_start_says_why_and_leaves_nothing_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(7);
+    let taken = std::net::TcpListener::bind(("127.0.0.1", base + 3)).unwrap();
+    refused(
+        dir.path(),
+        &[
+            "chaos",
+            "--base-port",
+            &base.to_string(),
+            "--duration-secs",
+            "5",
+        ],
+        &[],
+        Duration::from_secs(30),
+        "product cannot listen",
+    );
+    drop(taken);
+    for offset in 0..7 {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok(),
+            "port {} still held",
+            base + offset
+        );
+    }
+}
