@@ -55,16 +55,24 @@ pub struct TokenSettings {
 
     /// The longest a token may live (`exp - iat`), in seconds: at least the issuer's
     /// `MALL_TOKEN_TTL_SECS`. A longer-lived token is refused, whoever signed it.
-    #[arg(long, env = "MALL_TOKEN_MAX_LIFETIME_SECS", default_value_t = 900,
+    #[arg(long = "token-max-lifetime-secs", env = "MALL_TOKEN_MAX_LIFETIME_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(i64).range(30..=86_400))]
     pub max_token_lifetime_secs: i64,
 
     /// The `iss` every token must carry.
-    #[arg(long, env = "MALL_JWT_ISSUER", default_value = "12st-mall")]
+    #[arg(
+        long = "jwt-issuer",
+        env = "MALL_JWT_ISSUER",
+        default_value = "12st-mall"
+    )]
     pub issuer: String,
 
     /// The `aud` every token must carry.
-    #[arg(long, env = "MALL_JWT_AUDIENCE", default_value = "12st-mall")]
+    #[arg(
+        long = "jwt-audience",
+        env = "MALL_JWT_AUDIENCE",
+        default_value = "12st-mall"
+    )]
     pub audience: String,
 }
 

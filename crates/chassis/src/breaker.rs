@@ -21,12 +21,12 @@ use crate::telemetry::{Metrics, UpstreamLabels};
 #[derive(clap::Args, Debug, Clone)]
 pub struct BreakerSettings {
     /// Failed calls in a row to a service that open its circuit breaker.
-    #[arg(long, env = "MALL_BREAKER_FAILURES", default_value_t = 5,
+    #[arg(long = "breaker-failures", env = "MALL_BREAKER_FAILURES", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub failures_to_open: u32,
 
     /// How long an open breaker refuses calls before it lets a probe through.
-    #[arg(long, env = "MALL_BREAKER_OPEN_MS", default_value_t = 5_000,
+    #[arg(long = "breaker-open-ms", env = "MALL_BREAKER_OPEN_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub open_ms: u64,
 }

@@ -79,7 +79,7 @@ pub struct ChassisSettings {
 
     /// Where this runs; `production` refuses fault injection. Unset, it is production,
     /// except for `mall up` (a shop on one machine), where it is development.
-    #[arg(long, env = "MALL_ENV", value_enum)]
+    #[arg(long = "env", env = "MALL_ENV", value_enum)]
     pub environment: Option<Environment>,
 
     /// Faults to inject, for tests only: `service:fault,...;...` (README, "Fault

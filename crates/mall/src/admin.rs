@@ -77,7 +77,11 @@ pub enum DlqAction {
     /// Every dead letter of every service, newest first.
     List,
     /// Put one dead letter's event back on its topic for its group to handle again.
-    Replay { id: uuid::Uuid },
+    Replay {
+        /// The dead letter's id, as `dlq list` shows it.
+        #[arg(value_name = "UUID")]
+        id: uuid::Uuid,
+    },
 }
 
 /// The services whose consumer groups can dead-letter events.
@@ -94,6 +98,14 @@ async fn dead_letters(
     chassis: &ChassisSettings,
     action: DlqAction,
 ) -> anyhow::Result<()> {
+    if let Some(file) = chassis.db.sqlite_file(data_dir, auth::NAME) {
+        anyhow::ensure!(
+            file.exists(),
+            "{} holds no shop (no {}): check --data-dir",
+            data_dir.display(),
+            file.display()
+        );
+    }
     let mut replayed = false;
     for service in CONSUMERS {
         // A service that never ran here has no dead letters.

@@ -79,7 +79,7 @@ fn postgresql_urls_without_a_usable_name_or_server_are_refused() {
 }
 
 #[test]
-fn an_account_is_not_created_where_there_is_no_shop() {
+fn admin_tools_refuse_a_folder_with_no_shop() {
     let dir = tempfile::tempdir().unwrap();
     refused(
         dir.path(),
@@ -98,6 +98,13 @@ fn an_account_is_not_created_where_there_is_no_shop() {
         "holds no shop",
     );
     assert!(!dir.path().join("typo").exists(), "nothing was created");
+    refused(
+        dir.path(),
+        &["admin", "dlq", "list", "--data-dir", "typo"],
+        &[],
+        Duration::from_secs(2),
+        "holds no shop",
+    );
 }
 
 #[tokio::test]
@@ -135,6 +142,14 @@ fn numbers_that_make_no_sense_and_a_filter_that_logs_nothing_are_refused() {
         &[("MALL_LOG", "nonsense")],
         quick,
         "neither a level",
+    );
+    // The error names the setting as the operator wrote it: flag and variable agree.
+    refused(
+        dir.path(),
+        &["up", "--data-dir", "."],
+        &[("MALL_BREAKER_FAILURES", "0")],
+        quick,
+        "--breaker-failures",
     );
     for (flag, value) in [
         ("--producers", "0"),

@@ -62,7 +62,7 @@ pub const FLOWS: ServiceFlows = ServiceFlows {
 pub struct AuthSettings {
     /// The token signing key: an Ed25519 private key, PKCS#8 PEM. `mall up` creates one
     /// in the data folder on first start; `mall serve auth` needs it to exist.
-    #[arg(long, env = "MALL_AUTH_SIGNING_KEY_FILE")]
+    #[arg(long = "auth-signing-key-file", env = "MALL_AUTH_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
 
     /// How long an access token is valid, in seconds; at most the verifiers'

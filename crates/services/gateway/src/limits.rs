@@ -32,23 +32,23 @@ use uuid::Uuid;
 #[derive(clap::Args, Debug, Clone)]
 pub struct RateLimitSettings {
     /// Sustained requests per second from one client address.
-    #[arg(long, env = "MALL_RATE_LIMIT_IP_PER_SEC", default_value_t = NonZeroU32::new(1_000).unwrap())]
+    #[arg(long = "rate-limit-ip-per-sec", env = "MALL_RATE_LIMIT_IP_PER_SEC", default_value_t = NonZeroU32::new(1_000).unwrap())]
     pub ip_per_sec: NonZeroU32,
     /// Requests one client address may send at once above the sustained rate.
-    #[arg(long, env = "MALL_RATE_LIMIT_IP_BURST", default_value_t = NonZeroU32::new(2_000).unwrap())]
+    #[arg(long = "rate-limit-ip-burst", env = "MALL_RATE_LIMIT_IP_BURST", default_value_t = NonZeroU32::new(2_000).unwrap())]
     pub ip_burst: NonZeroU32,
     /// Sustained requests per second of one customer.
-    #[arg(long, env = "MALL_RATE_LIMIT_CUSTOMER_PER_SEC", default_value_t = NonZeroU32::new(100).unwrap())]
+    #[arg(long = "rate-limit-customer-per-sec", env = "MALL_RATE_LIMIT_CUSTOMER_PER_SEC", default_value_t = NonZeroU32::new(100).unwrap())]
     pub customer_per_sec: NonZeroU32,
     /// Requests one customer may send at once above the sustained rate.
-    #[arg(long, env = "MALL_RATE_LIMIT_CUSTOMER_BURST", default_value_t = NonZeroU32::new(200).unwrap())]
+    #[arg(long = "rate-limit-customer-burst", env = "MALL_RATE_LIMIT_CUSTOMER_BURST", default_value_t = NonZeroU32::new(200).unwrap())]
     pub customer_burst: NonZeroU32,
     /// Sustained sign-ups and logins per minute from one client address: each costs the
     /// auth service a deliberately slow password hash, and each login is a guess.
-    #[arg(long, env = "MALL_RATE_LIMIT_LOGIN_PER_MIN", default_value_t = NonZeroU32::new(10).unwrap())]
+    #[arg(long = "rate-limit-login-per-min", env = "MALL_RATE_LIMIT_LOGIN_PER_MIN", default_value_t = NonZeroU32::new(10).unwrap())]
     pub login_per_min: NonZeroU32,
     /// Sign-ups and logins one client address may send at once above the sustained rate.
-    #[arg(long, env = "MALL_RATE_LIMIT_LOGIN_BURST", default_value_t = NonZeroU32::new(20).unwrap())]
+    #[arg(long = "rate-limit-login-burst", env = "MALL_RATE_LIMIT_LOGIN_BURST", default_value_t = NonZeroU32::new(20).unwrap())]
     pub login_burst: NonZeroU32,
     /// Proxies (load balancers) whose `X-Forwarded-For` is believed, as CIDR ranges or
     /// single addresses, comma-separated; none by default.

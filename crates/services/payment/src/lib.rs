@@ -53,11 +53,15 @@ pub const FLOWS: ServiceFlows = ServiceFlows {
 #[derive(clap::Args, Debug, Clone)]
 pub struct PaymentSettings {
     /// The simulated provider declines amounts above this, in KRW.
-    #[arg(long, env = "MALL_PAYMENT_LIMIT_KRW", default_value_t = 5_000_000)]
+    #[arg(
+        long = "payment-limit-krw",
+        env = "MALL_PAYMENT_LIMIT_KRW",
+        default_value_t = 5_000_000
+    )]
     pub limit_krw: u64,
 
     /// The simulated provider's answer time, in milliseconds.
-    #[arg(long, env = "MALL_PAYMENT_LATENCY_MS", default_value_t = 0,
+    #[arg(long = "payment-latency-ms", env = "MALL_PAYMENT_LATENCY_MS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub latency_ms: u64,
 }
