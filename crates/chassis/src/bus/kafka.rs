@@ -718,6 +718,9 @@ mod tests {
         let first = read(subscription.as_mut(), 5).await;
         let mut ids: Vec<_> = first.iter().map(|r| r.envelope.id).collect();
         ids.sort();
+        // At least once: a rebalance while the group forms (seen on a loaded machine) hands
+        // a partition over again from its committed offset, so an event may come twice.
+        ids.dedup();
         let mut expected: Vec<_> = sent.iter().map(|e| e.envelope.id).collect();
         expected.sort();
         assert_eq!(ids, expected);
