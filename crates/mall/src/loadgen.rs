@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 #[derive(Args)]
 pub struct Settings {
     /// The shop's gateway.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_parser = parse_shop_url)]
     url: String,
     /// An admin account, to create the products the run orders (its password comes from
     /// MALL_ADMIN_PASSWORD).
@@ -75,6 +75,24 @@ struct Results {
     finals: BTreeMap<String, usize>,
     errors: BTreeMap<String, usize>,
     confirmed_at: Vec<f64>,
+    /// When the shop last answered anything, even an error.
+    last_answer: Option<Instant>,
+}
+
+/// A shop that has answered nothing for this long has stopped: the run ends, failed,
+/// rather than counting connection errors until its time is up.
+const SILENCE_LIMIT: Duration = Duration::from_secs(10);
+
+fn parse_shop_url(value: &str) -> Result<String, String> {
+    match reqwest::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+            Ok(value.to_owned())
+        }
+        Ok(_) => Err(format!("`{value}` is not an http:// or https:// address")),
+        Err(error) => Err(format!(
+            "`{value}` is not a URL ({error}), e.g. http://127.0.0.1:8080"
+        )),
+    }
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -113,7 +131,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let tokens = Arc::new(tokens);
 
-    let results = Arc::new(Mutex::new(Results::default()));
+    let results = Arc::new(Mutex::new(Results {
+        last_answer: Some(Instant::now()),
+        ..Results::default()
+    }));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(settings.duration_secs);
     let bar = ProgressBar::new(settings.duration_secs).with_style(ProgressStyle::with_template(
@@ -130,7 +151,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
         workers.spawn(async move {
             let mut turn = worker;
-            while Instant::now() < deadline {
+            while Instant::now() < deadline && !silent(&results) {
                 let kind = pick(&mix);
                 let token = &tokens[turn % tokens.len()];
                 turn += settings.concurrency;
@@ -142,6 +163,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 let outcome = shop.one_order(token, product, kind).await;
                 let now = started.elapsed().as_secs_f64();
                 let mut results = results.lock().expect("results lock poisoned");
+                if !matches!(&outcome, Err(error) if error.ends_with("connection")) {
+                    results.last_answer = Some(Instant::now());
+                }
                 match outcome {
                     Ok((status, latency)) => {
                         *results
@@ -164,7 +188,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         });
     }
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !silent(&results) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (confirmed, errors) = {
             let results = results.lock().expect("results lock poisoned");
@@ -179,11 +203,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     while workers.join_next().await.is_some() {}
     bar.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        !silent(&results),
+        "the shop at {} has not answered for {} s: stopped after {elapsed:.0} s",
+        settings.url,
+        SILENCE_LIMIT.as_secs()
+    );
     let results = Arc::try_unwrap(results)
         .ok()
         .context("workers finished")?
         .into_inner()?;
     report(&settings, &results, elapsed)
+}
+
+/// Whether the shop has stopped answering.
+fn silent(results: &Mutex<Results>) -> bool {
+    let results = results.lock().expect("results lock poisoned");
+    results
+        .last_answer
+        .is_some_and(|at| at.elapsed() > SILENCE_LIMIT)
 }
 
 fn pick(mix: &[u32]) -> Kind {

@@ -158,6 +158,13 @@ fn numbers_that_make_no_sense_and_a_filter_that_logs_nothing_are_refused() {
     ] {
         refused(dir.path(), &["bench", "bus", flag, value], &[], quick, flag);
     }
+    refused(
+        dir.path(),
+        &["loadgen", "--url", "not-a-url", "--admin-email", "a@b.co"],
+        &[("MALL_ADMIN_PASSWORD", "x")],
+        quick,
+        "`not-a-url` is not a URL",
+    );
     for (flag, value) in [
         ("--duration-secs", "0"),
         ("--concurrency", "0"),

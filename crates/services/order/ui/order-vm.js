@@ -74,10 +74,10 @@ export class OrderViewModel {
   async load() {
     clearTimeout(this.timer);
     try {
-      const [order, history] = await Promise.all([
-        this.api.get(`/api/orders/${this.orderId}`),
-        this.api.get(`/api/orders/${this.orderId}/history`),
-      ]);
+      // The order first, then its history: asked for at once, the history could be the
+      // older of the two and miss the change the order already shows.
+      const order = await this.api.get(`/api/orders/${this.orderId}`);
+      const history = await this.api.get(`/api/orders/${this.orderId}/history`);
       this.order = order;
       this.history = history.items;
       this.error = null;
