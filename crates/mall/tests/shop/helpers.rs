@@ -258,15 +258,21 @@ impl Shop {
     /// Terminates every server connection to the shop's PostgreSQL databases, as a
     /// failover or a network cut would; returns how many there were.
     pub fn cut_database_connections(&self) -> usize {
+        self.psql(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname LIKE '{}\\_%'",
+            self.namespace
+        ))
+        .parse()
+        .unwrap()
+    }
+
+    /// Runs `sql` on the test PostgreSQL server as its superuser; returns what it printed.
+    fn psql(&self, sql: &str) -> String {
         let server = test_database_server().expect("a shop on PostgreSQL");
         let output = Command::new("psql")
             .arg(format!("{server}/postgres"))
-            .args(["-At", "-c"])
-            .arg(format!(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                 WHERE datname LIKE '{}\\_%'",
-                self.namespace
-            ))
+            .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .unwrap();
         assert!(
@@ -274,36 +280,22 @@ impl Shop {
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .unwrap()
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
     /// Makes the shop's PostgreSQL databases refuse writes (or take them again), as a
     /// failover to a read-only standby (and back) would: new sessions start read-only,
     /// and every open one is cut so that none keeps the old mode.
     pub fn set_databases_read_only(&self, read_only: bool) {
-        let server = test_database_server().expect("a shop on PostgreSQL");
         let mode = if read_only { "on" } else { "off" };
-        let output = Command::new("psql")
-            .arg(format!("{server}/postgres"))
-            .args(["-At", "-v", "ON_ERROR_STOP=1", "-c"])
-            .arg(format!(
-                "DO $$ DECLARE name text; BEGIN
-                   FOR name IN SELECT datname FROM pg_database WHERE datname LIKE '{}\\_%' LOOP
-                     EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = {mode}', name);
-                   END LOOP;
-                 END $$",
-                self.namespace
-            ))
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        self.psql(&format!(
+            "DO $$ DECLARE name text; BEGIN
+               FOR name IN SELECT datname FROM pg_database WHERE datname LIKE '{}\\_%' LOOP
+                 EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = {mode}', name);
+               END LOOP;
+             END $$",
+            self.namespace
+        ));
         self.cut_database_connections();
     }
 
@@ -609,20 +601,25 @@ impl Shop {
     /// The value of a counter in a service's `/metrics`, summed over series whose
     /// labels contain every `label=value` of `labels`.
     pub async fn metric(&self, port_offset: u16, name: &str, labels: &[&str]) -> f64 {
+        self.metrics_text(port_offset)
+            .await
+            .lines()
+            .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// A service's whole `/metrics` exposition.
+    pub async fn metrics_text(&self, port_offset: u16) -> String {
         let url = format!("http://127.0.0.1:{}/metrics", self.base_port + port_offset);
-        let text = self
-            .client
+        self.client
             .get(url)
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
-            .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            .unwrap()
     }
 }
 

@@ -12,16 +12,7 @@ use crate::helpers::{Shop, assert_problem, count};
 const ORDER: u16 = 1;
 
 async fn metrics_size(shop: &Shop) -> usize {
-    let url = format!("http://127.0.0.1:{}/metrics", shop.base_port + ORDER);
-    shop.client
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-        .len()
+    shop.metrics_text(ORDER).await.len()
 }
 
 #[tokio::test]
@@ -202,24 +193,6 @@ fn a_signing_key_others_can_read_is_refused() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("open to other users"), "{stderr}");
-}
-
-#[test]
-fn a_service_told_nothing_runs_as_production_and_refuses_faults() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
-        .args(["serve", "order", "--port", "0", "--data-dir"])
-        .arg(dir.path())
-        .env_remove("MALL_ENV")
-        .env("MALL_FAULTS", "order:error-rate=0.5")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("refused when MALL_ENV=production"),
-        "{stderr}"
-    );
 }
 
 #[test]

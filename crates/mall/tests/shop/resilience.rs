@@ -292,19 +292,24 @@ async fn a_slow_service_fills_only_its_own_bulkhead_and_the_excess_is_shed_at_on
 }
 
 #[test]
-fn production_refuses_to_start_with_faults() {
+fn production_refuses_to_start_with_faults_and_is_what_a_service_told_nothing_runs_as() {
     let dir = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
-        .args(["serve", "order", "--port", "0", "--data-dir"])
-        .arg(dir.path())
-        .env("MALL_ENV", "production")
-        .env("MALL_FAULTS", "order:error-rate=0.5")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("refused when MALL_ENV=production"),
-        "{stderr}"
-    );
+    for environment in [Some("production"), None] {
+        let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_mall"));
+        serve
+            .args(["serve", "order", "--port", "0", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("MALL_ENV")
+            .env("MALL_FAULTS", "order:error-rate=0.5");
+        if let Some(environment) = environment {
+            serve.env("MALL_ENV", environment);
+        }
+        let output = serve.output().unwrap();
+        assert!(!output.status.success(), "{environment:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("refused when MALL_ENV=production"),
+            "{environment:?}: {stderr}"
+        );
+    }
 }
