@@ -198,7 +198,13 @@ fn main() -> anyhow::Result<()> {
                 chassis,
                 auth,
                 ..
-            } => split::up(place, base_port, &chassis, auth.signing_key_file).await,
+            } => {
+                let settings = split::ChildSettings {
+                    signing_key_file: auth.signing_key_file,
+                    flags: split::flags_for_children(std::env::args_os()),
+                };
+                split::up(place, base_port, &chassis, settings).await
+            }
             Command::Up {
                 place,
                 base_port,

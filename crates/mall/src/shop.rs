@@ -151,6 +151,13 @@ fn open_data_dir(data_dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+    // SQLite would say only "unable to open database file" of a folder it cannot write.
+    tempfile::tempfile_in(data_dir).with_context(|| {
+        format!(
+            "cannot write in the data folder {} (read-only, or not this user's?)",
+            data_dir.display()
+        )
+    })?;
     let mode = std::fs::metadata(data_dir)?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         tracing::warn!(

@@ -4,6 +4,7 @@
 
 use std::{
     collections::VecDeque,
+    ffi::OsString,
     path::{Path, PathBuf},
     process::Stdio,
     sync::{Arc, Mutex},
@@ -42,16 +43,43 @@ pub fn pid_file(data_dir: &Path, service: ServiceName) -> PathBuf {
     data_dir.join("run").join(format!("{}.pid", service.name()))
 }
 
-/// Runs the shop split; auth signs with `signing_key_file`, or a key kept in the data
-/// folder (made on first start) when none is given.
+/// What `mall up --split` hands its children beyond the environment they inherit.
+pub struct ChildSettings {
+    /// Auth's signing key; without one, a key kept in the data folder (made on first
+    /// start).
+    pub signing_key_file: Option<PathBuf>,
+    /// The command line's settings, for `mall serve` to read as `mall up` did.
+    pub flags: Vec<OsString>,
+}
+
+/// The flags of a `mall up --split` command line (`args`, as the process got them) that
+/// its children take too: all but the program, `up`, `--split` and `--base-port` (each
+/// child gets its own port).
+pub fn flags_for_children(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    let mut flags = Vec::new();
+    let mut args = args.skip(1).skip_while(|arg| arg != "up").skip(1);
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--split") => {}
+            Some("--base-port") => {
+                args.next();
+            }
+            Some(flag) if flag.starts_with("--base-port=") => {}
+            _ => flags.push(arg),
+        }
+    }
+    flags
+}
+
+/// Runs the shop split, each service in a `mall serve` child given `settings`.
 pub async fn up(
     place: Placement,
     base_port: u16,
     chassis: &ChassisSettings,
-    signing_key_file: Option<PathBuf>,
+    settings: ChildSettings,
 ) -> anyhow::Result<()> {
     let demo = shop::demo_customer(&place.data_dir, chassis).await?;
-    let signing_key = match signing_key_file {
+    let signing_key = match settings.signing_key_file {
         Some(given) => {
             auth::SigningKey::load(&given)?;
             given
@@ -76,6 +104,7 @@ pub async fn up(
             port: base_port + service.port_offset(),
             urls: urls.clone(),
             signing_key: signing_key.clone(),
+            flags: settings.flags.clone(),
             shared: [
                 ("MALL_DB", chassis.db.to_string()),
                 ("MALL_BUS", chassis.bus.to_string()),
@@ -117,6 +146,8 @@ struct ChildCommand {
     port: u16,
     urls: ServiceUrls,
     signing_key: PathBuf,
+    /// The settings `mall up` was given on its command line.
+    flags: Vec<OsString>,
     /// What `mall up` was given, by flag or environment, that its children share: the
     /// databases, the bus, and the environment (`mall serve` alone would be production).
     shared: [(&'static str, String); 3],
@@ -128,6 +159,7 @@ impl ChildCommand {
         command
             .arg("serve")
             .arg(self.service.name())
+            .args(&self.flags)
             .env("MALL_DATA_DIR", &self.place.data_dir)
             .env("MALL_BIND", self.place.bind.to_string())
             .env("MALL_PORT", self.port.to_string())
@@ -329,6 +361,26 @@ fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn children_take_the_command_lines_settings_but_their_own_port() {
+        let args = [
+            "mall",
+            "up",
+            "--split",
+            "--base-port",
+            "9000",
+            "--request-timeout-ms",
+            "500",
+            "--base-port=9001",
+            "--faults=order:latency-ms=5",
+        ]
+        .map(OsString::from);
+        assert_eq!(
+            flags_for_children(args.into_iter()),
+            ["--request-timeout-ms", "500", "--faults=order:latency-ms=5"].map(OsString::from)
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

@@ -206,6 +206,14 @@ fn a_split_shop_whose_service_cannot_start_is_not_opened() {
         Duration::from_secs(30),
         "order did not start",
     );
+    // A setting given as a flag reaches the children as one given by the environment.
+    refused(
+        dir.path(),
+        &[&up[..], &["--faults", "order:error-rate=lots"]].concat(),
+        &[],
+        Duration::from_secs(30),
+        "order did not start",
+    );
     assert!(
         std::net::TcpListener::bind(("127.0.0.1", base)).is_ok(),
         "no gateway is left behind"
@@ -238,4 +246,28 @@ fn chaos_whose_shop_cannot_start_says_why_and_leaves_nothing_running() {
             base + offset
         );
     }
+}
+
+#[test]
+fn a_read_only_data_folder_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !mounted {
+        eprintln!("SKIPPED: mounting a read-only tmpfs needs root");
+        return;
+    }
+    let base = free_ports(7).to_string();
+    refused(
+        dir.path(),
+        &["up", "--base-port", &base, "--data-dir", "."],
+        &[],
+        Duration::from_secs(2),
+        "cannot write in the data folder",
+    );
+    let _ = Command::new("umount").arg("-l").arg(dir.path()).status();
 }
