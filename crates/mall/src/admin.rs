@@ -212,6 +212,7 @@ pub async fn run(task: Task) -> anyhow::Result<()> {
                 Ok(password) => password,
                 Err(_) => read_password(&email)?,
             };
+            crate::shop::open_data_dir(&data_dir)?;
             let db = crate::shop::auth_database(&data_dir, &chassis).await?;
             let id = auth::register(
                 &db,

@@ -139,6 +139,7 @@ async fn run_on(
 ) -> anyhow::Result<()> {
     let data_dir = data_dir.to_owned();
     let admin_password = uuid::Uuid::new_v4().to_string();
+    crate::shop::open_data_dir(&data_dir)?;
     let db = crate::shop::auth_database(&data_dir, embedded).await?;
     auth::register(
         &db,

@@ -101,6 +101,7 @@ pub async fn serve(
          /health and /metrics are served on a port of their own and not to everyone"
     );
     let listener = bind(SocketAddr::new(place.bind, port)).await?;
+    open_data_dir(&place.data_dir)?;
     let shop = Shop::open(&place.data_dir, &chassis).await?;
     shop.start(service, listener, &chassis, &options).await?;
     shop.run_until_stopped().await
@@ -145,9 +146,10 @@ pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-/// Creates the data folder (0700, by the process's umask) unless it exists; warns when an
-/// existing one is open to other users, rather than changing a folder it did not make.
-fn open_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+/// Creates the data folder (0700, by the process's umask) unless it exists, checks that
+/// it can be written, and warns when an existing one is open to other users, rather than
+/// changing a folder it did not make. Each command that writes there calls it once.
+pub fn open_data_dir(data_dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
@@ -169,9 +171,9 @@ fn open_data_dir(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The auth service's database, migrated: for tools that add accounts.
+/// The auth service's database, migrated, in a data folder already opened
+/// ([`open_data_dir`]): for tools that add accounts.
 pub async fn auth_database(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<Database> {
-    open_data_dir(data_dir)?;
     let db = chassis::runtime::open_service_database(auth::NAME, chassis, data_dir)
         .await
         .context("cannot open the auth database")?;
@@ -265,8 +267,8 @@ struct Shop {
 }
 
 impl Shop {
+    /// The shop on `data_dir`, which `mall up` locked or `mall serve` opened.
     async fn open(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<Self> {
-        open_data_dir(data_dir)?;
         let bus = connect_bus(data_dir, chassis).await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
