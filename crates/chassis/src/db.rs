@@ -218,32 +218,50 @@ impl<T: AsConn> AsConn for &mut T {
     }
 }
 
+/// A database error's code, read by the rules of the backend that raised it: an
+/// all-digit PostgreSQL SQLSTATE (`08006`) is no SQLite result code.
+enum ErrorCode {
+    /// The SQLSTATE.
+    Postgres(String),
+    /// The extended result code; its low byte is the primary one.
+    Sqlite(u32),
+}
+
+fn error_code(error: &sqlx::Error) -> Option<ErrorCode> {
+    let sqlx::Error::Database(error) = error else {
+        return None;
+    };
+    let code = error.code()?;
+    if error
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        Some(ErrorCode::Postgres(code.into_owned()))
+    } else {
+        code.parse().ok().map(ErrorCode::Sqlite)
+    }
+}
+
 /// Whether `error` says the storage cannot take writes now (a full disk, an I/O error, a
 /// lost or refused server connection): the same request can succeed later, so it is a
 /// 503 to retry rather than a 500.
 pub fn is_storage_failure(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-        sqlx::Error::Database(error) => {
-            let code = error.code().unwrap_or_default();
-            if error
-                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                .is_some()
-            {
-                // PostgreSQL's classes 08 (connection), 53 (insufficient resources: disk
-                // full, out of memory, too many connections), 57P (shutdown), 58 (I/O),
-                // and 25006: a read-only server (a standby, after a failover).
-                ["08", "53", "57P", "58", "25006"]
-                    .iter()
-                    .any(|class| code.starts_with(class))
-            } else {
-                // SQLite's primary result codes: SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN,
-                // in extended codes too (the primary code is the low byte).
-                code.parse::<u32>()
-                    .is_ok_and(|sqlite| matches!(sqlite & 0xff, 10 | 13 | 14))
-            }
-        }
-        _ => false,
+    if matches!(
+        error,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+    ) {
+        return true;
+    }
+    match error_code(error) {
+        // Classes 08 (connection), 53 (insufficient resources: disk full, out of memory,
+        // too many connections), 57P (shutdown), 58 (I/O), and 25006: a read-only server
+        // (a standby, after a failover).
+        Some(ErrorCode::Postgres(code)) => ["08", "53", "57P", "58", "25006"]
+            .iter()
+            .any(|class| code.starts_with(class)),
+        // SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.
+        Some(ErrorCode::Sqlite(code)) => matches!(code & 0xff, 10 | 13 | 14),
+        None => false,
     }
 }
 
@@ -252,24 +270,18 @@ pub fn is_storage_failure(error: &sqlx::Error) -> bool {
 /// however often it is tried. A duplicate key is not counted: a retry after a concurrent
 /// writer usually sees the row and goes another way.
 pub fn is_data_error(error: &sqlx::Error) -> bool {
-    let sqlx::Error::Database(error) = error else {
-        return false;
-    };
-    let code = error.code().unwrap_or_default();
-    if error
-        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-        .is_some()
-    {
+    match error_code(error) {
         // Class 22 (data exception: a NUL byte, a value out of range, bad encoding) and
         // class 23 (integrity constraint) but 23505 (unique violation).
-        code.starts_with("22") || (code.starts_with("23") && code != "23505")
-    } else {
+        Some(ErrorCode::Postgres(code)) => {
+            code.starts_with("22") || (code.starts_with("23") && code != "23505")
+        }
         // SQLITE_TOOBIG, SQLITE_MISMATCH, and SQLITE_CONSTRAINT unless it is
         // SQLITE_CONSTRAINT_UNIQUE or _PRIMARYKEY.
-        code.parse::<u32>().is_ok_and(|sqlite| {
-            matches!(sqlite & 0xff, 18 | 20)
-                || (sqlite & 0xff == 19 && !matches!(sqlite, 2067 | 1555))
-        })
+        Some(ErrorCode::Sqlite(code)) => {
+            matches!(code & 0xff, 18 | 20) || (code & 0xff == 19 && !matches!(code, 2067 | 1555))
+        }
+        None => false,
     }
 }
 
