@@ -69,14 +69,13 @@ fn expected(kind: Kind) -> &'static str {
 const POLL: Duration = Duration::from_millis(10);
 const SAGA_TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Default)]
 struct Results {
     latency_us: Vec<(f64, u64)>,
     finals: BTreeMap<String, usize>,
     errors: BTreeMap<String, usize>,
     confirmed_at: Vec<f64>,
     /// When the shop last answered anything, even an error.
-    last_answer: Option<Instant>,
+    last_answer: Instant,
 }
 
 /// A shop that has answered nothing for this long has stopped: the run ends, failed,
@@ -132,8 +131,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let tokens = Arc::new(tokens);
 
     let results = Arc::new(Mutex::new(Results {
-        last_answer: Some(Instant::now()),
-        ..Results::default()
+        latency_us: Vec::new(),
+        finals: BTreeMap::new(),
+        errors: BTreeMap::new(),
+        confirmed_at: Vec::new(),
+        last_answer: Instant::now(),
     }));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(settings.duration_secs);
@@ -164,7 +166,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 let now = started.elapsed().as_secs_f64();
                 let mut results = results.lock().expect("results lock poisoned");
                 if !matches!(&outcome, Err(error) if error.ends_with("connection")) {
-                    results.last_answer = Some(Instant::now());
+                    results.last_answer = Instant::now();
                 }
                 match outcome {
                     Ok((status, latency)) => {
@@ -219,9 +221,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 /// Whether the shop has stopped answering.
 fn silent(results: &Mutex<Results>) -> bool {
     let results = results.lock().expect("results lock poisoned");
-    results
-        .last_answer
-        .is_some_and(|at| at.elapsed() > SILENCE_LIMIT)
+    results.last_answer.elapsed() > SILENCE_LIMIT
 }
 
 fn pick(mix: &[u32]) -> Kind {
