@@ -381,39 +381,38 @@ impl Database {
         service: &str,
         settings: PoolSettings,
     ) -> Result<Backend, OpenError> {
-        let name = format!("{}_{service}", server.get_database().unwrap_or("mall"));
+        let name = postgres_name(server, service);
         let options = server.clone().database(&name);
-        let pool = || {
-            PgPoolOptions::new()
-                .max_connections(settings.max_connections)
-                .acquire_timeout(Duration::from_secs(30))
-                .before_acquire(out_of_transaction)
-                .connect_lazy_with(options.clone())
-        };
-        let failed = |source| OpenError::Open {
+        if !postgres_database_exists(server, &name).await? {
+            create_database(server, &name).await?;
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .before_acquire(out_of_transaction)
+            .connect_lazy_with(options);
+        pool.acquire().await.map_err(|source| OpenError::Open {
             location: format!("{}:{}/{name}", server.get_host(), server.get_port()),
             source,
-        };
-        // One connection of our own first, with a deadline: a pool retries a server that is
-        // not there until its acquire timeout, and then says only "pool timed out".
-        match tokio::time::timeout(FIRST_CONNECT, PgConnection::connect_with(&options)).await {
-            Err(_) => {
-                return Err(OpenError::NoAnswer {
-                    location: format!("{}:{}", server.get_host(), server.get_port()),
-                    seconds: FIRST_CONNECT.as_secs(),
-                });
-            }
-            Ok(Ok(first)) => {
-                let _ = first.close().await;
-                return Ok(Backend::Postgres(pool()));
-            }
-            Ok(Err(sqlx::Error::Database(error))) if error.code().as_deref() == Some("3D000") => {}
-            Ok(Err(error)) => return Err(failed(error)),
-        }
-        create_database(server, &name).await?;
-        let pool = pool();
-        pool.acquire().await.map_err(failed)?;
+        })?;
         Ok(Backend::Postgres(pool))
+    }
+
+    /// Whether service `service` has a database at `location` yet (without creating it).
+    pub async fn exists(
+        location: &DatabaseLocation,
+        data_dir: &Path,
+        service: &str,
+    ) -> Result<bool, OpenError> {
+        match location {
+            DatabaseLocation::Postgres { server, .. } => {
+                let name = postgres_name(server, service);
+                postgres_database_exists(server, &name).await
+            }
+            _ => Ok(location
+                .sqlite_file(data_dir, service)
+                .is_some_and(|file| file.exists())),
+        }
     }
 
     /// Whether the storage takes work now; every call through this database tells it.
@@ -479,6 +478,38 @@ impl Database {
             Backend::Sqlite(file) => file.close().await,
             Backend::Postgres(pool) => pool.close().await,
         }
+    }
+}
+
+/// Service `service`'s database on the server: `<name>_<service>`.
+fn postgres_name(server: &PgConnectOptions, service: &str) -> String {
+    format!("{}_{service}", server.get_database().unwrap_or("mall"))
+}
+
+/// Whether database `name` exists, by connecting to it once with a deadline: a pool
+/// retries a server that is not there until its acquire timeout, and then says only
+/// "pool timed out".
+async fn postgres_database_exists(
+    server: &PgConnectOptions,
+    name: &str,
+) -> Result<bool, OpenError> {
+    let options = server.clone().database(name);
+    match tokio::time::timeout(FIRST_CONNECT, PgConnection::connect_with(&options)).await {
+        Err(_) => Err(OpenError::NoAnswer {
+            location: format!("{}:{}", server.get_host(), server.get_port()),
+            seconds: FIRST_CONNECT.as_secs(),
+        }),
+        Ok(Ok(first)) => {
+            let _ = first.close().await;
+            Ok(true)
+        }
+        Ok(Err(sqlx::Error::Database(error))) if error.code().as_deref() == Some("3D000") => {
+            Ok(false)
+        }
+        Ok(Err(source)) => Err(OpenError::Open {
+            location: format!("{}:{}/{name}", server.get_host(), server.get_port()),
+            source,
+        }),
     }
 }
 

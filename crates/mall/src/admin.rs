@@ -3,8 +3,11 @@
 use std::{num::NonZeroUsize, path::PathBuf};
 
 use anyhow::Context;
-use chassis::config::ChassisSettings;
-use chassis::dead_letters::{self, DlqError};
+use chassis::{
+    config::ChassisSettings,
+    db::Database,
+    dead_letters::{self, DlqError},
+};
 use clap::{Subcommand, ValueEnum};
 
 /// A read model that can be rebuilt from the log.
@@ -98,22 +101,15 @@ async fn dead_letters(
     chassis: &ChassisSettings,
     action: DlqAction,
 ) -> anyhow::Result<()> {
-    if let Some(file) = chassis.db.sqlite_file(data_dir, auth::NAME) {
-        anyhow::ensure!(
-            file.exists(),
-            "{} holds no shop (no {}): check --data-dir",
-            data_dir.display(),
-            file.display()
-        );
-    }
+    anyhow::ensure!(
+        Database::exists(&chassis.db, data_dir, auth::NAME).await?,
+        "{} holds no shop: check --data-dir and --db",
+        crate::shop::shop_location(data_dir, chassis)
+    );
     let mut replayed = false;
     for service in CONSUMERS {
         // A service that never ran here has no dead letters.
-        if chassis
-            .db
-            .sqlite_file(data_dir, service)
-            .is_some_and(|file| !file.exists())
-        {
+        if !Database::exists(&chassis.db, data_dir, service).await? {
             continue;
         }
         let db = crate::shop::service_database(service, data_dir, chassis).await?;
@@ -199,15 +195,12 @@ pub async fn run(task: Task) -> anyhow::Result<()> {
             data_dir,
             chassis,
         } => {
-            if let Some(file) = chassis.db.sqlite_file(&data_dir, auth::NAME) {
-                anyhow::ensure!(
-                    init || file.exists(),
-                    "{} holds no shop (no {}): check --data-dir, or pass --init to start a \
-                     new shop there with this account",
-                    data_dir.display(),
-                    file.display()
-                );
-            }
+            anyhow::ensure!(
+                init || Database::exists(&chassis.db, &data_dir, auth::NAME).await?,
+                "{} holds no shop: check --data-dir and --db, or pass --init to start a new \
+                 shop there with this account",
+                crate::shop::shop_location(&data_dir, &chassis)
+            );
             let password = match std::env::var("MALL_NEW_USER_PASSWORD") {
                 Ok(password) => password,
                 Err(_) => read_password(&email)?,

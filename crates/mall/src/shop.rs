@@ -11,7 +11,7 @@ use anyhow::Context;
 use chassis::{
     ServiceRuntime,
     bus::EventBus,
-    config::{ChassisSettings, ServiceUrls},
+    config::{ChassisSettings, DatabaseLocation, ServiceUrls},
     db::Database,
     faults::Environment,
 };
@@ -188,16 +188,28 @@ pub async fn service_database(
     data_dir: &Path,
     chassis: &ChassisSettings,
 ) -> anyhow::Result<Database> {
-    if let Some(file) = chassis.db.sqlite_file(data_dir, name) {
-        anyhow::ensure!(
-            file.exists(),
-            "{} does not exist: has the shop run here?",
-            file.display()
-        );
-    }
+    anyhow::ensure!(
+        Database::exists(&chassis.db, data_dir, name).await?,
+        "{} holds no {name} database: has the shop run there? Check --data-dir and --db",
+        shop_location(data_dir, chassis)
+    );
     chassis::runtime::open_service_database(name, chassis, data_dir)
         .await
         .with_context(|| format!("cannot open the {name} database"))
+}
+
+/// Where the settings put the shop's data, in an operator's words.
+pub fn shop_location(data_dir: &Path, chassis: &ChassisSettings) -> String {
+    match &chassis.db {
+        DatabaseLocation::Embedded => data_dir.display().to_string(),
+        DatabaseLocation::Sqlite(folder) => folder.display().to_string(),
+        DatabaseLocation::Postgres { server, .. } => format!(
+            "the PostgreSQL server {}:{} under the name {}",
+            server.get_host(),
+            server.get_port(),
+            server.get_database().unwrap_or_default()
+        ),
+    }
 }
 
 /// The bus the settings name: the embedded log in `data_dir`, or Kafka.

@@ -105,6 +105,40 @@ fn admin_tools_refuse_a_folder_with_no_shop() {
         Duration::from_secs(2),
         "holds no shop",
     );
+    // The same with a mistyped PostgreSQL shop name: no database is created for it.
+    let typo = format!("typo_{}", uuid::Uuid::new_v4().simple());
+    let db = format!("postgres://postgres@127.0.0.1:5432/{typo}");
+    refused(
+        dir.path(),
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "a@b.co",
+            "--name",
+            "A",
+            "--data-dir",
+            ".",
+            "--db",
+            &db,
+        ],
+        &[("MALL_NEW_USER_PASSWORD", "a good password")],
+        Duration::from_secs(2),
+        "holds no shop",
+    );
+    let databases = Command::new("psql")
+        .args([
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            "-Atc",
+            "SELECT datname FROM pg_database",
+        ])
+        .output()
+        .unwrap();
+    assert!(databases.status.success());
+    assert!(
+        !String::from_utf8_lossy(&databases.stdout).contains(&typo),
+        "no database was created"
+    );
 }
 
 #[tokio::test]
@@ -122,6 +156,43 @@ async fn a_second_shop_on_the_same_data_folder_is_refused() {
         shop.get("/api/products").await.status(),
         reqwest::StatusCode::OK,
         "the first goes on"
+    );
+}
+
+#[tokio::test]
+async fn admin_check_on_a_stopped_shop_with_events_on_their_way_says_so() {
+    let mut shop = Shop::start().await;
+    shop.stop_within(Duration::from_secs(30))
+        .expect("the shop stops");
+    // Two events written by a transaction the relay never got to publish.
+    let order = shop.db("order").await;
+    let mut tx = order.begin_write().await.unwrap();
+    for _ in 0..2 {
+        chassis::execute!(
+            &mut tx,
+            sqlx::query(
+                "INSERT INTO outbox (topic, envelope, created_at_us) VALUES ('order', '{}', 0)"
+            )
+        )
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    order.close().await;
+
+    let started = Instant::now();
+    let output = shop.admin(&["check", "--wait-secs", "1"]);
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        !stdout.contains("ok"),
+        "no invariant is judged mid-flight: {stdout}"
+    );
+    assert!(
+        stderr.contains("order: 2 unpublished") && stderr.contains("start it"),
+        "{stderr}"
     );
 }
 
