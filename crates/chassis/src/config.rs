@@ -10,7 +10,7 @@ use std::{
 use clap::{Args, ValueEnum};
 use sqlx::postgres::PgConnectOptions;
 
-use crate::{auth::TokenSettings, faults::Environment};
+use crate::{auth::TokenSettings, faults::Environment, instances::Instances};
 
 #[derive(Args, Debug, Clone)]
 pub struct ChassisSettings {
@@ -64,6 +64,13 @@ pub struct ChassisSettings {
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub bus_partitions: u32,
 
+    /// On Kafka: how long the consumer group waits for a member that went silent (a
+    /// killed or frozen instance) before its partitions go to the others. A member that
+    /// comes back with the same MALL_INSTANCE_ID first takes them back at once.
+    #[arg(long, env = "MALL_BUS_SESSION_TIMEOUT_MS", default_value_t = 45_000,
+          value_parser = clap::value_parser!(u64).range(6_000..=1_800_000))]
+    pub bus_session_timeout_ms: u64,
+
     /// Attempts at handling one event before it goes to the dead-letter topic.
     #[arg(long, env = "MALL_CONSUMER_MAX_ATTEMPTS", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -93,20 +100,20 @@ pub struct ChassisSettings {
 }
 
 /// Where the other services are: DNS names in Kubernetes, loopback locally (DESIGN.md
-/// section 2). No registry.
+/// section 2). No registry. Each setting may list several instances, taken in turn.
 #[derive(Args, Debug, Clone)]
 pub struct ServiceUrls {
-    /// Base URL of the product service.
+    /// Base URL of the product service (of each instance, separated by commas).
     #[arg(
         long,
         env = "MALL_PRODUCT_URL",
         default_value = "http://127.0.0.1:8083"
     )]
-    pub product_url: String,
+    pub product_url: Instances,
 
     /// Base URL of the order service.
     #[arg(long, env = "MALL_ORDER_URL", default_value = "http://127.0.0.1:8081")]
-    pub order_url: String,
+    pub order_url: Instances,
 
     /// Base URL of the delivery service.
     #[arg(
@@ -114,15 +121,15 @@ pub struct ServiceUrls {
         env = "MALL_DELIVERY_URL",
         default_value = "http://127.0.0.1:8082"
     )]
-    pub delivery_url: String,
+    pub delivery_url: Instances,
 
     /// Base URL of the my page service.
     #[arg(long, env = "MALL_MYPAGE_URL", default_value = "http://127.0.0.1:8085")]
-    pub mypage_url: String,
+    pub mypage_url: Instances,
 
     /// Base URL of the auth service.
     #[arg(long, env = "MALL_AUTH_URL", default_value = "http://127.0.0.1:8086")]
-    pub auth_url: String,
+    pub auth_url: Instances,
 
     /// Base URL of the payment service (for its dead letters).
     #[arg(
@@ -130,7 +137,7 @@ pub struct ServiceUrls {
         env = "MALL_PAYMENT_URL",
         default_value = "http://127.0.0.1:8084"
     )]
-    pub payment_url: String,
+    pub payment_url: Instances,
 }
 
 /// Where the event bus is.

@@ -443,6 +443,7 @@ mod tests {
             db: DatabaseLocation::Embedded,
             db_max_connections: 2,
             bus_partitions: 1,
+            bus_session_timeout_ms: 45_000,
             consumer_max_attempts: 3,
             instance_id: "0".into(),
             tokens: crate::auth::TokenSettings {

@@ -4,7 +4,12 @@
 //! Stores write their SQL once, with `$1`-style parameters that both backends read, and
 //! run it through [`on_conn!`], which compiles the statement for each backend.
 
-use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::future::BoxFuture;
 use sqlx::{
@@ -44,6 +49,7 @@ enum Backend {
 /// with two write connections, the commit latency of the loser went to hundreds of ms.
 #[derive(Clone, Debug)]
 pub struct SqliteFile {
+    path: PathBuf,
     reader: SqlitePool,
     writer: SqlitePool,
 }
@@ -74,7 +80,31 @@ impl SqliteFile {
             .max_connections(readers)
             .connect_with(options)
             .await?;
-        Ok(SqliteFile { reader, writer })
+        Ok(SqliteFile {
+            path: path.to_owned(),
+            reader,
+            writer,
+        })
+    }
+
+    /// Runs `migrator` with no other process migrating this file meanwhile. sqlx guards
+    /// PostgreSQL migrations with an advisory lock but SQLite ones with nothing: two
+    /// instances of a service starting together both applied migration 1, and the
+    /// second failed on "table already exists".
+    async fn migrate(&self, migrator: &Migrator) -> Result<(), MigrateError> {
+        let lock_path = self.path.with_extension("db.migrating");
+        let migrating = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::create(lock_path)?;
+            file.lock()?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|locked| locked)
+        .map_err(|error| MigrateError::Execute(sqlx::Error::Io(error)))?;
+        let migrated = migrator.run(&self.writer).await;
+        drop(migrating);
+        migrated
     }
 
     /// Connections for reading; each read sees the last commit.
@@ -456,7 +486,7 @@ impl Database {
         postgres: &Migrator,
     ) -> Result<(), MigrateError> {
         match &self.backend {
-            Backend::Sqlite(file) => sqlite.run(file.writer()).await,
+            Backend::Sqlite(file) => file.migrate(sqlite).await,
             Backend::Postgres(pool) => postgres.run(pool).await,
         }
     }

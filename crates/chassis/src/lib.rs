@@ -12,6 +12,7 @@
 //! - [`faults`]: latency, errors and crashes injected for tests, refused in production;
 //! - [`flows`]: what a service declares it reacts to and emits, which its consumer obeys;
 //! - [`breaker`]: a circuit breaker for synchronous calls to other services;
+//! - [`instances`]: the base URLs of a service that runs as several, taken in turn;
 //! - [`auth`]: bearer token verification against the issuer's JWKS, and the `Caller`;
 //! - [`openapi`]: each service's API document, generated from its handlers;
 //! - [`ui`]: the service's web components, embedded, for the shell page to compose;
@@ -30,6 +31,7 @@ pub mod dead_letters;
 pub mod faults;
 pub mod flows;
 pub mod inbox;
+pub mod instances;
 pub mod openapi;
 pub mod outbox;
 pub mod problem;

@@ -50,6 +50,10 @@ pub struct Settings {
         default_value = "product:latency-ms=40;order:crash-at=before-publish@0.003;payment:crash-at=after-publish@0.003;delivery:crash-at=before-offset-commit@0.003"
     )]
     faults: String,
+    /// Instances of services to run and kill one by one (`order=2,product=2`), as
+    /// `mall up --split --replicas` takes them.
+    #[arg(long, default_value = "")]
+    replicas: split::Replicas,
     /// First port of the shop under test.
     #[arg(long, default_value_t = 18_180, value_parser = clap::value_parser!(u16).range(1..=65_528))]
     base_port: u16,
@@ -67,8 +71,8 @@ pub struct Settings {
 }
 
 const ADMIN_EMAIL: &str = "chaos-admin@12st.mall";
-/// Services a kill may hit: all of them.
-const VICTIMS: [ServiceName; 7] = [
+/// Services a kill may hit: all of them (each instance of each).
+const SERVICES: [ServiceName; 7] = [
     ServiceName::Gateway,
     ServiceName::Order,
     ServiceName::Product,
@@ -77,6 +81,38 @@ const VICTIMS: [ServiceName; 7] = [
     ServiceName::Mypage,
     ServiceName::Auth,
 ];
+
+/// One process of the shop under test: a service's instance.
+#[derive(Clone, Copy)]
+struct Victim {
+    service: ServiceName,
+    instance: u16,
+}
+
+impl Victim {
+    fn all(replicas: &split::Replicas) -> Vec<Victim> {
+        SERVICES
+            .into_iter()
+            .flat_map(|service| {
+                (0..replicas.of(service)).map(move |instance| Victim { service, instance })
+            })
+            .collect()
+    }
+
+    fn port(self, base_port: u16) -> u16 {
+        split::Replicas::port(base_port, self.service, self.instance)
+            .expect("the shop started on these ports")
+    }
+}
+
+impl std::fmt::Display for Victim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.instance {
+            0 => f.write_str(self.service.name()),
+            instance => write!(f, "{}#{instance}", self.service.name()),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
@@ -157,7 +193,7 @@ async fn run_on(
     let mut shop = start_shop(settings, &data_dir, supervisor_log)?;
     let url = format!("http://127.0.0.1:{}", settings.base_port);
     let client = Client::builder().timeout(Duration::from_secs(10)).build()?;
-    wait_until_ready(&client, settings.base_port, &mut shop, supervisor_log).await?;
+    wait_until_ready(&client, settings, &mut shop, supervisor_log).await?;
     let gateway = crate::loadgen::Shop::new(client.clone(), &url);
     let admin = gateway.login(ADMIN_EMAIL, &admin_password).await?;
     let products = gateway.test_products(&admin, "chaos").await?;
@@ -232,18 +268,19 @@ async fn run_on(
     ));
 
     let bus = EmbeddedLog::open(&data_dir.join("bus.db"), Durability::Normal, 4).await?;
-    let mut kills: BTreeMap<&str, usize> = BTreeMap::new();
+    let victims = Victim::all(&settings.replicas);
+    let mut kills: BTreeMap<String, usize> = BTreeMap::new();
     let mut duplicates = 0;
     let mut duplicates_refused = 0;
     let mut restarts = Vec::new();
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(settings.kill_every_ms)).await;
-        let victim = *VICTIMS
+        let victim = *victims
             .choose(&mut rand::rng())
             .expect("victims are listed");
         let killed_at = Instant::now();
         if signal(&data_dir, victim, libc::SIGKILL) {
-            *kills.entry(victim.name()).or_default() += 1;
+            *kills.entry(victim.to_string()).or_default() += 1;
         }
         match deliver_again(&bus, &data_dir, settings.duplicates_per_round).await {
             Ok(delivered) => duplicates += delivered,
@@ -254,7 +291,7 @@ async fn run_on(
         if let Some(drained) =
             restart_to_drained(&client, settings.base_port, &data_dir, victim, killed_at).await
         {
-            restarts.push((victim.name(), drained));
+            restarts.push((victim.to_string(), drained));
         }
     }
     while workers.join_next().await.is_some() {}
@@ -368,6 +405,8 @@ fn start_shop(
     let child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["up", "--split", "--base-port"])
         .arg(settings.base_port.to_string())
+        .arg("--replicas")
+        .arg(settings.replicas.to_string())
         .arg("--data-dir")
         .arg(data_dir)
         .env("MALL_FAULTS", &settings.faults)
@@ -395,8 +434,9 @@ async fn stop_shop(shop: &mut tokio::process::Child) {
     let _ = tokio::time::timeout(Duration::from_secs(30), shop.wait()).await;
 }
 
-fn signal(data_dir: &Path, service: ServiceName, signal: libc::c_int) -> bool {
-    let Ok(pid) = std::fs::read_to_string(split::pid_file(data_dir, service)) else {
+fn signal(data_dir: &Path, victim: Victim, signal: libc::c_int) -> bool {
+    let pid_file = split::pid_file(data_dir, victim.service, victim.instance);
+    let Ok(pid) = std::fs::read_to_string(pid_file) else {
         return false;
     };
     let Ok(pid) = pid.trim().parse::<libc::pid_t>() else {
@@ -413,7 +453,7 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 /// stops first or takes longer than [`START_LIMIT`].
 async fn wait_until_ready(
     client: &Client,
-    base_port: u16,
+    settings: &Settings,
     shop: &mut tokio::process::Child,
     log: &Path,
 ) -> anyhow::Result<()> {
@@ -423,10 +463,10 @@ async fn wait_until_ready(
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     };
-    for service in VICTIMS {
+    for victim in Victim::all(&settings.replicas) {
         let url = format!(
             "http://127.0.0.1:{}/health/ready",
-            base_port + service.port_offset()
+            victim.port(settings.base_port)
         );
         loop {
             if let Ok(response) = client.get(&url).send().await
@@ -439,8 +479,7 @@ async fn wait_until_ready(
             }
             anyhow::ensure!(
                 started.elapsed() < START_LIMIT,
-                "{} did not become ready within {} s:\n{}",
-                service.name(),
+                "{victim} did not become ready within {} s:\n{}",
                 START_LIMIT.as_secs(),
                 log_tail()
             );
@@ -456,13 +495,10 @@ async fn restart_to_drained(
     client: &Client,
     base_port: u16,
     data_dir: &Path,
-    service: ServiceName,
+    victim: Victim,
     killed_at: Instant,
 ) -> Option<Duration> {
-    let url = format!(
-        "http://127.0.0.1:{}/health/ready",
-        base_port + service.port_offset()
-    );
+    let url = format!("http://127.0.0.1:{}/health/ready", victim.port(base_port));
     let bus = crate::shop::connect_bus(data_dir, &embedded_settings().ok()?)
         .await
         .ok()?;
@@ -473,7 +509,7 @@ async fn restart_to_drained(
             .await
             .is_ok_and(|r| r.status().is_success());
         if ready
-            && crate::check::group_lag(bus.as_ref(), service.name())
+            && crate::check::group_lag(bus.as_ref(), victim.service.name())
                 .await
                 .ok()?
                 <= 10

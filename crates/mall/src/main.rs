@@ -47,6 +47,11 @@ enum Command {
         /// from here, every other setting from the environment (the `MALL_*` variables).
         #[arg(long)]
         split: bool,
+        /// With --split, how many instances of a service to run (`order=2,product=3`),
+        /// each its own process, consumer group member and port (instance i of a service
+        /// 7 * i ports above its first), the gateway balancing across them.
+        #[arg(long, env = "MALL_REPLICAS", requires = "split", default_value = "")]
+        replicas: split::Replicas,
         #[command(flatten)]
         chassis: ChassisSettings,
         #[command(flatten)]
@@ -195,6 +200,7 @@ fn main() -> anyhow::Result<()> {
                 place,
                 base_port,
                 split: true,
+                replicas,
                 chassis,
                 auth,
                 ..
@@ -202,6 +208,7 @@ fn main() -> anyhow::Result<()> {
                 let settings = split::ChildSettings {
                     signing_key_file: auth.signing_key_file,
                     flags: split::flags_for_children(std::env::args_os()),
+                    replicas,
                 };
                 split::up(place, base_port, &chassis, settings).await
             }
@@ -210,13 +217,14 @@ fn main() -> anyhow::Result<()> {
                 base_port,
                 split: false,
                 chassis,
+                replicas: _,
                 order,
                 gateway,
                 auth,
                 payment,
             } => {
                 let options = shop::ServeOptions {
-                    urls: shop::urls_for(place.bind, base_port)?,
+                    urls: shop::urls_for(place.bind, base_port, &split::Replicas::default())?,
                     order,
                     gateway,
                     auth,

@@ -5,6 +5,7 @@ use std::{
     num::NonZeroUsize,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use anyhow::Context;
@@ -14,13 +15,14 @@ use chassis::{
     config::{ChassisSettings, DatabaseLocation, ServiceUrls},
     db::Database,
     faults::Environment,
+    instances::Instances,
 };
 use rand::{Rng, distr::Alphanumeric};
 use serde::{Deserialize, Serialize};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Placement, ServiceName};
+use crate::{Placement, ServiceName, split::Replicas};
 
 pub struct ServeOptions {
     pub urls: ServiceUrls,
@@ -31,13 +33,16 @@ pub struct ServeOptions {
     pub seed_demo: bool,
 }
 
-/// Where each service of a shop on `base_port` listens.
-pub fn urls_for(bind: IpAddr, base_port: u16) -> anyhow::Result<ServiceUrls> {
+/// Where each service (each instance of it) of a shop on `base_port` listens.
+pub fn urls_for(bind: IpAddr, base_port: u16, replicas: &Replicas) -> anyhow::Result<ServiceUrls> {
     let url = |service: ServiceName| {
-        base_port
-            .checked_add(service.port_offset())
-            .map(|port| format!("http://{}", SocketAddr::new(bind, port)))
-            .context("--base-port leaves no room for the services' ports")
+        (0..replicas.of(service))
+            .map(|instance| {
+                Replicas::port(base_port, service, instance)
+                    .map(|port| format!("http://{}", SocketAddr::new(bind, port)))
+                    .context("--base-port leaves no room for the services' ports")
+            })
+            .collect::<anyhow::Result<Instances>>()
     };
     Ok(ServiceUrls {
         product_url: url(ServiceName::Product)?,
@@ -55,7 +60,7 @@ pub async fn up(
     mut chassis: ChassisSettings,
     options: ServeOptions,
 ) -> anyhow::Result<()> {
-    chassis.tokens.jwks_url = format!("{}/auth/jwks", options.urls.auth_url);
+    chassis.tokens.jwks_url = format!("{}/auth/jwks", options.urls.auth_url.first());
     let services = [
         ServiceName::Auth,
         ServiceName::Product,
@@ -222,6 +227,7 @@ pub async fn connect_bus(
         data_dir,
         chassis.sqlite_synchronous,
         chassis.bus_partitions,
+        Duration::from_millis(chassis.bus_session_timeout_ms),
     )
     .await
     .with_context(|| format!("cannot reach the event bus {}", chassis.bus))

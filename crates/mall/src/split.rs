@@ -38,9 +38,84 @@ const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// How long a child gets to shut down gracefully before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(20);
 
-/// Where the supervisor writes each child's process id: `<data-dir>/run/<service>.pid`.
-pub fn pid_file(data_dir: &Path, service: ServiceName) -> PathBuf {
-    data_dir.join("run").join(format!("{}.pid", service.name()))
+/// Where the supervisor writes each child's process id: `<data-dir>/run/<service>.pid`
+/// for a service's first instance, `<service>-<instance>.pid` for the others.
+pub fn pid_file(data_dir: &Path, service: ServiceName, instance: u16) -> PathBuf {
+    let name = match instance {
+        0 => format!("{}.pid", service.name()),
+        _ => format!("{}-{instance}.pid", service.name()),
+    };
+    data_dir.join("run").join(name)
+}
+
+/// Most instances of one service `mall up --split` runs.
+const MAX_INSTANCES: u16 = 8;
+
+/// How many instances of each service `mall up --split` runs (`order=2,product=3`): one
+/// of each service not named. Instance `i` of a service listens `7 * i` ports above its
+/// first, so the shop's ports stay one block: base .. base + 7 * most instances.
+#[derive(Clone, Debug, Default)]
+pub struct Replicas(Vec<(ServiceName, u16)>);
+
+impl Replicas {
+    pub fn of(&self, service: ServiceName) -> u16 {
+        self.0
+            .iter()
+            .find(|(named, _)| *named == service)
+            .map_or(1, |(_, count)| *count)
+    }
+
+    /// The port of `service`'s instance `instance` in a shop on `base_port`.
+    pub fn port(base_port: u16, service: ServiceName, instance: u16) -> Option<u16> {
+        base_port.checked_add(service.port_offset() + 7 * instance)
+    }
+}
+
+impl std::fmt::Display for Replicas {
+    /// The setting's form, `order=2,product=3`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let named: Vec<String> = self
+            .0
+            .iter()
+            .map(|(service, count)| format!("{}={count}", service.name()))
+            .collect();
+        f.write_str(&named.join(","))
+    }
+}
+
+impl std::str::FromStr for Replicas {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        let mut replicas: Vec<(ServiceName, u16)> = Vec::new();
+        for part in value.split(',').filter(|part| !part.trim().is_empty()) {
+            let (name, count) = part.split_once('=').ok_or_else(|| {
+                format!("`{part}` is not `<service>=<instances>`, e.g. order=2,product=3")
+            })?;
+            let service = <ServiceName as clap::ValueEnum>::from_str(name.trim(), true)
+                .map_err(|_| format!("`{name}` is no service of the shop"))?;
+            if service == ServiceName::Gateway {
+                return Err(
+                    "the gateway is the front door: run several behind your own load \
+                            balancer, each a `mall serve gateway`"
+                        .into(),
+                );
+            }
+            let count = count
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|count| (1..=MAX_INSTANCES).contains(count))
+                .ok_or_else(|| {
+                    format!("`{count}` instances of {name}: give 1 to {MAX_INSTANCES}")
+                })?;
+            if replicas.iter().any(|(named, _)| *named == service) {
+                return Err(format!("{name} is named twice"));
+            }
+            replicas.push((service, count));
+        }
+        Ok(Replicas(replicas))
+    }
 }
 
 /// What `mall up --split` hands its children beyond the environment they inherit.
@@ -50,21 +125,22 @@ pub struct ChildSettings {
     pub signing_key_file: Option<PathBuf>,
     /// The command line's settings, for `mall serve` to read as `mall up` did.
     pub flags: Vec<OsString>,
+    pub replicas: Replicas,
 }
 
 /// The flags of a `mall up --split` command line (`args`, as the process got them) that
-/// its children take too: all but the program, `up`, `--split` and `--base-port` (each
-/// child gets its own port).
+/// its children take too: all but the program, `up`, `--split`, `--replicas` and
+/// `--base-port` (each child gets its own port).
 pub fn flags_for_children(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
     let mut flags = Vec::new();
     let mut args = args.skip(1).skip_while(|arg| arg != "up").skip(1);
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--split") => {}
-            Some("--base-port") => {
+            Some("--base-port" | "--replicas") => {
                 args.next();
             }
-            Some(flag) if flag.starts_with("--base-port=") => {}
+            Some(flag) if flag.starts_with("--base-port=") || flag.starts_with("--replicas=") => {}
             _ => flags.push(arg),
         }
     }
@@ -91,29 +167,33 @@ pub async fn up(
         }
     };
     std::fs::create_dir_all(place.data_dir.join("run"))?;
-    let urls = shop::urls_for(place.bind, base_port)?;
+    let urls = shop::urls_for(place.bind, base_port, &settings.replicas)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(shop::cancel_on_signal(shutdown.clone()));
 
     let mut children = JoinSet::new();
     let mut first_starts = Vec::new();
     for service in SERVICES {
-        let command = ChildCommand {
-            service,
-            place: place.clone(),
-            port: base_port + service.port_offset(),
-            urls: urls.clone(),
-            signing_key: signing_key.clone(),
-            flags: settings.flags.clone(),
-            shared: [
-                ("MALL_DB", chassis.db.to_string()),
-                ("MALL_BUS", chassis.bus.to_string()),
-                ("MALL_ENV", chassis.environment().to_string()),
-            ],
-        };
-        let (started, first_start) = oneshot::channel();
-        first_starts.push(first_start);
-        children.spawn(supervise(command, shutdown.clone(), started));
+        for instance in 0..settings.replicas.of(service) {
+            let command = ChildCommand {
+                service,
+                instance,
+                place: place.clone(),
+                port: Replicas::port(base_port, service, instance)
+                    .context("--base-port leaves no room for the services' ports")?,
+                urls: urls.clone(),
+                signing_key: signing_key.clone(),
+                flags: settings.flags.clone(),
+                shared: [
+                    ("MALL_DB", chassis.db.to_string()),
+                    ("MALL_BUS", chassis.bus.to_string()),
+                    ("MALL_ENV", chassis.environment().to_string()),
+                ],
+            };
+            let (started, first_start) = oneshot::channel();
+            first_starts.push(first_start);
+            children.spawn(supervise(command, shutdown.clone(), started));
+        }
     }
     // "Open" only over a shop that is: a child that dies before it first listens (a taken
     // port, a bad setting) would die the same way at every restart.
@@ -142,6 +222,8 @@ pub async fn up(
 /// the children inherit (the same `MALL_*` variables as `mall serve`).
 struct ChildCommand {
     service: ServiceName,
+    /// Which of the service's instances: its consumer group member and its port.
+    instance: u16,
     place: Placement,
     port: u16,
     urls: ServiceUrls,
@@ -163,18 +245,22 @@ impl ChildCommand {
             .env("MALL_DATA_DIR", &self.place.data_dir)
             .env("MALL_BIND", self.place.bind.to_string())
             .env("MALL_PORT", self.port.to_string())
-            .env("MALL_PRODUCT_URL", &self.urls.product_url)
-            .env("MALL_ORDER_URL", &self.urls.order_url)
-            .env("MALL_DELIVERY_URL", &self.urls.delivery_url)
-            .env("MALL_MYPAGE_URL", &self.urls.mypage_url)
-            .env("MALL_AUTH_URL", &self.urls.auth_url)
-            .env("MALL_PAYMENT_URL", &self.urls.payment_url)
-            .env("MALL_JWKS_URL", format!("{}/auth/jwks", self.urls.auth_url))
+            .env("MALL_INSTANCE_ID", self.instance.to_string())
+            .env("MALL_PRODUCT_URL", self.urls.product_url.to_string())
+            .env("MALL_ORDER_URL", self.urls.order_url.to_string())
+            .env("MALL_DELIVERY_URL", self.urls.delivery_url.to_string())
+            .env("MALL_MYPAGE_URL", self.urls.mypage_url.to_string())
+            .env("MALL_AUTH_URL", self.urls.auth_url.to_string())
+            .env("MALL_PAYMENT_URL", self.urls.payment_url.to_string())
+            .env(
+                "MALL_JWKS_URL",
+                format!("{}/auth/jwks", self.urls.auth_url.first()),
+            )
             .env("MALL_AUTH_SIGNING_KEY_FILE", &self.signing_key)
             .envs(self.shared.iter().map(|(name, value)| (name, value)))
             .env(
                 "MALL_SEED_DEMO",
-                (self.service == ServiceName::Product).to_string(),
+                (self.service == ServiceName::Product && self.instance == 0).to_string(),
             )
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
@@ -203,8 +289,12 @@ async fn supervise(
     shutdown: CancellationToken,
     first_start: oneshot::Sender<Result<(), String>>,
 ) {
-    let service = child.service.name();
-    let pid_file = pid_file(&child.place.data_dir, child.service);
+    let service = match child.instance {
+        0 => child.service.name().to_owned(),
+        instance => format!("{}#{instance}", child.service.name()),
+    };
+    let service = service.as_str();
+    let pid_file = pid_file(&child.place.data_dir, child.service, child.instance);
     let mut failures = 0u32;
     let mut first_start = Some(first_start);
     while !shutdown.is_cancelled() {
@@ -373,6 +463,9 @@ mod tests {
             "--request-timeout-ms",
             "500",
             "--base-port=9001",
+            "--replicas",
+            "order=2",
+            "--replicas=product=2",
             "--faults=order:latency-ms=5",
         ]
         .map(OsString::from);
@@ -380,6 +473,31 @@ mod tests {
             flags_for_children(args.into_iter()),
             ["--request-timeout-ms", "500", "--faults=order:latency-ms=5"].map(OsString::from)
         );
+    }
+
+    #[test]
+    fn replicas_name_services_and_counts_and_refuse_the_rest() {
+        let replicas: Replicas = "order=2, product=3".parse().unwrap();
+        assert_eq!(replicas.of(ServiceName::Order), 2);
+        assert_eq!(replicas.of(ServiceName::Product), 3);
+        assert_eq!(replicas.of(ServiceName::Payment), 1);
+        assert_eq!(replicas.to_string(), "order=2,product=3");
+        assert_eq!("".parse::<Replicas>().unwrap().of(ServiceName::Auth), 1);
+        for (refused, says) in [
+            ("order", "not `<service>=<instances>`"),
+            ("orders=2", "no service"),
+            ("order=0", "give 1 to 8"),
+            ("order=9", "give 1 to 8"),
+            ("order=two", "give 1 to 8"),
+            ("order=2,order=3", "named twice"),
+            ("gateway=2", "load balancer"),
+        ] {
+            let error = refused.parse::<Replicas>().unwrap_err();
+            assert!(error.contains(says), "{refused}: {error}");
+        }
+        assert_eq!(Replicas::port(8080, ServiceName::Order, 0), Some(8081));
+        assert_eq!(Replicas::port(8080, ServiceName::Order, 2), Some(8095));
+        assert_eq!(Replicas::port(65_528, ServiceName::Auth, 1), None);
     }
 
     #[test]

@@ -15,8 +15,8 @@ use contracts::Envelope;
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
-    consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer},
+    client::{ClientContext, DefaultClientContext},
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer},
@@ -352,7 +352,8 @@ impl EventBus for KafkaBus {
         topics: &[&str],
     ) -> Result<Box<dyn Subscription>, BusError> {
         self.ensure_topics(topics).await?;
-        let consumer: StreamConsumer = self
+        let membership = Arc::new(Mutex::new(Membership::default()));
+        let consumer: StreamConsumer<Rebalances> = self
             .connection
             .clone()
             .set("group.id", self.named(group))
@@ -371,7 +372,7 @@ impl EventBus for KafkaBus {
             // the prefetch small (librdkafka's default queue is 64 MB per consumer).
             .set("fetch.wait.max.ms", "10")
             .set("queued.max.messages.kbytes", "4096")
-            .create()
+            .create_with_context(Rebalances(membership.clone()))
             .map_err(failed)?;
         let topics: Vec<String> = topics.iter().map(|topic| self.named(topic)).collect();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -380,7 +381,7 @@ impl EventBus for KafkaBus {
             consumer: Arc::new(consumer),
             namespace: self.namespace.clone(),
             unacknowledged: HashMap::new(),
-            committed: HashMap::new(),
+            membership,
         }))
     }
 
@@ -463,19 +464,87 @@ impl EventBus for KafkaBus {
     }
 }
 
+/// A partition, by its cluster topic name.
+type PartitionKey = (String, i32);
+
+/// What a member of a consumer group holds and has done, shared with the rebalance
+/// callbacks (librdkafka runs them inside `recv`, never while a batch is handled).
+#[derive(Default)]
+struct Membership {
+    /// The partitions assigned to this member now.
+    assigned: HashSet<PartitionKey>,
+    /// The next offset of each partition whose events are handled and stored: committed
+    /// asynchronously as they are done, and once more, synchronously, before the
+    /// partition goes to another member and at close.
+    done: HashMap<PartitionKey, i64>,
+}
+
+/// Hands partitions over cleanly: before they go, what is done in them is committed and
+/// they are forgotten, so the next owner starts right after the last stored effect and
+/// this member handles nothing more of them. (An event handled by both around a rebalance
+/// is still applied once: the inbox shares the service's database.)
+struct Rebalances(Arc<Mutex<Membership>>);
+
+impl ClientContext for Rebalances {}
+
+impl ConsumerContext for Rebalances {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let mut membership = self.0.lock().expect("membership lock poisoned");
+        let mut offsets = TopicPartitionList::new();
+        for element in revoked.elements() {
+            let key = (element.topic().to_owned(), element.partition());
+            membership.assigned.remove(&key);
+            if let Some(offset) = membership.done.remove(&key) {
+                let _ = offsets.add_partition_offset(&key.0, key.1, Offset::Offset(offset));
+            }
+        }
+        if offsets.count() > 0
+            && let Err(error) = consumer.commit(&offsets, CommitMode::Sync)
+        {
+            // The next owner reads those events again; its inbox recognises them.
+            tracing::warn!(%error, "cannot commit the offsets of revoked partitions");
+        }
+        tracing::info!(partitions = revoked.count(), "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            let mut membership = self.0.lock().expect("membership lock poisoned");
+            membership.assigned.extend(
+                assigned
+                    .elements()
+                    .iter()
+                    .map(|element| (element.topic().to_owned(), element.partition())),
+            );
+            tracing::info!(partitions = assigned.count(), "partitions assigned");
+        }
+    }
+}
+
 pub struct KafkaSubscription {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<Rebalances>>,
     namespace: String,
     /// The first offset of each partition handed out and not committed since: where to
     /// read again, as the embedded log does, when the consumer gives up on a batch.
-    unacknowledged: HashMap<(String, i32), i64>,
-    /// The offsets committed (asynchronously) so far, confirmed once more at close.
-    committed: HashMap<(String, i32), i64>,
+    unacknowledged: HashMap<PartitionKey, i64>,
+    membership: Arc<Mutex<Membership>>,
 }
 
 impl KafkaSubscription {
+    fn membership(&self) -> std::sync::MutexGuard<'_, Membership> {
+        self.membership.lock().expect("membership lock poisoned")
+    }
+
     fn rewind(&mut self) -> Result<(), BusError> {
+        let assigned = self.membership().assigned.clone();
         for ((topic, partition), offset) in self.unacknowledged.drain() {
+            // A partition gone to another member is read there, from its last commit.
+            if !assigned.contains(&(topic.clone(), partition)) {
+                continue;
+            }
             self.consumer
                 .seek(&topic, partition, Offset::Offset(offset), BROKER_TIMEOUT)
                 .map_err(failed)?;
@@ -523,11 +592,20 @@ impl Subscription for KafkaSubscription {
                 Err(_) => break,
             }
         }
+        // Fetched before a rebalance moved their partition: the new owner has them.
+        let assigned = self.membership().assigned.clone();
+        let namespace = self.namespace.clone();
+        let held = |topic: &str, partition: u32| {
+            assigned.contains(&(cluster_name(&namespace, topic), partition as i32))
+        };
+        records.retain(|record| held(&record.topic, record.partition));
+        self.unacknowledged
+            .retain(|(topic, partition), _| assigned.contains(&(topic.clone(), *partition)));
         Ok(records)
     }
 
     async fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
-        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        let mut next: HashMap<PartitionKey, i64> = HashMap::new();
         for record in records {
             let offset = next
                 .entry((
@@ -537,6 +615,19 @@ impl Subscription for KafkaSubscription {
                 .or_default();
             *offset = (*offset).max(record.offset + 1);
         }
+        for (key, offset) in &next {
+            if self
+                .unacknowledged
+                .get(key)
+                .is_some_and(|first| first < offset)
+            {
+                self.unacknowledged.remove(key);
+            }
+        }
+        let mut membership = self.membership.lock().expect("membership lock poisoned");
+        // A partition another member holds now is its to commit: the broker would take a
+        // commit from any member of the group, and move its position back.
+        next.retain(|key, _| membership.assigned.contains(key));
         let mut offsets = TopicPartitionList::new();
         for ((topic, partition), offset) in &next {
             offsets
@@ -552,16 +643,7 @@ impl Subscription for KafkaSubscription {
                 .commit(&offsets, CommitMode::Async)
                 .map_err(failed)?;
         }
-        for (key, offset) in next {
-            if self
-                .unacknowledged
-                .get(&key)
-                .is_some_and(|first| *first < offset)
-            {
-                self.unacknowledged.remove(&key);
-            }
-            self.committed.insert(key, offset);
-        }
+        membership.done.extend(next);
         Ok(())
     }
 
@@ -596,7 +678,8 @@ impl Subscription for KafkaSubscription {
     /// the last confirmed commit come again at the next start.
     async fn close(&mut self) -> Result<(), BusError> {
         let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), offset) in self.committed.drain() {
+        let done: Vec<_> = self.membership().done.drain().collect();
+        for ((topic, partition), offset) in done {
             offsets
                 .add_partition_offset(&topic, partition, Offset::Offset(offset))
                 .map_err(failed)?;

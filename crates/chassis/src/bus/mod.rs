@@ -113,13 +113,15 @@ pub async fn connect(
     data_dir: &Path,
     durability: Durability,
     partitions: u32,
+    session_timeout: Duration,
 ) -> Result<Arc<dyn EventBus>, BusError> {
     Ok(match location {
         BusLocation::Embedded => Arc::new(
             embedded::EmbeddedLog::open(&data_dir.join("bus.db"), durability, partitions).await?,
         ),
         BusLocation::Kafka { brokers, namespace } => {
-            let bus = kafka::KafkaBus::connect(brokers, namespace, partitions)?;
+            let bus = kafka::KafkaBus::connect(brokers, namespace, partitions)?
+                .with_session_timeout(session_timeout);
             // librdkafka would retry an absent cluster for ever in the background: a
             // start that cannot reach it is refused now, with the cause.
             bus.metadata(KAFKA_START_DEADLINE).await?;

@@ -302,9 +302,15 @@ impl Shop {
     /// The shop's event bus, as its services reach it.
     pub async fn bus(&self) -> Arc<dyn EventBus> {
         let location = BusLocation::from_str(self.setting("MALL_BUS").unwrap_or("embedded"));
-        chassis::bus::connect(&location.unwrap(), &self.data_dir, Durability::Normal, 4)
-            .await
-            .unwrap()
+        chassis::bus::connect(
+            &location.unwrap(),
+            &self.data_dir,
+            Durability::Normal,
+            4,
+            Duration::from_secs(45),
+        )
+        .await
+        .unwrap()
     }
 
     /// Every event on `topic` so far.

@@ -35,6 +35,7 @@ use chassis::{
     auth::{Admin, Caller, TokenVerifier},
     config::{ChassisSettings, ServiceUrls},
     flows::{Call, ServiceFlows, Subdomain},
+    instances::Instances,
     problem::Problem,
     server::{self, Service, TRACEPARENT},
     telemetry::Metrics,
@@ -163,11 +164,12 @@ impl Service for Gateway {
     }
 }
 
-/// One service behind the gateway, and the limits its routes share.
+/// One service behind the gateway (each of its instances, in turn), and the limits its
+/// routes share.
 #[derive(Clone)]
 struct Upstream {
     client: Client<HttpConnector, Body>,
-    base: Arc<str>,
+    instances: Instances,
     timeout: Duration,
     limits: Arc<RateLimits>,
     in_flight: Arc<Semaphore>,
@@ -191,7 +193,8 @@ pub async fn run(
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(gateway.settings.client_idle_timeout())
         .build_http();
-    let bulkheads: HashMap<&str, Arc<Semaphore>> = [
+    // One bulkhead per service, shared by its instances.
+    let bulkheads: HashMap<String, Arc<Semaphore>> = [
         &urls.auth_url,
         &urls.product_url,
         &urls.order_url,
@@ -200,17 +203,17 @@ pub async fn run(
         &urls.payment_url,
     ]
     .into_iter()
-    .map(|url| {
+    .map(|instances| {
         let permits = settings.upstream_max_in_flight as usize;
-        (url.as_str(), Arc::new(Semaphore::new(permits)))
+        (instances.to_string(), Arc::new(Semaphore::new(permits)))
     })
     .collect();
-    let upstream = |base: &str| Upstream {
+    let upstream = |instances: &Instances| Upstream {
         client: client.clone(),
-        base: base.trim_end_matches('/').into(),
+        instances: instances.clone(),
         timeout: Duration::from_millis(settings.upstream_timeout_ms),
         limits: limits.clone(),
-        in_flight: bulkheads[base].clone(),
+        in_flight: bulkheads[&instances.to_string()].clone(),
     };
     let auth = Router::new()
         .route("/api/auth/signup", post(credentials))
@@ -250,10 +253,10 @@ pub async fn run(
         .route("/api/admin/dlq/{id}/replay", post(dead_letters::replay))
         .with_state(keepers);
     // Each service's web components, public like the catalogue.
-    let component = |path: &str, base: &str| {
+    let component = |path: &str, instances: &Instances| {
         Router::new()
             .route(path, get(public))
-            .with_state(upstream(base))
+            .with_state(upstream(instances))
     };
     let components = component("/api/auth/ui/{file}", &urls.auth_url)
         .merge(component("/api/products/ui/{file}", &urls.product_url))
@@ -433,12 +436,12 @@ async fn merge_documents(
             }) {
             Ok(document) => document,
             Err(error) => {
-                tracing::warn!(%error, upstream = %upstream.base, "cannot fetch an API document");
+                tracing::warn!(%error, upstream = %upstream.instances, "cannot fetch an API document");
                 return Err(Problem::new(
                     StatusCode::BAD_GATEWAY,
                     "upstream-unavailable",
                     "A service's API document is unavailable",
-                    format!("{} did not answer", upstream.base),
+                    format!("{} did not answer", upstream.instances),
                 ));
             }
         };
@@ -473,27 +476,38 @@ impl Upstream {
         token: Option<&HeaderValue>,
         trace: TraceContext,
     ) -> Result<(StatusCode, axum::body::Bytes), String> {
-        let uri: Uri = format!("{}{path}", self.base)
-            .parse()
-            .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(TRACEPARENT, trace.child().to_string());
-        if let Some(token) = token {
-            request = request.header(header::AUTHORIZATION, token);
+        let mut unreachable = String::new();
+        for base in self.instances.in_turn() {
+            let uri: Uri = format!("{base}{path}")
+                .parse()
+                .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
+            let mut request = Request::builder()
+                .method(method.clone())
+                .uri(uri)
+                .header(TRACEPARENT, trace.child().to_string());
+            if let Some(token) = token {
+                request = request.header(header::AUTHORIZATION, token);
+            }
+            let request = request.body(Body::empty()).map_err(|e| e.to_string())?;
+            let response = match tokio::time::timeout(self.timeout, self.client.request(request))
+                .await
+                .map_err(|_| "timed out".to_owned())?
+            {
+                Ok(response) => response,
+                Err(error) if error.is_connect() => {
+                    unreachable = error.to_string();
+                    continue;
+                }
+                Err(error) => return Err(error.to_string()),
+            };
+            let status = response.status();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            return Ok((status, body));
         }
-        let request = request.body(Body::empty()).map_err(|e| e.to_string())?;
-        let response = tokio::time::timeout(self.timeout, self.client.request(request))
-            .await
-            .map_err(|_| "timed out".to_owned())?
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        let body = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((status, body))
+        Err(unreachable)
     }
 }
 
@@ -509,9 +523,9 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-async fn forward(upstream: &Upstream, trace: TraceContext, mut request: Request) -> Response {
+async fn forward(upstream: &Upstream, trace: TraceContext, request: Request) -> Response {
     let Ok(_in_flight) = upstream.in_flight.try_acquire() else {
-        tracing::warn!(upstream = %upstream.base, "bulkhead full: request shed");
+        tracing::warn!(upstream = %upstream.instances, "bulkhead full: request shed");
         return Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
@@ -521,47 +535,77 @@ async fn forward(upstream: &Upstream, trace: TraceContext, mut request: Request)
         .with_retry_after(1)
         .into_response();
     };
-    let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let service_path = path_and_query
         .strip_prefix("/api")
-        .unwrap_or(path_and_query);
-    let Ok(uri) = format!("{}{service_path}", upstream.base).parse::<Uri>() else {
-        return Problem::from_status(StatusCode::BAD_REQUEST, Some("malformed path".into()))
-            .into_response();
-    };
-    *request.uri_mut() = uri;
-    let headers = request.headers_mut();
+        .unwrap_or(path_and_query)
+        .to_owned();
     for name in HOP_BY_HOP {
-        headers.remove(name);
+        parts.headers.remove(name);
     }
-    headers.remove(header::HOST);
+    parts.headers.remove(header::HOST);
     if let Ok(value) = HeaderValue::from_str(&trace.child().to_string()) {
-        headers.insert(TRACEPARENT, value);
+        parts.headers.insert(TRACEPARENT, value);
     }
-    match tokio::time::timeout(upstream.timeout, upstream.client.request(request)).await {
-        Ok(Ok(response)) => {
-            let (mut parts, body) = response.into_parts();
-            for name in HOP_BY_HOP {
-                parts.headers.remove(name);
+    // With one instance the body streams through; with several it is read first (the
+    // chassis has bounded it), so that an instance that cannot be reached leaves it for
+    // the next one.
+    let (mut streaming, buffered) = if upstream.instances.count() == 1 {
+        (Some(body), None)
+    } else {
+        match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(bytes) => (None, Some(bytes)),
+            Err(error) => {
+                return Problem::from_status(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Some(error.to_string()),
+                )
+                .into_response();
             }
-            Response::from_parts(parts, Body::new(body))
         }
-        Ok(Err(error)) => {
-            tracing::warn!(%error, upstream = %upstream.base, "upstream unreachable");
-            Problem::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream-unavailable",
-                "The service behind this path is unavailable",
-                "try again shortly",
-            )
-            .into_response()
+    };
+    for base in upstream.instances.in_turn() {
+        let Ok(uri) = format!("{base}{service_path}").parse::<Uri>() else {
+            return Problem::from_status(StatusCode::BAD_REQUEST, Some("malformed path".into()))
+                .into_response();
+        };
+        let body = buffered
+            .clone()
+            .map_or_else(|| streaming.take().unwrap_or_default(), Body::from);
+        let mut attempt = Request::from_parts(parts.clone(), body);
+        *attempt.uri_mut() = uri;
+        match tokio::time::timeout(upstream.timeout, upstream.client.request(attempt)).await {
+            Ok(Ok(response)) => {
+                let (mut parts, body) = response.into_parts();
+                for name in HOP_BY_HOP {
+                    parts.headers.remove(name);
+                }
+                return Response::from_parts(parts, Body::new(body));
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, upstream = base, "upstream unreachable");
+                // Past the connection the request may have been taken: never send it twice.
+                if !error.is_connect() {
+                    break;
+                }
+            }
+            Err(_) => {
+                return Problem::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream-timeout",
+                    "The service behind this path did not answer in time",
+                    format!("no answer within {} ms", upstream.timeout.as_millis()),
+                )
+                .into_response();
+            }
         }
-        Err(_) => Problem::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream-timeout",
-            "The service behind this path did not answer in time",
-            format!("no answer within {} ms", upstream.timeout.as_millis()),
-        )
-        .into_response(),
     }
+    Problem::new(
+        StatusCode::BAD_GATEWAY,
+        "upstream-unavailable",
+        "The service behind this path is unavailable",
+        "try again shortly",
+    )
+    .into_response()
 }

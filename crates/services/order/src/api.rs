@@ -12,7 +12,9 @@ use chassis::{
     ServiceRuntime,
     auth::Caller,
     breaker::CircuitBreaker,
-    dead_letters, openapi,
+    dead_letters,
+    instances::Instances,
+    openapi,
     problem::{ApiJson, Problem},
     server::TRACEPARENT,
     trace::TraceContext,
@@ -68,7 +70,7 @@ struct ApiDoc;
 #[derive(Clone)]
 pub struct ProductCatalogue {
     client: reqwest::Client,
-    base_url: String,
+    instances: Instances,
     retries: u32,
     breaker: Arc<CircuitBreaker>,
 }
@@ -80,7 +82,7 @@ struct ProductInfo {
 
 impl ProductCatalogue {
     pub fn new(
-        base_url: String,
+        instances: Instances,
         timeout: Duration,
         idle_timeout: Duration,
         retries: u32,
@@ -91,7 +93,7 @@ impl ProductCatalogue {
                 .timeout(timeout)
                 .pool_idle_timeout(idle_timeout)
                 .build()?,
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            instances,
             retries,
             breaker: Arc::new(breaker),
         })
@@ -131,9 +133,11 @@ impl ProductCatalogue {
         product_id: Uuid,
         trace: TraceContext,
     ) -> Result<Option<u64>, String> {
+        // Each attempt asks the next instance, so a retry does not meet the same dead one.
+        let base = self.instances.next_turn();
         let response = self
             .client
-            .get(format!("{}/products/{product_id}", self.base_url))
+            .get(format!("{base}/products/{product_id}"))
             .header(TRACEPARENT, trace.child().to_string())
             .send()
             .await

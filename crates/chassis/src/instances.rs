@@ -1,0 +1,123 @@
+//! The instances of one service, when it runs as several (`mall up --split --replicas`, or
+//! pods listed by hand): their base URLs, each caller taking them in turn.
+//!
+//! Written here rather than taken from a crate: tower's balancers want a discovery stream
+//! and a load metric per endpoint, while a static list in turn is all a shop of a few
+//! known instances needs.
+
+use std::{
+    str::FromStr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+/// Base URLs of one service's instances, from a comma-separated setting.
+#[derive(Clone, Debug)]
+pub struct Instances {
+    bases: Arc<[Arc<str>]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Instances {
+    /// Every instance once, beginning with the one whose turn it is: callers try the next
+    /// when one cannot be reached.
+    pub fn in_turn(&self) -> impl Iterator<Item = &str> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let count = self.bases.len();
+        (0..count).map(move |i| &*self.bases[(start + i) % count])
+    }
+
+    /// The instance whose turn it is.
+    pub fn next_turn(&self) -> &str {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.bases[turn % self.bases.len()]
+    }
+
+    /// The first instance, for what one instance answers for all (the JWKS).
+    pub fn first(&self) -> &str {
+        &self.bases[0]
+    }
+
+    pub fn count(&self) -> usize {
+        self.bases.len()
+    }
+}
+
+impl FromIterator<String> for Instances {
+    /// Panics on no instance: callers build lists of at least one.
+    fn from_iter<I: IntoIterator<Item = String>>(bases: I) -> Self {
+        let bases: Arc<[Arc<str>]> = bases
+            .into_iter()
+            .map(|base| base.trim_end_matches('/').into())
+            .collect();
+        assert!(!bases.is_empty(), "a service has at least one instance");
+        Instances {
+            bases,
+            next: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+impl FromStr for Instances {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        let bases: Vec<String> = value
+            .split(',')
+            .map(|base| base.trim().to_owned())
+            .collect();
+        for base in &bases {
+            let valid = base
+                .strip_prefix("http://")
+                .or_else(|| base.strip_prefix("https://"))
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace));
+            if !valid {
+                return Err(format!(
+                    "`{base}` is not an http:// base URL; several instances are separated \
+                     by commas (http://10.0.0.1:8081,http://10.0.0.2:8081)"
+                ));
+            }
+        }
+        Ok(bases.into_iter().collect())
+    }
+}
+
+impl std::fmt::Display for Instances {
+    /// The setting's form: comma-separated, as children are given it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.bases.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_call_starts_with_the_next_instance_and_offers_all() {
+        let instances: Instances = "http://a:1,http://b:2/,http://c:3".parse().unwrap();
+        let turns: Vec<Vec<&str>> = (0..4).map(|_| instances.in_turn().collect()).collect();
+        assert_eq!(turns[0], ["http://a:1", "http://b:2", "http://c:3"]);
+        assert_eq!(turns[1], ["http://b:2", "http://c:3", "http://a:1"]);
+        assert_eq!(turns[2], ["http://c:3", "http://a:1", "http://b:2"]);
+        assert_eq!(turns[3], turns[0]);
+        assert_eq!(instances.to_string(), "http://a:1,http://b:2,http://c:3");
+    }
+
+    #[test]
+    fn anything_but_http_base_urls_is_refused() {
+        for refused in [
+            "",
+            "http://",
+            "ftp://a",
+            "http://a,,http://b",
+            "a:80",
+            "http://a b",
+        ] {
+            assert!(refused.parse::<Instances>().is_err(), "{refused:?}");
+        }
+        assert_eq!("https://a".parse::<Instances>().unwrap().count(), 1);
+    }
+}
