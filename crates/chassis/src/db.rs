@@ -499,7 +499,18 @@ impl Database {
     ) -> Result<(), sqlx::Error> {
         match &self.backend {
             Backend::Sqlite(file) => sqlx::raw_sql(sqlite).execute(file.writer()).await.map(drop),
-            Backend::Postgres(pool) => sqlx::raw_sql(postgres).execute(pool).await.map(drop),
+            Backend::Postgres(pool) => {
+                // `CREATE ... IF NOT EXISTS` is not safe against a concurrent creator: two
+                // instances starting together failed on pg_class's unique index. One at a
+                // time, then.
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(SCHEMA_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::raw_sql(postgres).execute(&mut *tx).await?;
+                tx.commit().await
+            }
         }
     }
 
@@ -510,6 +521,10 @@ impl Database {
         }
     }
 }
+
+/// The advisory lock key that serialises schema scripts on one PostgreSQL database
+/// (apart from aggregates' keys, which are folded UUIDs).
+const SCHEMA_LOCK: i64 = 0x5eed_5c4e_3a00_0001;
 
 /// Service `service`'s database on the server: `<name>_<service>`.
 fn postgres_name(server: &PgConnectOptions, service: &str) -> String {

@@ -29,12 +29,6 @@ impl Instances {
         (0..count).map(move |i| &*self.bases[(start + i) % count])
     }
 
-    /// The instance whose turn it is.
-    pub fn next_turn(&self) -> &str {
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        &self.bases[turn % self.bases.len()]
-    }
-
     /// The first instance, for what one instance answers for all (the JWKS).
     pub fn first(&self) -> &str {
         &self.bases[0]

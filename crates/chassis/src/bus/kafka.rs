@@ -368,11 +368,21 @@ impl EventBus for KafkaBus {
                 "session.timeout.ms",
                 self.session_timeout.as_millis().to_string(),
             )
+            // Ten heartbeats a session rather than librdkafka's fixed 3 s: with a short
+            // session (6 s) a broker (tansu) that saw fewer took the member for gone and
+            // rebalanced the group every few seconds.
+            .set(
+                "heartbeat.interval.ms",
+                (self.session_timeout.as_millis() / 10).to_string(),
+            )
             // A saga hop waits for a fetch: answer as soon as one event is there, and keep
             // the prefetch small (librdkafka's default queue is 64 MB per consumer).
             .set("fetch.wait.max.ms", "10")
             .set("queued.max.messages.kbytes", "4096")
-            .create_with_context(Rebalances(membership.clone()))
+            .create_with_context(Rebalances {
+                group: group.to_owned(),
+                membership: membership.clone(),
+            })
             .map_err(failed)?;
         let topics: Vec<String> = topics.iter().map(|topic| self.named(topic)).collect();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -483,7 +493,10 @@ struct Membership {
 /// they are forgotten, so the next owner starts right after the last stored effect and
 /// this member handles nothing more of them. (An event handled by both around a rebalance
 /// is still applied once: the inbox shares the service's database.)
-struct Rebalances(Arc<Mutex<Membership>>);
+struct Rebalances {
+    group: String,
+    membership: Arc<Mutex<Membership>>,
+}
 
 impl ClientContext for Rebalances {}
 
@@ -492,7 +505,7 @@ impl ConsumerContext for Rebalances {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
-        let mut membership = self.0.lock().expect("membership lock poisoned");
+        let mut membership = self.membership.lock().expect("membership lock poisoned");
         let mut offsets = TopicPartitionList::new();
         for element in revoked.elements() {
             let key = (element.topic().to_owned(), element.partition());
@@ -501,25 +514,35 @@ impl ConsumerContext for Rebalances {
                 let _ = offsets.add_partition_offset(&key.0, key.1, Offset::Offset(offset));
             }
         }
+        // Asynchronous, sent before this member rejoins: a synchronous commit here, with
+        // the group mid-rebalance on tansu, never returned and held the whole group up.
         if offsets.count() > 0
-            && let Err(error) = consumer.commit(&offsets, CommitMode::Sync)
+            && let Err(error) = consumer.commit(&offsets, CommitMode::Async)
         {
             // The next owner reads those events again; its inbox recognises them.
-            tracing::warn!(%error, "cannot commit the offsets of revoked partitions");
+            tracing::warn!(%error, group = self.group, "cannot commit the offsets of revoked partitions");
         }
-        tracing::info!(partitions = revoked.count(), "partitions revoked");
+        tracing::info!(
+            group = self.group,
+            partitions = revoked.count(),
+            "partitions revoked"
+        );
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
-            let mut membership = self.0.lock().expect("membership lock poisoned");
+            let mut membership = self.membership.lock().expect("membership lock poisoned");
             membership.assigned.extend(
                 assigned
                     .elements()
                     .iter()
                     .map(|element| (element.topic().to_owned(), element.partition())),
             );
-            tracing::info!(partitions = assigned.count(), "partitions assigned");
+            tracing::info!(
+                group = self.group,
+                partitions = assigned.count(),
+                "partitions assigned"
+            );
         }
     }
 }

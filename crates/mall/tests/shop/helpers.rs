@@ -149,7 +149,8 @@ impl Shop {
     ) -> Shop {
         let mounted = mount.is_some();
         let data_dir = mount.unwrap_or_else(|| dir.path().to_owned());
-        let base_port = free_ports(7);
+        // Room for three instances of each service (`MALL_REPLICAS`), 7 ports apart.
+        let base_port = free_ports(21);
         let namespace = format!("t{:08x}", rand::rng().random::<u32>());
         let mut backends = Vec::new();
         if let Some(server) = test_database_server() {
@@ -248,6 +249,11 @@ impl Shop {
             .rev()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
+    }
+
+    pub fn on_kafka(&self) -> bool {
+        self.setting("MALL_BUS")
+            .is_some_and(|bus| bus.starts_with("kafka"))
     }
 
     pub fn on_postgres(&self) -> bool {
@@ -456,6 +462,56 @@ impl Shop {
         assert!(status.success(), "kill -{signal} {service}");
     }
 
+    /// Starts one more instance of `service` in a split shop: a `mall serve` of its own,
+    /// outside the supervisor and the gateway's list, so it takes a share of the service's
+    /// events but none of its requests. Returns once it is ready.
+    pub async fn add_instance(&self, service: &str, instance: u16) -> Instance {
+        assert!(self.split, "instances are added to a split shop");
+        let port = free_ports(1);
+        let log_path = self
+            .dir
+            .path()
+            .join(format!("stderr-{service}-{instance}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_mall"))
+            .args(["serve", service, "--port", &port.to_string(), "--data-dir"])
+            .arg(&self.data_dir)
+            .env("MALL_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("MALL_ENV", "development")
+            .env("MALL_INSTANCE_ID", instance.to_string())
+            .env(
+                "MALL_PRODUCT_URL",
+                format!("http://127.0.0.1:{}", self.base_port + 3),
+            )
+            .env(
+                "MALL_JWKS_URL",
+                format!("http://127.0.0.1:{}/auth/jwks", self.base_port + 6),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut added = Instance(child);
+        let started = Instant::now();
+        let ready = format!("http://127.0.0.1:{port}/health/ready");
+        while !self
+            .client
+            .get(&ready)
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success())
+        {
+            assert!(
+                added.0.try_wait().unwrap().is_none() && started.elapsed() < START_TIMEOUT,
+                "{service} instance {instance} did not start: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        added
+    }
+
     /// Publishes `envelope` to `topic` on the shop's bus behind the services' backs, as a
     /// misbehaving publisher would.
     pub async fn inject(&self, topic: &str, envelope: &contracts::Envelope) {
@@ -626,6 +682,23 @@ impl Shop {
             .text()
             .await
             .unwrap()
+    }
+}
+
+/// A service instance a test started by hand; SIGKILLed when dropped.
+pub struct Instance(Child);
+
+impl Instance {
+    /// SIGKILL: it leaves its consumer group without a word.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

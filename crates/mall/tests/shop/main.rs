@@ -18,5 +18,6 @@ mod orders;
 mod outage;
 mod races;
 mod recovery;
+mod replicas;
 mod resilience;
 mod saga;

@@ -585,8 +585,9 @@ async fn forward(upstream: &Upstream, trace: TraceContext, request: Request) -> 
             }
             Ok(Err(error)) => {
                 tracing::warn!(%error, upstream = base, "upstream unreachable");
-                // Past the connection the request may have been taken: never send it twice.
-                if !error.is_connect() {
+                // Past the connection a request that changes something may have been
+                // taken: only a read is sent twice.
+                if !error.is_connect() && !parts.method.is_safe() {
                     break;
                 }
             }

@@ -133,15 +133,22 @@ impl ProductCatalogue {
         product_id: Uuid,
         trace: TraceContext,
     ) -> Result<Option<u64>, String> {
-        // Each attempt asks the next instance, so a retry does not meet the same dead one.
-        let base = self.instances.next_turn();
-        let response = self
-            .client
-            .get(format!("{base}/products/{product_id}"))
-            .header(TRACEPARENT, trace.child().to_string())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        // An instance that cannot be reached (one of several, killed) costs no attempt:
+        // the next one is asked at once.
+        let mut sent = Err((false, String::new()));
+        for base in self.instances.in_turn() {
+            sent = self
+                .client
+                .get(format!("{base}/products/{product_id}"))
+                .header(TRACEPARENT, trace.child().to_string())
+                .send()
+                .await
+                .map_err(|error| (error.is_connect(), error.to_string()));
+            if !matches!(sent, Err((true, _))) {
+                break;
+            }
+        }
+        let response = sent.map_err(|(_, error)| error)?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
