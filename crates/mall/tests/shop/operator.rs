@@ -209,6 +209,20 @@ fn numbers_that_make_no_sense_and_a_filter_that_logs_nothing_are_refused() {
     );
     refused(
         dir.path(),
+        &["up", "--replicas", "order=2"],
+        &[],
+        quick,
+        "--split",
+    );
+    refused(
+        dir.path(),
+        &["up", "--split", "--replicas", "gateway=2"],
+        &[],
+        quick,
+        "load balancer",
+    );
+    refused(
+        dir.path(),
         &["up", "--data-dir", "."],
         &[("MALL_LOG", "nonsense")],
         quick,
