@@ -47,6 +47,12 @@ enum Command {
         /// from here, every other setting from the environment (the `MALL_*` variables).
         #[arg(long)]
         split: bool,
+        /// With --split: how long a child gets to stop gracefully after SIGTERM before it
+        /// is killed. Shorter than MALL_SHUTDOWN_DEADLINE_MS, past which the supervisor
+        /// itself exits.
+        #[arg(long, env = "MALL_STOP_GRACE_MS", default_value_t = 20_000,
+              value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+        stop_grace_ms: u64,
         #[command(flatten)]
         chassis: ChassisSettings,
         #[command(flatten)]
@@ -195,6 +201,7 @@ fn main() -> anyhow::Result<()> {
                 place,
                 base_port,
                 split: true,
+                stop_grace_ms,
                 chassis,
                 auth,
                 ..
@@ -203,13 +210,15 @@ fn main() -> anyhow::Result<()> {
                     signing_key_file: auth.signing_key_file,
                     flags: split::flags_for_children(std::env::args_os()),
                 };
-                split::up(place, base_port, &chassis, settings).await
+                let stop_grace = std::time::Duration::from_millis(stop_grace_ms);
+                split::up(place, base_port, &chassis, settings, stop_grace).await
             }
             Command::Up {
                 place,
                 base_port,
                 split: false,
                 chassis,
+                stop_grace_ms: _,
                 order,
                 gateway,
                 auth,

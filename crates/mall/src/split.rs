@@ -35,8 +35,6 @@ const SERVICES: [ServiceName; 7] = [
 ];
 /// A child that ran this long before dying starts its backoff afresh.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
-/// How long a child gets to shut down gracefully before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(20);
 
 /// Where the supervisor writes each child's process id: `<data-dir>/run/<service>.pid`.
 pub fn pid_file(data_dir: &Path, service: ServiceName) -> PathBuf {
@@ -53,31 +51,44 @@ pub struct ChildSettings {
 }
 
 /// The flags of a `mall up --split` command line (`args`, as the process got them) that
-/// its children take too: all but the program, `up`, `--split` and `--base-port` (each
-/// child gets its own port).
+/// its children take too: all but the program, `up`, `--split`, `--base-port` (each
+/// child gets its own port) and `--stop-grace-ms` (the supervisor's own).
 pub fn flags_for_children(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    const SUPERVISORS_OWN: [&str; 2] = ["--base-port", "--stop-grace-ms"];
     let mut flags = Vec::new();
     let mut args = args.skip(1).skip_while(|arg| arg != "up").skip(1);
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--split") => {}
-            Some("--base-port") => {
+            Some(flag) if SUPERVISORS_OWN.contains(&flag) => {
                 args.next();
             }
-            Some(flag) if flag.starts_with("--base-port=") => {}
+            Some(flag)
+                if SUPERVISORS_OWN
+                    .iter()
+                    .any(|own| flag.strip_prefix(own).is_some_and(|v| v.starts_with('='))) => {}
             _ => flags.push(arg),
         }
     }
     flags
 }
 
-/// Runs the shop split, each service in a `mall serve` child given `settings`.
+/// Runs the shop split, each service in a `mall serve` child given `settings`; on
+/// shutdown each child gets `stop_grace` to stop before it is killed.
 pub async fn up(
     place: Placement,
     base_port: u16,
     chassis: &ChassisSettings,
     settings: ChildSettings,
+    stop_grace: Duration,
 ) -> anyhow::Result<()> {
+    // Past its deadline the supervisor exits, and its children die with it unstopped.
+    anyhow::ensure!(
+        stop_grace < chassis.shutdown_deadline(),
+        "MALL_STOP_GRACE_MS ({} ms) must be shorter than MALL_SHUTDOWN_DEADLINE_MS ({} ms)",
+        stop_grace.as_millis(),
+        chassis.shutdown_deadline().as_millis()
+    );
     let demo = shop::demo_customer(&place.data_dir, chassis).await?;
     let signing_key = match settings.signing_key_file {
         Some(given) => {
@@ -93,7 +104,10 @@ pub async fn up(
     std::fs::create_dir_all(place.data_dir.join("run"))?;
     let urls = shop::urls_for(place.bind, base_port)?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(shop::cancel_on_signal(shutdown.clone()));
+    tokio::spawn(shop::cancel_on_signal(
+        shutdown.clone(),
+        chassis.shutdown_deadline(),
+    ));
 
     let mut children = JoinSet::new();
     let mut first_starts = Vec::new();
@@ -113,7 +127,7 @@ pub async fn up(
         };
         let (started, first_start) = oneshot::channel();
         first_starts.push(first_start);
-        children.spawn(supervise(command, shutdown.clone(), started));
+        children.spawn(supervise(command, shutdown.clone(), stop_grace, started));
     }
     // "Open" only over a shop that is: a child that dies before it first listens (a taken
     // port, a bad setting) would die the same way at every restart.
@@ -201,6 +215,7 @@ impl ChildCommand {
 async fn supervise(
     child: ChildCommand,
     shutdown: CancellationToken,
+    stop_grace: Duration,
     first_start: oneshot::Sender<Result<(), String>>,
 ) {
     let service = child.service.name();
@@ -280,7 +295,7 @@ async fn supervise(
                 }
             }
             _ = shutdown.cancelled() => {
-                stop(&mut process, service).await;
+                stop(&mut process, service, stop_grace).await;
                 break;
             }
         }
@@ -329,13 +344,13 @@ fn keep_last_words(process: &mut tokio::process::Child) -> (LastWords, JoinHandl
     (last_words, heard_all)
 }
 
-/// SIGTERM, then a grace period for the graceful shutdown, then SIGKILL.
-async fn stop(process: &mut tokio::process::Child, service: &str) {
+/// SIGTERM, then `grace` for the graceful shutdown, then SIGKILL.
+async fn stop(process: &mut tokio::process::Child, service: &str, grace: Duration) {
     if let Some(pid) = process.id() {
         // SAFETY: kill(2) with a pid we own and a valid signal number.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     }
-    match tokio::time::timeout(STOP_GRACE, process.wait()).await {
+    match tokio::time::timeout(grace, process.wait()).await {
         Ok(status) => tracing::info!(service, status = ?status.ok(), "service stopped"),
         Err(_) => {
             tracing::warn!(service, "no graceful stop in time; killing it");
@@ -373,6 +388,9 @@ mod tests {
             "--request-timeout-ms",
             "500",
             "--base-port=9001",
+            "--stop-grace-ms",
+            "1000",
+            "--stop-grace-ms=2000",
             "--faults=order:latency-ms=5",
         ]
         .map(OsString::from);

@@ -436,18 +436,26 @@ impl Shop {
         None
     }
 
-    /// Starts the shop again on the same folder and ports.
     /// Sends `signal` (`KILL`, `STOP`, `CONT`, ...) to one service's process of a split
     /// shop, as its supervisor recorded it.
     pub fn signal(&self, service: &str, signal: &str) {
-        assert!(self.split, "only a split shop has a process per service");
-        let pid_file = self.data_dir.join("run").join(format!("{service}.pid"));
-        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = self.service_pid(service).to_string();
         let status = Command::new("kill")
-            .args([&format!("-{signal}"), pid.trim()])
+            .args([&format!("-{signal}"), &pid])
             .status()
             .unwrap();
         assert!(status.success(), "kill -{signal} {service}");
+    }
+
+    /// The process id of one service of a split shop, as its supervisor recorded it.
+    pub fn service_pid(&self, service: &str) -> u32 {
+        assert!(self.split, "only a split shop has a process per service");
+        let pid_file = self.data_dir.join("run").join(format!("{service}.pid"));
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// Publishes `envelope` to `topic` on the shop's bus behind the services' backs, as a
@@ -484,6 +492,7 @@ impl Shop {
         )
     }
 
+    /// Starts the shop again on the same folder and ports.
     pub async fn restart(&mut self) {
         self.launch().await;
     }

@@ -20,3 +20,4 @@ mod races;
 mod recovery;
 mod resilience;
 mod saga;
+mod shutdown;
