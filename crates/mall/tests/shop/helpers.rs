@@ -39,6 +39,46 @@ pub fn test_kafka_brokers() -> Option<String> {
         .filter(|brokers| !brokers.is_empty())
 }
 
+/// What a test may need beyond what every machine has, by the name `MALL_TEST_REQUIRE`
+/// gives it.
+#[derive(Clone, Copy, Debug)]
+pub enum Needs {
+    /// Root, to mount a filesystem of the test's own.
+    Root,
+    /// A tansu binary (`MALL_TEST_TANSU`), to run a broker of the test's own.
+    Tansu,
+    /// A real Kafka broker (`MALL_TEST_KAFKA_BROKERS`).
+    KafkaBroker,
+    /// A run on PostgreSQL (`MALL_TEST_DB`).
+    Postgres,
+}
+
+impl Needs {
+    fn name(self) -> &'static str {
+        match self {
+            Needs::Root => "root",
+            Needs::Tansu => "tansu",
+            Needs::KafkaBroker => "kafka",
+            Needs::Postgres => "postgres",
+        }
+    }
+}
+
+/// Marks the calling test, or the part of it that needs `what`, as not run here (`why`):
+/// nextest has no skipped outcome, so it says "SKIPPED" on stderr (shown for the tests
+/// `.config/nextest.toml` names) rather than pass in silence. Panics instead when
+/// `MALL_TEST_REQUIRE` (a comma-separated list, e.g. `root,tansu`) names `what`: that run
+/// was meant to check it, as CI is for what `.ci/run` provides.
+pub fn skipped(what: Needs, why: &str) {
+    let required = std::env::var("MALL_TEST_REQUIRE").unwrap_or_default();
+    assert!(
+        !required.split(',').any(|name| name.trim() == what.name()),
+        "not run: {why}; and MALL_TEST_REQUIRE={required} says this run needs {}",
+        what.name()
+    );
+    eprintln!("SKIPPED: {why}");
+}
+
 fn test_bus_is_kafka() -> bool {
     std::env::var("MALL_TEST_BUS").is_ok_and(|bus| bus == "kafka")
 }
