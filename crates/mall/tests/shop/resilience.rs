@@ -154,7 +154,9 @@ async fn a_dead_letter_replayed_from_the_command_line_is_handled_by_its_group_al
         String::from_utf8_lossy(&replayed.stderr)
     );
     assert!(
-        said.contains(&format!("replayed {id}: delivery goes back on order.order.v1")),
+        said.contains(&format!(
+            "replayed {id}: delivery goes back on order.order.v1"
+        )),
         "{said}"
     );
     // The running service's relay publishes it; delivery handles it now.
@@ -483,7 +485,10 @@ async fn skipped_by_the_other_readers(shop: &Shop, before: &[(f64, f64)], replay
         for ((group, _, _), ((applied_now, _), (applied, _))) in
             OTHER_ORDER_READERS.iter().zip(now.iter().zip(before))
         {
-            assert_eq!(applied_now, applied, "{group} applied a replayed event again");
+            assert_eq!(
+                applied_now, applied,
+                "{group} applied a replayed event again"
+            );
         }
         if now
             .iter()

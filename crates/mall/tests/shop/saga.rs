@@ -679,7 +679,11 @@ async fn a_randomized_workload_of_a_thousand_orders_leaves_every_invariant_intac
                 order.may_end(outcome),
                 "an order of {} KRW{}{} ended {final_order}",
                 order.amount,
-                if order.scarce { " of the scarce product" } else { "" },
+                if order.scarce {
+                    " of the scarce product"
+                } else {
+                    ""
+                },
                 order
                     .cancel_answer
                     .map(|answer| format!(", its cancel answered {answer}"))
