@@ -5,6 +5,7 @@
 mod api_document;
 mod auth;
 mod bad_input;
+mod chaos;
 mod documents;
 mod front_door;
 mod full_disk;
