@@ -129,7 +129,7 @@ pub async fn up(
         first_starts.push(first_start);
         children.spawn(supervise(command, shutdown.clone(), stop_grace, started));
     }
-    // "Open" only over a shop that is: a child that dies before it first listens (a taken
+    // "Open" only over a shop that is: a child that dies before it first answers (a taken
     // port, a bad setting) would die the same way at every restart.
     for first_start in first_starts {
         if let Ok(Err(failure)) = first_start.await {
@@ -211,7 +211,7 @@ impl ChildCommand {
 
 /// Keeps one service's process running until shutdown: restarts it when it dies, after a
 /// backoff that grows while it keeps dying; on shutdown sends it SIGTERM and waits. Says
-/// on `first_start` whether its first process came up listening, or how it died.
+/// on `first_start` whether its first process came up answering its liveness check, or how it died.
 async fn supervise(
     child: ChildCommand,
     shutdown: CancellationToken,
@@ -259,8 +259,8 @@ async fn supervise(
         let (last_words, heard_all) = keep_last_words(&mut process);
         if let Some(first_start) = first_start.take() {
             let failure = tokio::select! {
-                listening = listens(child.place.bind, child.port) => {
-                    (!listening).then(|| format!("it did not listen within {} s", FIRST_START.as_secs()))
+                live = answers(child.place.bind, child.port) => {
+                    (!live).then(|| format!("it did not answer within {} s", FIRST_START.as_secs()))
                 }
                 status = process.wait() => Some(match status {
                     Ok(status) => format!("it exited ({status})"),
@@ -303,14 +303,27 @@ async fn supervise(
     let _ = std::fs::remove_file(&pid_file);
 }
 
-/// How long a child's first process gets to listen on its port.
+/// How long a child's first process gets to answer on its port.
 const FIRST_START: Duration = Duration::from_secs(60);
 
-/// Whether something listens on `port` within [`FIRST_START`].
-async fn listens(bind: std::net::IpAddr, port: u16) -> bool {
+/// Whether the service on `port` answers its liveness check within [`FIRST_START`]. Not
+/// merely a connection: a service binds its port before it checks its settings, so a
+/// connection can succeed to one about to exit over a bad setting.
+async fn answers(bind: std::net::IpAddr, port: u16) -> bool {
+    let url = format!(
+        "http://{}/health/live",
+        std::net::SocketAddr::new(bind, port)
+    );
+    let client = reqwest::Client::new();
     let started = Instant::now();
     while started.elapsed() < FIRST_START {
-        if tokio::net::TcpStream::connect((bind, port)).await.is_ok() {
+        let live = client
+            .get(&url)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success());
+        if live {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
