@@ -202,11 +202,17 @@ async fn a_replay_through_the_gateway_while_its_keeper_is_down_is_a_503_naming_i
     assert_eq!(refused.headers()["retry-after"], "5");
     assert_problem(refused, StatusCode::SERVICE_UNAVAILABLE, "could not ask").await;
 
+    // Thawed, delivery may still take the request the gateway gave up on: the dead letter
+    // is then replayed already. Either way it is replayed once.
     shop.signal("delivery", "CONT");
     let started = Instant::now();
     loop {
         let answer = replay().await;
         if answer.status() == StatusCode::ACCEPTED {
+            break;
+        }
+        if answer.status() == StatusCode::CONFLICT {
+            assert_problem(answer, StatusCode::CONFLICT, "replayed already").await;
             break;
         }
         assert!(
