@@ -35,6 +35,13 @@ pub struct ChassisSettings {
     #[arg(long, env = "MALL_OPERATIONS_PORT")]
     pub operations_port: Option<u16>,
 
+    /// The longest a graceful shutdown (SIGTERM, Ctrl-C) may take: requests in flight
+    /// finished, consumers stopped, outboxes drained. Past it the process exits anyway;
+    /// nothing is lost (the outbox keeps what was not published).
+    #[arg(long, env = "MALL_SHUTDOWN_DEADLINE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub shutdown_deadline_ms: u64,
+
     /// Most connections a service holds open at once; more wait to be accepted.
     #[arg(long, env = "MALL_MAX_CONNECTIONS", default_value_t = 2_048,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -307,6 +314,10 @@ impl ChassisSettings {
 
     pub fn header_timeout(&self) -> Duration {
         Duration::from_millis(self.header_timeout_ms)
+    }
+
+    pub fn shutdown_deadline(&self) -> Duration {
+        Duration::from_millis(self.shutdown_deadline_ms)
     }
 
     /// How long a client of another service keeps an idle connection for reuse: half the

@@ -437,6 +437,7 @@ mod tests {
             body_limit_bytes: 1024,
             request_timeout_ms: 1000,
             header_timeout_ms: 1000,
+            shutdown_deadline_ms: 1000,
             max_connections: 10,
             operations_port: None,
             bus: crate::config::BusLocation::Embedded,

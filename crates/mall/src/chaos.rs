@@ -131,6 +131,8 @@ struct Accepted {
     order_id: String,
     token: Arc<str>,
     kind: Kind,
+    /// What its cancel or redirect got, for the kinds that send one.
+    answer: Option<Answer>,
 }
 
 #[derive(Default)]
@@ -244,10 +246,11 @@ async fn run_on(
                 {
                     let mut tally = tally.lock().expect("tally lock poisoned");
                     match outcome {
-                        Ok(order_id) => tally.accepted.push(Accepted {
+                        Ok((order_id, answer)) => tally.accepted.push(Accepted {
                             order_id,
                             token: token.clone(),
                             kind,
+                            answer,
                         }),
                         Err(refusal) => *tally.refused.entry(refusal).or_default() += 1,
                     }
@@ -306,10 +309,28 @@ async fn run_on(
         .context("workers finished")?
         .into_inner()?;
     let mut finals: BTreeMap<(Kind, String), usize> = BTreeMap::new();
+    let mut answers: BTreeMap<(Kind, Answer), usize> = BTreeMap::new();
     let mut lost = Vec::new();
+    let mut wrong = Vec::new();
     for order in &tally.accepted {
+        if let Some(answer) = order.answer {
+            *answers.entry((order.kind, answer)).or_default() += 1;
+        }
         match final_status(&client, &url, order).await {
-            Some(status) => *finals.entry((order.kind, status)).or_default() += 1,
+            Some(status) => {
+                if !may_end(order.kind, order.answer, &status) {
+                    wrong.push(format!(
+                        "{} ({:?}{}) ended {status}",
+                        order.order_id,
+                        order.kind,
+                        order
+                            .answer
+                            .map(|answer| format!(", asked: {answer}"))
+                            .unwrap_or_default()
+                    ));
+                }
+                *finals.entry((order.kind, status)).or_default() += 1
+            }
             None => lost.push(order.order_id.clone()),
         }
     }
@@ -326,6 +347,9 @@ async fn run_on(
     );
     for (refusal, count) in &tally.refused {
         println!("{:<58} {count:>8}", format!("placing refused: {refusal}"));
+    }
+    for ((kind, answer), count) in &answers {
+        println!("{:<58} {count:>8}", format!("asked: {kind:?} -> {answer}"));
     }
     for ((kind, status), count) in &finals {
         println!("{:<58} {count:>8}", format!("final: {kind:?} -> {status}"));
@@ -386,6 +410,20 @@ async fn run_on(
         settled_in.as_millis()
     );
     println!("{:<58} {:>8}", "orders lost", lost.len());
+    println!("{:<58} {:>8}", "orders in a wrong final state", wrong.len());
+    for example in wrong.iter().take(10) {
+        println!("    {example}");
+    }
+    let confirmed: usize = finals
+        .iter()
+        .filter(|((_, status), _)| status.starts_with("DELIVER"))
+        .map(|(_, count)| count)
+        .sum();
+    let kills: usize = kills.values().sum();
+    let not_done = shortfalls(settings, confirmed, kills, crashes);
+    for shortfall in &not_done {
+        println!("not done: {shortfall}");
+    }
     println!(
         "{:<58} {:>8}",
         "invariants",
@@ -393,6 +431,17 @@ async fn run_on(
     );
     anyhow::ensure!(lost.is_empty(), "accepted orders lost: {lost:?}");
     anyhow::ensure!(invariants_hold, "invariants broken: see the report above");
+    anyhow::ensure!(
+        wrong.is_empty(),
+        "{} orders ended in a state their kind and answer do not allow, e.g. {}",
+        wrong.len(),
+        wrong[0]
+    );
+    anyhow::ensure!(
+        not_done.is_empty(),
+        "the run proves nothing: {}",
+        not_done.join("; ")
+    );
     Ok(())
 }
 
@@ -678,15 +727,15 @@ fn fill(path: &Path) -> std::io::Result<u64> {
     Ok(written)
 }
 
-/// Places one order, then does to it what its `kind` says; its id once accepted, or why
-/// it was not.
+/// Places one order, then does to it what its `kind` says; its id once accepted, with the
+/// answer to its cancel or redirect, or why it was not accepted.
 async fn place(
     client: &Client,
     url: &str,
     token: &str,
     product: &str,
     kind: Kind,
-) -> Result<String, String> {
+) -> Result<(String, Option<Answer>), String> {
     let body =
         json!({"product_id": product, "quantity": 1, "address": "1 Teheran-ro, Gangnam-gu, Seoul"});
     let response = client
@@ -713,11 +762,13 @@ async fn place(
         Kind::RedirectedOnItsWay => client
             .patch(&order_url)
             .json(&json!({"address": "2 Haeundae-ro, Haeundae-gu, Busan"})),
-        Kind::Normal | Kind::OverStock | Kind::Declined => return Ok(order_id),
+        Kind::Normal | Kind::OverStock | Kind::Declined => return Ok((order_id, None)),
     };
-    // A request refused while a service is down leaves an order that simply goes on.
-    let _ = request.bearer_auth(token).send().await;
-    Ok(order_id)
+    let answer = match request.bearer_auth(token).send().await {
+        Ok(response) => Answer::from(response.status()),
+        Err(_) => Answer::Unavailable,
+    };
+    Ok((order_id, Some(answer)))
 }
 
 /// Waits (at most 5 s) until the order is on its way.
@@ -761,8 +812,8 @@ async fn complete_deliveries(client: Client, url: String, admin: String, deadlin
     }
 }
 
-/// The order's final state once its saga is over and delivery answered any request;
-/// `None` if it is gone or still not final after two minutes.
+/// The order's final state once its saga is over and delivery answered any request (a
+/// rejection with its reason); `None` if it is gone or still not final after two minutes.
 async fn final_status(client: &Client, url: &str, order: &Accepted) -> Option<String> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(120) {
@@ -780,13 +831,210 @@ async fn final_status(client: &Client, url: &str, order: &Accepted) -> Option<St
                 && !matches!(status, "PENDING" | "CONFIRMED")
                 && body["request"]["status"] != "PENDING"
             {
-                return Some(match body["request"]["status"].as_str() {
-                    Some(request) => format!("{status}, request {request}"),
-                    None => status.to_owned(),
-                });
+                return Some(
+                    match (body["request"]["status"].as_str(), body["reason"].as_str()) {
+                        (Some(request), _) => format!("{status}, request {request}"),
+                        (None, Some(reason)) => format!("{status}: {reason}"),
+                        (None, None) => status.to_owned(),
+                    },
+                );
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
+}
+
+/// What a customer's cancel or redirect got from the shop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Answer {
+    /// 200: done at once (a cancel while PENDING).
+    Done,
+    /// 202: asked of delivery, which answers later.
+    Requested,
+    /// 409: not allowed in the order's state, or the order changed meanwhile.
+    Refused,
+    /// No answer, or 502, 503, 504: a service was down, so whether it took effect is
+    /// unknown.
+    Unavailable,
+    /// Any other status: never right.
+    Unexpected(StatusCode),
+}
+
+impl From<StatusCode> for Answer {
+    fn from(status: StatusCode) -> Self {
+        match status {
+            StatusCode::OK => Answer::Done,
+            StatusCode::ACCEPTED => Answer::Requested,
+            StatusCode::CONFLICT => Answer::Refused,
+            StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT => Answer::Unavailable,
+            other => Answer::Unexpected(other),
+        }
+    }
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Done => f.write_str("200 done"),
+            Answer::Requested => f.write_str("202 requested"),
+            Answer::Refused => f.write_str("409 refused"),
+            Answer::Unavailable => f.write_str("unavailable"),
+            Answer::Unexpected(status) => write!(f, "unexpected {status}"),
+        }
+    }
+}
+
+/// How order's saga deadline words a rejection: the one rejection chaos causes itself
+/// (its kills, crashes and full disk kept a saga without an answer that long), and so
+/// the one any order may end with, except one cancelled at once.
+const SILENCED_BY_CHAOS: &str = "REJECTED: no answer from the saga within";
+
+/// Whether an order of `kind` whose cancel or redirect got `answer` may end in `state`
+/// (as [`final_status`] words it). The operator completes deliveries all along, so an
+/// order on its way may end delivered; a request refused or unanswered leaves an order
+/// that goes on as if never asked.
+fn may_end(kind: Kind, answer: Option<Answer>, state: &str) -> bool {
+    const ON_ITS_WAY: [&str; 2] = ["DELIVERING", "DELIVERED"];
+    const CANCELLED: &str = "CANCELLED";
+    const REFUSED_AS_DELIVERED: &str = "DELIVERED, request REFUSED";
+    let allowed: &[&str] = match (kind, answer) {
+        (Kind::Normal, None) => &ON_ITS_WAY,
+        (Kind::OverStock, None) => &["REJECTED: insufficient stock"],
+        (Kind::Declined, None) => &["REJECTED: payment declined"],
+        (Kind::Cancelled | Kind::CancelledOnItsWay, Some(Answer::Done)) => {
+            return state == CANCELLED;
+        }
+        (Kind::Cancelled | Kind::CancelledOnItsWay, Some(Answer::Requested)) => {
+            &[CANCELLED, REFUSED_AS_DELIVERED]
+        }
+        (Kind::Cancelled | Kind::CancelledOnItsWay, Some(Answer::Refused)) => &ON_ITS_WAY,
+        (Kind::Cancelled | Kind::CancelledOnItsWay, Some(Answer::Unavailable)) => {
+            &["DELIVERING", "DELIVERED", CANCELLED, REFUSED_AS_DELIVERED]
+        }
+        // Granted, an address change leaves no request; refused, only once delivered.
+        (Kind::RedirectedOnItsWay, Some(Answer::Requested | Answer::Unavailable)) => {
+            &["DELIVERING", "DELIVERED", REFUSED_AS_DELIVERED]
+        }
+        (Kind::RedirectedOnItsWay, Some(Answer::Refused)) => &ON_ITS_WAY,
+        _ => return false,
+    };
+    state.starts_with(SILENCED_BY_CHAOS)
+        || allowed
+            .iter()
+            .any(|allowed| state == *allowed || state.starts_with(&format!("{allowed}:")))
+}
+
+/// What the run was to do and did not, each in words: confirm an order; and, when it
+/// lasted a kill interval, kill a service and, if its faults name a crash point, crash one.
+fn shortfalls(settings: &Settings, confirmed: usize, kills: usize, crashes: usize) -> Vec<String> {
+    let mut shortfalls = Vec::new();
+    if confirmed == 0 {
+        shortfalls.push("no order was confirmed".to_owned());
+    }
+    let lasted_a_kill_interval = settings.duration_secs * 1_000 >= settings.kill_every_ms;
+    if lasted_a_kill_interval && kills == 0 {
+        shortfalls.push(format!(
+            "no service was killed in {} s with a kill every {} ms",
+            settings.duration_secs, settings.kill_every_ms
+        ));
+    }
+    if lasted_a_kill_interval && settings.faults.contains("crash-at=") && crashes == 0 {
+        shortfalls.push(format!(
+            "no injected crash happened ({}): run longer or make crashes likelier",
+            settings.faults
+        ));
+    }
+    shortfalls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_normal_order_may_end_on_its_way_or_silenced_by_chaos_and_not_otherwise_rejected() {
+        for state in [
+            "DELIVERING",
+            "DELIVERED",
+            "REJECTED: no answer from the saga within 30 s",
+        ] {
+            assert!(may_end(Kind::Normal, None, state), "{state}");
+        }
+        for state in [
+            "REJECTED: payment declined: amount exceeds the card limit",
+            "REJECTED: insufficient stock: 0 available, 1 requested",
+            "CANCELLED",
+            "DELIVERED, request REFUSED",
+        ] {
+            assert!(!may_end(Kind::Normal, None, state), "{state}");
+        }
+        assert!(may_end(
+            Kind::OverStock,
+            None,
+            "REJECTED: insufficient stock: 0 available, 1 requested"
+        ));
+        assert!(!may_end(Kind::OverStock, None, "DELIVERING"));
+        assert!(!may_end(
+            Kind::Declined,
+            None,
+            "REJECTED: insufficient stock: 0 available, 1 requested"
+        ));
+    }
+
+    #[test]
+    fn a_cancel_or_redirect_is_judged_by_its_answer() {
+        let cancel = |answer, state| may_end(Kind::Cancelled, Some(answer), state);
+        assert!(cancel(Answer::Done, "CANCELLED"));
+        assert!(!cancel(Answer::Done, "DELIVERING"));
+        assert!(!cancel(
+            Answer::Done,
+            "REJECTED: no answer from the saga within 30 s"
+        ));
+        assert!(cancel(Answer::Requested, "DELIVERED, request REFUSED"));
+        assert!(!cancel(Answer::Requested, "DELIVERING"));
+        assert!(cancel(Answer::Refused, "DELIVERED"));
+        assert!(!cancel(Answer::Refused, "CANCELLED"));
+        assert!(cancel(Answer::Unavailable, "CANCELLED"));
+        assert!(!cancel(
+            Answer::Unexpected(StatusCode::INTERNAL_SERVER_ERROR),
+            "CANCELLED"
+        ));
+        let redirect = |answer, state| may_end(Kind::RedirectedOnItsWay, Some(answer), state);
+        assert!(redirect(Answer::Requested, "DELIVERING"));
+        assert!(redirect(Answer::Requested, "DELIVERED, request REFUSED"));
+        assert!(!redirect(Answer::Requested, "CANCELLED"));
+        assert!(!redirect(Answer::Done, "DELIVERING"));
+        assert_eq!(
+            Answer::from(StatusCode::NOT_FOUND),
+            Answer::Unexpected(StatusCode::NOT_FOUND)
+        );
+    }
+
+    #[test]
+    fn a_run_that_did_nothing_says_what_it_did_not_do() {
+        let settings = |duration_secs, faults: &str| Settings {
+            duration_secs,
+            concurrency: 1,
+            kill_every_ms: 4_000,
+            duplicates_per_round: 0,
+            faults: faults.to_owned(),
+            replicas: split::Replicas::default(),
+            base_port: 1,
+            data_dir: None,
+            small_disk_mb: None,
+            full_disk_secs: 1,
+        };
+        let crashing = settings(60, "order:crash-at=before-publish@0.01");
+        assert!(shortfalls(&crashing, 1, 1, 1).is_empty());
+        let said = shortfalls(&crashing, 0, 0, 0).join("; ");
+        assert!(said.contains("no order was confirmed"), "{said}");
+        assert!(said.contains("no service was killed"), "{said}");
+        assert!(said.contains("no injected crash"), "{said}");
+        // Shorter than a kill interval, or with no crash point, nothing of them is due.
+        assert!(shortfalls(&settings(2, "order:crash-at=before-publish"), 1, 0, 0).is_empty());
+        assert!(shortfalls(&settings(60, "product:latency-ms=40"), 1, 1, 0).is_empty());
+    }
 }

@@ -52,6 +52,12 @@ enum Command {
         /// 7 * i ports above its first), the gateway balancing across them.
         #[arg(long, env = "MALL_REPLICAS", requires = "split", default_value = "")]
         replicas: split::Replicas,
+        /// With --split: how long a child gets to stop gracefully after SIGTERM before it
+        /// is killed. Shorter than MALL_SHUTDOWN_DEADLINE_MS, past which the supervisor
+        /// itself exits.
+        #[arg(long, env = "MALL_STOP_GRACE_MS", default_value_t = 20_000,
+              value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+        stop_grace_ms: u64,
         #[command(flatten)]
         chassis: ChassisSettings,
         #[command(flatten)]
@@ -201,6 +207,7 @@ fn main() -> anyhow::Result<()> {
                 base_port,
                 split: true,
                 replicas,
+                stop_grace_ms,
                 chassis,
                 auth,
                 ..
@@ -210,7 +217,8 @@ fn main() -> anyhow::Result<()> {
                     flags: split::flags_for_children(std::env::args_os()),
                     replicas,
                 };
-                split::up(place, base_port, &chassis, settings).await
+                let stop_grace = std::time::Duration::from_millis(stop_grace_ms);
+                split::up(place, base_port, &chassis, settings, stop_grace).await
             }
             Command::Up {
                 place,
@@ -218,6 +226,7 @@ fn main() -> anyhow::Result<()> {
                 split: false,
                 chassis,
                 replicas: _,
+                stop_grace_ms: _,
                 order,
                 gateway,
                 auth,

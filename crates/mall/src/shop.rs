@@ -289,7 +289,10 @@ impl Shop {
     async fn open(data_dir: &Path, chassis: &ChassisSettings) -> anyhow::Result<Self> {
         let bus = connect_bus(data_dir, chassis).await?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        tokio::spawn(cancel_on_signal(
+            shutdown.clone(),
+            chassis.shutdown_deadline(),
+        ));
         Ok(Shop {
             data_dir: data_dir.to_owned(),
             bus,
@@ -402,8 +405,9 @@ impl Shop {
     }
 }
 
-/// Ctrl-C or SIGTERM starts a graceful shutdown.
-pub async fn cancel_on_signal(shutdown: CancellationToken) {
+/// Ctrl-C or SIGTERM starts a graceful shutdown, which may take `deadline` at most
+/// before the process exits regardless.
+pub async fn cancel_on_signal(shutdown: CancellationToken, deadline: Duration) {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing a SIGTERM handler cannot fail on Unix");
@@ -416,15 +420,12 @@ pub async fn cancel_on_signal(shutdown: CancellationToken) {
     // A thread, not a task: it must fire even when the runtime is stuck waiting for a
     // blocking call (a broker that stopped answering). Exiting loses nothing: the outbox
     // keeps what was not published, and uncommitted events come again to the inbox.
-    std::thread::spawn(|| {
-        std::thread::sleep(SHUTDOWN_DEADLINE);
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline);
         tracing::error!(
-            deadline_secs = SHUTDOWN_DEADLINE.as_secs(),
+            deadline_ms = deadline.as_millis() as u64,
             "shutdown did not finish in time; exiting anyway"
         );
         std::process::exit(1);
     });
 }
-
-/// The longest a graceful shutdown may take before the process exits regardless.
-const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);

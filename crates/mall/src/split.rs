@@ -35,8 +35,6 @@ const SERVICES: [ServiceName; 7] = [
 ];
 /// A child that ran this long before dying starts its backoff afresh.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
-/// How long a child gets to shut down gracefully before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(20);
 
 /// Where the supervisor writes each child's process id: `<data-dir>/run/<service>.pid`
 /// for a service's first instance, `<service>-<instance>.pid` for the others.
@@ -129,31 +127,44 @@ pub struct ChildSettings {
 }
 
 /// The flags of a `mall up --split` command line (`args`, as the process got them) that
-/// its children take too: all but the program, `up`, `--split`, `--replicas` and
-/// `--base-port` (each child gets its own port).
+/// its children take too: all but the program, `up`, `--split`, `--replicas`,
+/// `--base-port` (each child gets its own port) and `--stop-grace-ms` (the supervisor's own).
 pub fn flags_for_children(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    const SUPERVISORS_OWN: [&str; 3] = ["--base-port", "--replicas", "--stop-grace-ms"];
     let mut flags = Vec::new();
     let mut args = args.skip(1).skip_while(|arg| arg != "up").skip(1);
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--split") => {}
-            Some("--base-port" | "--replicas") => {
+            Some(flag) if SUPERVISORS_OWN.contains(&flag) => {
                 args.next();
             }
-            Some(flag) if flag.starts_with("--base-port=") || flag.starts_with("--replicas=") => {}
+            Some(flag)
+                if SUPERVISORS_OWN
+                    .iter()
+                    .any(|own| flag.strip_prefix(own).is_some_and(|v| v.starts_with('='))) => {}
             _ => flags.push(arg),
         }
     }
     flags
 }
 
-/// Runs the shop split, each service in a `mall serve` child given `settings`.
+/// Runs the shop split, each service in a `mall serve` child given `settings`; on
+/// shutdown each child gets `stop_grace` to stop before it is killed.
 pub async fn up(
     place: Placement,
     base_port: u16,
     chassis: &ChassisSettings,
     settings: ChildSettings,
+    stop_grace: Duration,
 ) -> anyhow::Result<()> {
+    // Past its deadline the supervisor exits, and its children die with it unstopped.
+    anyhow::ensure!(
+        stop_grace < chassis.shutdown_deadline(),
+        "MALL_STOP_GRACE_MS ({} ms) must be shorter than MALL_SHUTDOWN_DEADLINE_MS ({} ms)",
+        stop_grace.as_millis(),
+        chassis.shutdown_deadline().as_millis()
+    );
     let demo = shop::demo_customer(&place.data_dir, chassis).await?;
     let signing_key = match settings.signing_key_file {
         Some(given) => {
@@ -169,7 +180,10 @@ pub async fn up(
     std::fs::create_dir_all(place.data_dir.join("run"))?;
     let urls = shop::urls_for(place.bind, base_port, &settings.replicas)?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(shop::cancel_on_signal(shutdown.clone()));
+    tokio::spawn(shop::cancel_on_signal(
+        shutdown.clone(),
+        chassis.shutdown_deadline(),
+    ));
 
     let mut children = JoinSet::new();
     let mut first_starts = Vec::new();
@@ -192,10 +206,10 @@ pub async fn up(
             };
             let (started, first_start) = oneshot::channel();
             first_starts.push(first_start);
-            children.spawn(supervise(command, shutdown.clone(), started));
+            children.spawn(supervise(command, shutdown.clone(), stop_grace, started));
         }
     }
-    // "Open" only over a shop that is: a child that dies before it first listens (a taken
+    // "Open" only over a shop that is: a child that dies before it first answers (a taken
     // port, a bad setting) would die the same way at every restart.
     for first_start in first_starts {
         if let Ok(Err(failure)) = first_start.await {
@@ -283,10 +297,11 @@ impl ChildCommand {
 
 /// Keeps one service's process running until shutdown: restarts it when it dies, after a
 /// backoff that grows while it keeps dying; on shutdown sends it SIGTERM and waits. Says
-/// on `first_start` whether its first process came up listening, or how it died.
+/// on `first_start` whether its first process came up answering its liveness check, or how it died.
 async fn supervise(
     child: ChildCommand,
     shutdown: CancellationToken,
+    stop_grace: Duration,
     first_start: oneshot::Sender<Result<(), String>>,
 ) {
     let service = match child.instance {
@@ -334,8 +349,8 @@ async fn supervise(
         let (last_words, heard_all) = keep_last_words(&mut process);
         if let Some(first_start) = first_start.take() {
             let failure = tokio::select! {
-                listening = listens(child.place.bind, child.port) => {
-                    (!listening).then(|| format!("it did not listen within {} s", FIRST_START.as_secs()))
+                live = answers(child.place.bind, child.port) => {
+                    (!live).then(|| format!("it did not answer within {} s", FIRST_START.as_secs()))
                 }
                 status = process.wait() => Some(match status {
                     Ok(status) => format!("it exited ({status})"),
@@ -370,7 +385,7 @@ async fn supervise(
                 }
             }
             _ = shutdown.cancelled() => {
-                stop(&mut process, service).await;
+                stop(&mut process, service, stop_grace).await;
                 break;
             }
         }
@@ -378,14 +393,27 @@ async fn supervise(
     let _ = std::fs::remove_file(&pid_file);
 }
 
-/// How long a child's first process gets to listen on its port.
+/// How long a child's first process gets to answer on its port.
 const FIRST_START: Duration = Duration::from_secs(60);
 
-/// Whether something listens on `port` within [`FIRST_START`].
-async fn listens(bind: std::net::IpAddr, port: u16) -> bool {
+/// Whether the service on `port` answers its liveness check within [`FIRST_START`]. Not
+/// merely a connection: a service binds its port before it checks its settings, so a
+/// connection can succeed to one about to exit over a bad setting.
+async fn answers(bind: std::net::IpAddr, port: u16) -> bool {
+    let url = format!(
+        "http://{}/health/live",
+        std::net::SocketAddr::new(bind, port)
+    );
+    let client = reqwest::Client::new();
     let started = Instant::now();
     while started.elapsed() < FIRST_START {
-        if tokio::net::TcpStream::connect((bind, port)).await.is_ok() {
+        let live = client
+            .get(&url)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success());
+        if live {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -419,13 +447,13 @@ fn keep_last_words(process: &mut tokio::process::Child) -> (LastWords, JoinHandl
     (last_words, heard_all)
 }
 
-/// SIGTERM, then a grace period for the graceful shutdown, then SIGKILL.
-async fn stop(process: &mut tokio::process::Child, service: &str) {
+/// SIGTERM, then `grace` for the graceful shutdown, then SIGKILL.
+async fn stop(process: &mut tokio::process::Child, service: &str, grace: Duration) {
     if let Some(pid) = process.id() {
         // SAFETY: kill(2) with a pid we own and a valid signal number.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     }
-    match tokio::time::timeout(STOP_GRACE, process.wait()).await {
+    match tokio::time::timeout(grace, process.wait()).await {
         Ok(status) => tracing::info!(service, status = ?status.ok(), "service stopped"),
         Err(_) => {
             tracing::warn!(service, "no graceful stop in time; killing it");
@@ -466,6 +494,9 @@ mod tests {
             "--replicas",
             "order=2",
             "--replicas=product=2",
+            "--stop-grace-ms",
+            "1000",
+            "--stop-grace-ms=2000",
             "--faults=order:latency-ms=5",
         ]
         .map(OsString::from);

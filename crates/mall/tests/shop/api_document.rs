@@ -3,6 +3,9 @@ use serde_json::Value;
 
 use crate::helpers::Shop;
 
+/// The paths the gateway answers itself rather than forward to a service.
+const GATEWAYS_OWN: [&str; 2] = ["/api/auth/session", "/api/auth/logout"];
+
 #[tokio::test]
 async fn the_gateway_serves_the_merged_openapi_document_of_the_public_api() {
     let shop = Shop::start().await;
@@ -41,6 +44,34 @@ async fn the_gateway_serves_the_merged_openapi_document_of_the_public_api() {
             protected,
             "{method} {path} security"
         );
+        // What the chassis and the gateway answer around any handler is documented too
+        // (schemathesis's status_code_conformance holds CI to it): the gateway's rate
+        // limits; in front of a service, its own failures and the service's timeout; a
+        // parameter or body that does not parse, a body too large or not JSON.
+        let takes_a_body = operation["requestBody"].is_object();
+        let takes_input = takes_a_body
+            || operation["parameters"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty());
+        let in_front_of_a_service = !GATEWAYS_OWN.contains(&path);
+        let statuses = [
+            ("429", true),
+            ("502", in_front_of_a_service),
+            ("503", in_front_of_a_service),
+            ("504", in_front_of_a_service),
+            ("400", takes_input),
+            ("413", takes_a_body),
+            ("415", takes_a_body),
+        ];
+        for status in statuses
+            .into_iter()
+            .filter_map(|(status, due)| due.then_some(status))
+        {
+            assert!(
+                operation["responses"][status].is_object(),
+                "{method} {path} documents {status}"
+            );
+        }
     }
     assert_eq!(
         document["components"]["securitySchemes"]["bearer"]["scheme"],

@@ -13,7 +13,7 @@ use std::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::Shop;
+use crate::helpers::{Needs, Shop, skipped};
 
 /// The order service's port, from the shop's base port.
 const ORDER: u16 = 1;
@@ -104,7 +104,7 @@ async fn writes_heal_when_the_storage_takes_them_again_and_no_accepted_order_is_
         Shop::start().await
     } else {
         let Some(shop) = Shop::start_on_small_filesystem(16).await else {
-            eprintln!("SKIPPED: mounting a tmpfs needs root");
+            skipped(Needs::Root, "mounting a tmpfs needs root");
             return;
         };
         shop

@@ -39,6 +39,46 @@ pub fn test_kafka_brokers() -> Option<String> {
         .filter(|brokers| !brokers.is_empty())
 }
 
+/// What a test may need beyond what every machine has, by the name `MALL_TEST_REQUIRE`
+/// gives it.
+#[derive(Clone, Copy, Debug)]
+pub enum Needs {
+    /// Root, to mount a filesystem of the test's own.
+    Root,
+    /// A tansu binary (`MALL_TEST_TANSU`), to run a broker of the test's own.
+    Tansu,
+    /// A real Kafka broker (`MALL_TEST_KAFKA_BROKERS`).
+    KafkaBroker,
+    /// A run on PostgreSQL (`MALL_TEST_DB`).
+    Postgres,
+}
+
+impl Needs {
+    fn name(self) -> &'static str {
+        match self {
+            Needs::Root => "root",
+            Needs::Tansu => "tansu",
+            Needs::KafkaBroker => "kafka",
+            Needs::Postgres => "postgres",
+        }
+    }
+}
+
+/// Marks the calling test, or the part of it that needs `what`, as not run here (`why`):
+/// nextest has no skipped outcome, so it says "SKIPPED" on stderr (shown for the tests
+/// `.config/nextest.toml` names) rather than pass in silence. Panics instead when
+/// `MALL_TEST_REQUIRE` (a comma-separated list, e.g. `root,tansu`) names `what`: that run
+/// was meant to check it, as CI is for what `.ci/run` provides.
+pub fn skipped(what: Needs, why: &str) {
+    let required = std::env::var("MALL_TEST_REQUIRE").unwrap_or_default();
+    assert!(
+        !required.split(',').any(|name| name.trim() == what.name()),
+        "not run: {why}; and MALL_TEST_REQUIRE={required} says this run needs {}",
+        what.name()
+    );
+    eprintln!("SKIPPED: {why}");
+}
+
 fn test_bus_is_kafka() -> bool {
     std::env::var("MALL_TEST_BUS").is_ok_and(|bus| bus == "kafka")
 }
@@ -448,15 +488,12 @@ impl Shop {
         None
     }
 
-    /// Starts the shop again on the same folder and ports.
     /// Sends `signal` (`KILL`, `STOP`, `CONT`, ...) to one service's process of a split
     /// shop, as its supervisor recorded it.
     pub fn signal(&self, service: &str, signal: &str) {
-        assert!(self.split, "only a split shop has a process per service");
-        let pid_file = self.data_dir.join("run").join(format!("{service}.pid"));
-        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = self.service_pid(service).to_string();
         let status = Command::new("kill")
-            .args([&format!("-{signal}"), pid.trim()])
+            .args([&format!("-{signal}"), &pid])
             .status()
             .unwrap();
         assert!(status.success(), "kill -{signal} {service}");
@@ -512,6 +549,17 @@ impl Shop {
         added
     }
 
+    /// The process id of one service of a split shop, as its supervisor recorded it.
+    pub fn service_pid(&self, service: &str) -> u32 {
+        assert!(self.split, "only a split shop has a process per service");
+        let pid_file = self.data_dir.join("run").join(format!("{service}.pid"));
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// Publishes `envelope` to `topic` on the shop's bus behind the services' backs, as a
     /// misbehaving publisher would.
     pub async fn inject(&self, topic: &str, envelope: &contracts::Envelope) {
@@ -546,6 +594,7 @@ impl Shop {
         )
     }
 
+    /// Starts the shop again on the same folder and ports.
     pub async fn restart(&mut self) {
         self.launch().await;
     }

@@ -5,6 +5,7 @@
 mod api_document;
 mod auth;
 mod bad_input;
+mod chaos;
 mod documents;
 mod front_door;
 mod full_disk;
@@ -21,3 +22,4 @@ mod recovery;
 mod replicas;
 mod resilience;
 mod saga;
+mod shutdown;

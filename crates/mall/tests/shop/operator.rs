@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::helpers::{Shop, free_ports};
+use crate::helpers::{Needs, Shop, free_ports, skipped};
 
 /// Runs `mall` with `args` (and `env`) in `dir`; asserts it fails within `limit` and that
 /// its error says `says`.
@@ -343,7 +343,7 @@ fn a_read_only_data_folder_is_named_as_such() {
         .status()
         .is_ok_and(|status| status.success());
     if !mounted {
-        eprintln!("SKIPPED: mounting a read-only tmpfs needs root");
+        skipped(Needs::Root, "mounting a read-only tmpfs needs root");
         return;
     }
     let base = free_ports(7).to_string();

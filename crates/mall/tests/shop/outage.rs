@@ -3,7 +3,7 @@
 //!
 //! The broker test needs a tansu binary (`MALL_TEST_TANSU`) to run a broker of its own;
 //! the PostgreSQL test needs `MALL_TEST_DB`. `.ci/run` gives both; without them each test
-//! says so and checks nothing.
+//! says SKIPPED and checks nothing (or fails, where `MALL_TEST_REQUIRE` names the need).
 
 use std::{
     net::TcpStream,
@@ -13,7 +13,7 @@ use std::{
 
 use futures::future::join_all;
 
-use crate::helpers::{NO_RATE_LIMITS, Shop};
+use crate::helpers::{NO_RATE_LIMITS, Needs, Shop, skipped};
 
 /// A tansu broker with memory storage on its own port, killed when dropped.
 struct Broker {
@@ -64,7 +64,7 @@ impl Drop for Broker {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_frozen_mid_workload_loses_nothing_and_never_hangs_shutdown() {
     let Ok(tansu) = std::env::var("MALL_TEST_TANSU") else {
-        eprintln!("skipped: MALL_TEST_TANSU does not name a tansu binary");
+        skipped(Needs::Tansu, "MALL_TEST_TANSU does not name a tansu binary");
         return;
     };
     let broker = Broker::start(&tansu);
@@ -119,7 +119,10 @@ async fn a_broker_frozen_mid_workload_loses_nothing_and_never_hangs_shutdown() {
 async fn postgres_connections_cut_mid_workload_lose_nothing() {
     let shop = Shop::start().await;
     if !shop.on_postgres() {
-        eprintln!("skipped: the shop is not on PostgreSQL (MALL_TEST_DB)");
+        skipped(
+            Needs::Postgres,
+            "the shop is not on PostgreSQL (MALL_TEST_DB)",
+        );
         return;
     }
     let product = shop.add_product(1_000, 60).await;

@@ -92,6 +92,140 @@ async fn with_product_hung_orders_fail_fast_while_my_page_works_and_flow_again_a
     assert_eq!(breaker_state(&shop).await, 0.0);
 }
 
+/// Tells delivery an order was confirmed that it never saw placed: delivery gives up on
+/// the event (with `MALL_CONSUMER_MAX_ATTEMPTS` 2, soon). The order's id, and the dead
+/// letters about it (one).
+async fn poison_delivery(shop: &Shop) -> (uuid::Uuid, Vec<Value>) {
+    let order_id = uuid::Uuid::now_v7();
+    let confirmed = contracts::Envelope::new(
+        "order",
+        order_id,
+        &contracts::events::OrderConfirmed { order_id },
+        order_id,
+    );
+    shop.inject(contracts::topics::ORDER, &confirmed).await;
+    let dead = wait_for_dead_letters(shop, "delivery", &order_id.to_string(), 1).await;
+    (order_id, dead)
+}
+
+/// The operator's fix of [`poison_delivery`]: the placement delivery missed.
+async fn repair_delivery(shop: &Shop, order_id: uuid::Uuid) {
+    let delivery = shop.db("delivery").await;
+    let mut tx = delivery.begin_write().await.unwrap();
+    chassis::execute!(
+        &mut tx,
+        sqlx::query(
+            "INSERT INTO deliveries (order_id, delivery_id, address, status, created_at, updated_at)
+             VALUES ($1, $2, '1 Teheran-ro, Seoul', 'AWAITING', $3, $3)",
+        )
+        .bind(order_id)
+        .bind(uuid::Uuid::now_v7())
+        .bind(chrono::Utc::now())
+    )
+    .unwrap();
+    tx.commit().await.unwrap();
+    delivery.close().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_replayed_from_the_command_line_is_handled_by_its_group_alone() {
+    let mut env = crate::helpers::NO_RATE_LIMITS.to_vec();
+    env.push(("MALL_CONSUMER_MAX_ATTEMPTS", "2"));
+    let shop = Shop::start_with(&env).await;
+    let (order_id, dead) = poison_delivery(&shop).await;
+    let before = taken_by_the_other_readers(&shop, 1.0).await;
+    let id = dead[0]["id"].as_str().unwrap();
+
+    let unknown = shop.admin(&["dlq", "replay", &uuid::Uuid::now_v7().to_string()]);
+    assert!(!unknown.status.success());
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(said.contains("no dead letter with id"), "{said}");
+    let malformed = shop.admin(&["dlq", "replay", "not-an-id"]);
+    assert!(!malformed.status.success());
+    let said = String::from_utf8_lossy(&malformed.stderr);
+    assert!(said.contains("UUID"), "{said}");
+
+    repair_delivery(&shop, order_id).await;
+    let replayed = shop.admin(&["dlq", "replay", id]);
+    let said = String::from_utf8_lossy(&replayed.stdout);
+    assert!(
+        replayed.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    assert!(
+        said.contains(&format!(
+            "replayed {id}: delivery goes back on order.order.v1"
+        )),
+        "{said}"
+    );
+    // The running service's relay publishes it; delivery handles it now.
+    let subject = order_id.to_string();
+    crate::saga::eventually("the delivery", "STARTED", || {
+        crate::saga::status_in(&shop, "delivery", &subject)
+    })
+    .await;
+    skipped_by_the_other_readers(&shop, &before, 1.0).await;
+
+    let again = shop.admin(&["dlq", "replay", id]);
+    assert!(!again.status.success());
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("replayed already"), "{said}");
+    assert_eq!(
+        dead_letters_about(&shop, "delivery", &order_id.to_string())
+            .await
+            .len(),
+        1,
+        "handled, the replay left no new dead letter"
+    );
+}
+
+#[tokio::test]
+async fn a_replay_through_the_gateway_while_its_keeper_is_down_is_a_503_naming_it() {
+    let shop = Shop::start_split(&[
+        ("MALL_CONSUMER_MAX_ATTEMPTS", "2"),
+        ("MALL_UPSTREAM_TIMEOUT_MS", "500"),
+    ])
+    .await;
+    let (order_id, dead) = poison_delivery(&shop).await;
+    let id = dead[0]["id"].as_str().unwrap();
+    let (path, no_body) = (format!("/api/admin/dlq/{id}/replay"), serde_json::json!({}));
+    let replay = || shop.post_as(&shop.admin_token, &path, &no_body);
+
+    // Frozen: delivery, which keeps this dead letter, answers nobody.
+    shop.signal("delivery", "STOP");
+    let listed = shop.get_as(&shop.admin_token, "/api/admin/dlq").await;
+    assert_eq!(listed.status(), StatusCode::OK);
+    let listed: Value = listed.json().await.unwrap();
+    assert_eq!(listed["unavailable"], serde_json::json!(["delivery"]));
+    let refused = replay().await;
+    assert_eq!(refused.headers()["retry-after"], "5");
+    assert_problem(refused, StatusCode::SERVICE_UNAVAILABLE, "could not ask").await;
+
+    // Thawed, delivery may still take the request the gateway gave up on: the dead letter
+    // is then replayed already. Either way it is replayed once.
+    shop.signal("delivery", "CONT");
+    let started = Instant::now();
+    loop {
+        let answer = replay().await;
+        if answer.status() == StatusCode::ACCEPTED {
+            break;
+        }
+        if answer.status() == StatusCode::CONFLICT {
+            assert_problem(answer, StatusCode::CONFLICT, "replayed already").await;
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "delivery is back: {}",
+            answer.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Replayed with its cause unfixed, it fails again.
+    wait_for_dead_letters(&shop, "delivery", &order_id.to_string(), 2).await;
+}
+
 /// The dead letters of `group` about `subject`, as the gateway lists them to an admin.
 async fn dead_letters_about(shop: &Shop, group: &str, subject: &str) -> Vec<Value> {
     let response = shop.get_as(&shop.admin_token, "/api/admin/dlq").await;
@@ -129,17 +263,8 @@ async fn a_poison_event_lands_in_the_dead_letters_and_replays_once_its_cause_is_
     let mut env = crate::helpers::NO_RATE_LIMITS.to_vec();
     env.push(("MALL_CONSUMER_MAX_ATTEMPTS", "2"));
     let shop = Shop::start_with(&env).await;
-    // Delivery is told an order was confirmed that it never saw placed.
-    let order_id = uuid::Uuid::now_v7();
-    let confirmed = contracts::Envelope::new(
-        "order",
-        order_id,
-        &contracts::events::OrderConfirmed { order_id },
-        order_id,
-    );
-    shop.inject(contracts::topics::ORDER, &confirmed).await;
+    let (order_id, dead) = poison_delivery(&shop).await;
     let subject = order_id.to_string();
-    let dead = wait_for_dead_letters(&shop, "delivery", &subject, 1).await;
     assert_eq!(dead[0]["attempts"], 2);
     assert_eq!(dead[0]["topic"], "order.order.v1");
     assert!(
@@ -149,6 +274,8 @@ async fn a_poison_event_lands_in_the_dead_letters_and_replays_once_its_cause_is_
     assert_eq!(dead[0]["replayed_at"], Value::Null);
     let forbidden = shop.get_as(&shop.token, "/api/admin/dlq").await;
     assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    // The other groups take the event once, as it first comes.
+    let before = taken_by_the_other_readers(&shop, 1.0).await;
 
     // Replayed before the cause is fixed, it fails again and comes back as a new one.
     let first = dead[0]["id"].as_str().unwrap().to_owned();
@@ -177,21 +304,7 @@ async fn a_poison_event_lands_in_the_dead_letters_and_replays_once_its_cause_is_
     .await;
 
     // The operator repairs delivery's data (the placement it missed), then replays.
-    let delivery = shop.db("delivery").await;
-    let mut tx = delivery.begin_write().await.unwrap();
-    chassis::execute!(
-        &mut tx,
-        sqlx::query(
-            "INSERT INTO deliveries (order_id, delivery_id, address, status, created_at, updated_at)
-             VALUES ($1, $2, '1 Teheran-ro, Seoul', 'AWAITING', $3, $3)",
-        )
-        .bind(order_id)
-        .bind(uuid::Uuid::now_v7())
-        .bind(chrono::Utc::now())
-    )
-    .unwrap();
-    tx.commit().await.unwrap();
-    delivery.close().await;
+    repair_delivery(&shop, order_id).await;
     let replayed = replay(second.clone()).await;
     assert_eq!(replayed.status(), StatusCode::ACCEPTED);
     assert!(replayed.json::<Value>().await.unwrap()["replayed_at"].is_string());
@@ -220,6 +333,9 @@ async fn a_poison_event_lands_in_the_dead_letters_and_replays_once_its_cause_is_
         2,
         "the replay after the fix left no new dead letter"
     );
+    // Both replays went back on the order topic, which others read too: their inboxes
+    // knew the event, so none applied it again.
+    skipped_by_the_other_readers(&shop, &before, 2.0).await;
     assert_problem(
         replay(uuid::Uuid::now_v7().to_string()).await,
         StatusCode::NOT_FOUND,
@@ -311,5 +427,86 @@ fn production_refuses_to_start_with_faults_and_is_what_a_service_told_nothing_ru
             stderr.contains("refused when MALL_ENV=production"),
             "{environment:?}: {stderr}"
         );
+    }
+}
+
+/// The groups besides delivery that read the order topic, by their service's port offset,
+/// and how each takes an `OrderConfirmed` it has seen before: as its business, known to
+/// its inbox (`duplicate`), or not its business (`ignored`).
+const OTHER_ORDER_READERS: [(&str, u16, &str); 3] = [
+    ("product", 3, "duplicate"),
+    ("payment", 4, "ignored"),
+    ("mypage", 5, "duplicate"),
+];
+
+/// How many events of the order topic each of [`OTHER_ORDER_READERS`] applied
+/// (`handled`), and how many it skipped as it skips a repeat, from its metrics.
+async fn other_readers_of_the_order_topic(shop: &Shop) -> Vec<(f64, f64)> {
+    let mut counts = Vec::new();
+    for (group, port_offset, repeat) in OTHER_ORDER_READERS {
+        let taken = |outcome: &str| {
+            let labels = [
+                // Also under a Kafka namespace's prefix.
+                "order.order.v1\"".to_owned(),
+                format!("group=\"{group}\""),
+                format!("outcome=\"{outcome}\""),
+            ];
+            async move {
+                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                shop.metric(port_offset, "mall_events_consumed_total", &labels)
+                    .await
+            }
+        };
+        counts.push((taken("handled").await, taken(repeat).await));
+    }
+    counts
+}
+
+/// Waits until each of [`OTHER_ORDER_READERS`] has taken `events` events of the order
+/// topic, applied or skipped; returns its counts.
+async fn taken_by_the_other_readers(shop: &Shop, events: f64) -> Vec<(f64, f64)> {
+    let started = Instant::now();
+    loop {
+        let counts = other_readers_of_the_order_topic(shop).await;
+        if counts
+            .iter()
+            .all(|(applied, skipped)| applied + skipped >= events)
+        {
+            return counts;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the other groups took {counts:?} of {events} events"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until each of [`OTHER_ORDER_READERS`] has skipped `replays` more events of the
+/// order topic than `before`, and asserts that it applied none of them.
+async fn skipped_by_the_other_readers(shop: &Shop, before: &[(f64, f64)], replays: f64) {
+    let started = Instant::now();
+    loop {
+        let now = other_readers_of_the_order_topic(shop).await;
+        for ((group, _, _), ((applied_now, _), (applied, _))) in
+            OTHER_ORDER_READERS.iter().zip(now.iter().zip(before))
+        {
+            assert_eq!(
+                applied_now, applied,
+                "{group} applied a replayed event again"
+            );
+        }
+        if now
+            .iter()
+            .zip(before)
+            .all(|((_, skipped_now), (_, skipped))| *skipped_now >= skipped + replays)
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the other groups skipped {now:?}, from {before:?}, of {replays} replays"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

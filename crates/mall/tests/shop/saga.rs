@@ -426,45 +426,176 @@ async fn the_invariants_hold_after_every_kind_of_saga_and_a_broken_one_is_report
     let (healthy, report) = shop.admin_check();
     assert!(healthy, "{report}");
     assert!(report.contains("bus drained: yes"), "{report}");
-    for invariant in [
-        "stock on hand + reserved + sold = stock ever added",
-        "captured payments = confirmed, not-cancelled orders",
-        "one delivery per order",
-        "every request to delivery is answered",
-        "no refund of a delivered order",
-        "my page equals the owning services",
-    ] {
+    for invariant in INVARIANTS {
         assert!(
             report.contains(&format!("ok  {invariant}")),
             "{invariant}: {report}"
         );
     }
 
-    let catalogue = shop.db("product").await;
-    let mut tx = catalogue.begin_write().await.unwrap();
-    chassis::execute!(
-        &mut tx,
-        sqlx::query("UPDATE products SET available = available + 1 WHERE id = $1")
-            .bind(product.parse::<uuid::Uuid>().unwrap())
-    )
-    .unwrap();
-    tx.commit().await.unwrap();
-    catalogue.close().await;
+    // Each invariant broken alone, by damaging its owners' tables behind their backs, is
+    // reported VIOLATED while the others stay ok; then repaired for the next.
+    let [delivered, _, _, _, delivering] = [0, 1, 2, 3, 4].map(|i| orders[i].as_str());
+    let never_placed = uuid::Uuid::now_v7().to_string();
+    let product_id = product.as_str();
+    let damages: [Damage; 7] = [
+        Damage {
+            broken: &[STOCK],
+            subject: product_id,
+            changes: &[(
+                "product",
+                "UPDATE products SET available = available + 1 WHERE id = $1",
+                "UPDATE products SET available = available - 1 WHERE id = $1",
+            )],
+        },
+        Damage {
+            broken: &[RESERVATIONS],
+            subject: delivering,
+            changes: &[(
+                "product",
+                "UPDATE reservations SET status = 'RESERVED' WHERE order_id = $1",
+                "UPDATE reservations SET status = 'SOLD' WHERE order_id = $1",
+            )],
+        },
+        Damage {
+            broken: &[CAPTURED],
+            subject: &never_placed,
+            changes: &[(
+                "payment",
+                "INSERT INTO payments (order_id, status, created_at, updated_at)
+                 VALUES ($1, 'AUTHORIZED', $2, $2)",
+                "DELETE FROM payments WHERE order_id = $1",
+            )],
+        },
+        Damage {
+            broken: &[DELIVERIES],
+            subject: &never_placed,
+            changes: &[(
+                "delivery",
+                "INSERT INTO deliveries (order_id, delivery_id, address, status, created_at, updated_at)
+                 VALUES ($1, $1, 'Seoul', 'STARTED', $2, $2)",
+                "DELETE FROM deliveries WHERE order_id = $1",
+            )],
+        },
+        Damage {
+            broken: &[ANSWERED],
+            subject: delivering,
+            changes: &[(
+                "order",
+                "INSERT INTO order_events (order_id, version, event_type, event, changes, recorded_at)
+                 SELECT $1, MAX(version) + 1, 'CancellationRequested', '{}', '[]', $2
+                 FROM order_events WHERE order_id = $1",
+                "DELETE FROM order_events WHERE order_id = $1 AND event_type = 'CancellationRequested'",
+            )],
+        },
+        // A refund of a delivered order cannot be alone: the order is delivered, so its
+        // payment should be captured. (My page is damaged alike, to keep it in step.)
+        Damage {
+            broken: &[CAPTURED, NO_REFUND_OF_DELIVERED],
+            subject: delivered,
+            changes: &[
+                (
+                    "payment",
+                    "UPDATE payments SET status = 'REFUNDED' WHERE order_id = $1",
+                    "UPDATE payments SET status = 'AUTHORIZED' WHERE order_id = $1",
+                ),
+                (
+                    "mypage",
+                    "UPDATE mypage_orders SET payment_status = 'REFUNDED' WHERE order_id = $1",
+                    "UPDATE mypage_orders SET payment_status = 'AUTHORIZED' WHERE order_id = $1",
+                ),
+            ],
+        },
+        Damage {
+            broken: &[MY_PAGE],
+            subject: delivering,
+            changes: &[(
+                "mypage",
+                "UPDATE mypage_orders SET order_status = 'CANCELLED' WHERE order_id = $1",
+                "UPDATE mypage_orders SET order_status = 'DELIVERING' WHERE order_id = $1",
+            )],
+        },
+    ];
+    for damage in &damages {
+        for (service, sql, _) in damage.changes {
+            run_sql(&shop, service, sql, damage.subject).await;
+        }
+        let (healthy, report) = shop.admin_check();
+        assert!(!healthy, "{:?} broken: {report}", damage.broken);
+        for invariant in INVARIANTS {
+            let verdict = if damage.broken.contains(&invariant) {
+                "VIOLATED"
+            } else {
+                "ok"
+            };
+            assert!(
+                report.contains(&format!("{verdict}  {invariant}")),
+                "{:?} broken, so {invariant} is {verdict}: {report}",
+                damage.broken
+            );
+        }
+        for (service, _, repair) in damage.changes {
+            run_sql(&shop, service, repair, damage.subject).await;
+        }
+    }
     let (healthy, report) = shop.admin_check();
-    assert!(!healthy, "{report}");
-    assert!(
-        report.contains("VIOLATED  stock on hand + reserved + sold = stock ever added"),
-        "{report}"
-    );
+    assert!(healthy, "every damage repaired: {report}");
+}
+
+const STOCK: &str = "stock on hand + reserved + sold = stock ever added";
+const RESERVATIONS: &str = "reserved stock belongs to pending orders, sold stock to confirmed ones";
+const CAPTURED: &str = "captured payments = confirmed, not-cancelled orders";
+const DELIVERIES: &str = "one delivery per order, in step with the order";
+const ANSWERED: &str = "every request to delivery is answered";
+const NO_REFUND_OF_DELIVERED: &str = "no refund of a delivered order";
+const MY_PAGE: &str = "my page equals the owning services";
+/// Every invariant `mall admin check` reports, by its words there.
+const INVARIANTS: [&str; 7] = [
+    STOCK,
+    RESERVATIONS,
+    CAPTURED,
+    DELIVERIES,
+    ANSWERED,
+    NO_REFUND_OF_DELIVERED,
+    MY_PAGE,
+];
+
+/// Changes to services' tables that break `broken` and nothing else, each with its repair
+/// (`service`, damage, repair): SQL with `$1`, the subject's id, and perhaps `$2`, now.
+struct Damage<'a> {
+    broken: &'a [&'a str],
+    subject: &'a str,
+    changes: &'a [(&'a str, &'static str, &'static str)],
+}
+
+/// Runs `sql` in `service`'s database, `$1` bound to `subject` and `$2`, if used, to now.
+async fn run_sql(shop: &Shop, service: &str, sql: &'static str, subject: &str) {
+    let db = shop.db(service).await;
+    let mut tx = db.begin_write().await.unwrap();
+    let (subject, now) = (subject.parse::<uuid::Uuid>().unwrap(), chrono::Utc::now());
+    let changed = chassis::execute!(&mut tx, {
+        let query = sqlx::query(sql).bind(subject);
+        if sql.contains("$2") {
+            query.bind(now)
+        } else {
+            query
+        }
+    })
+    .unwrap();
+    assert_eq!(changed, 1, "{service}: {sql}");
+    tx.commit().await.unwrap();
+    db.close().await;
 }
 
 #[tokio::test]
 async fn a_randomized_workload_of_a_thousand_orders_leaves_every_invariant_intact() {
     use rand::Rng;
+    const PRICE: u64 = 3_000;
+    const DECLINING_PRICE: u64 = 7_402;
     let shop = Shop::start().await;
-    let plenty = shop.add_product(3_000, 100_000).await;
-    let scarce = shop.add_product(3_000, 40).await;
-    let declining = shop.add_product(7_402, 100_000).await;
+    let plenty = shop.add_product(PRICE, 100_000).await;
+    let scarce = shop.add_product(PRICE, 40).await;
+    let declining = shop.add_product(DECLINING_PRICE, 100_000).await;
     // One after another: signups beyond the password hashing pool would be shed (503).
     let mut customers = Vec::new();
     for _ in 0..8 {
@@ -474,14 +605,14 @@ async fn a_randomized_workload_of_a_thousand_orders_leaves_every_invariant_intac
     let (shop, customers) = (&shop, &customers);
     let (plenty, scarce, declining) = (&plenty, &scarce, &declining);
     let one = |i: usize| {
-        let (kind, quantity, cancel) = {
+        let (product, quantity, cancel) = {
             let mut rng = rand::rng();
-            let kind = match rng.random_range(0..100) {
+            let product = match rng.random_range(0..100) {
                 0..70 => plenty,
                 70..85 => scarce,
                 _ => declining,
             };
-            (kind, rng.random_range(1..=3), rng.random_bool(0.15))
+            (product, rng.random_range(1..=3), rng.random_bool(0.15))
         };
         let token = &customers[i % customers.len()];
         async move {
@@ -489,7 +620,7 @@ async fn a_randomized_workload_of_a_thousand_orders_leaves_every_invariant_intac
                 .post_as(
                     token,
                     "/api/orders",
-                    &json!({"product_id": kind, "quantity": quantity, "address": "Seoul"}),
+                    &json!({"product_id": product, "quantity": quantity, "address": "Seoul"}),
                 )
                 .await;
             assert_eq!(placed.status(), StatusCode::ACCEPTED);
@@ -497,6 +628,7 @@ async fn a_randomized_workload_of_a_thousand_orders_leaves_every_invariant_intac
                 .as_str()
                 .unwrap()
                 .to_owned();
+            let mut cancel_answer = None;
             if cancel {
                 let cancelled = shop
                     .post_as(token, &format!("/api/orders/{order_id}/cancel"), &json!({}))
@@ -506,14 +638,116 @@ async fn a_randomized_workload_of_a_thousand_orders_leaves_every_invariant_intac
                     cancelled.status(),
                     StatusCode::OK | StatusCode::ACCEPTED | StatusCode::CONFLICT
                 ));
+                cancel_answer = Some(cancelled.status());
+            }
+            let price = if product == declining {
+                DECLINING_PRICE
+            } else {
+                PRICE
+            };
+            Placed {
+                order_id,
+                token,
+                scarce: product == scarce,
+                amount: price * quantity,
+                cancel_answer,
             }
         }
     };
+    let mut placed = Vec::new();
     for chunk in (0..1_000).collect::<Vec<_>>().chunks(50) {
-        futures::future::join_all(chunk.iter().map(|&i| one(i))).await;
+        placed.extend(futures::future::join_all(chunk.iter().map(|&i| one(i))).await);
     }
 
     let (healthy, report) = shop.admin_check();
     assert!(healthy, "{report}");
     assert!(report.contains("bus drained: yes"), "{report}");
+
+    // The bus is drained: every saga is over. Each order ended as its kind must.
+    let mut outcomes: std::collections::BTreeMap<&str, usize> = Default::default();
+    for chunk in placed.chunks(50) {
+        let finals = futures::future::join_all(chunk.iter().map(|order| async move {
+            let path = format!("/api/orders/{}", order.order_id);
+            let response = shop.get_as(order.token, &path).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.unwrap()
+        }))
+        .await;
+        for (order, final_order) in chunk.iter().zip(finals) {
+            let outcome = order.outcome(&final_order);
+            assert!(
+                order.may_end(outcome),
+                "an order of {} KRW{}{} ended {final_order}",
+                order.amount,
+                if order.scarce {
+                    " of the scarce product"
+                } else {
+                    ""
+                },
+                order
+                    .cancel_answer
+                    .map(|answer| format!(", its cancel answered {answer}"))
+                    .unwrap_or_default(),
+            );
+            *outcomes.entry(outcome).or_default() += 1;
+        }
+    }
+    eprintln!("outcomes: {outcomes:?}");
+    // Each way an order can end was taken, by a share of the thousand its mix promises.
+    for (outcome, at_least) in [
+        (DELIVERING, 300),
+        (OUT_OF_STOCK, 10),
+        (DECLINED, 10),
+        (CANCELLED, 50),
+    ] {
+        let count = outcomes.get(outcome).copied().unwrap_or(0);
+        assert!(count >= at_least, "{count} {outcome}: {outcomes:?}");
+    }
+}
+
+const DELIVERING: &str = "delivering";
+const OUT_OF_STOCK: &str = "rejected: out of stock";
+const DECLINED: &str = "rejected: payment declined";
+const CANCELLED: &str = "cancelled";
+
+/// An order of the randomized workload, as placed.
+struct Placed<'a> {
+    order_id: String,
+    token: &'a str,
+    scarce: bool,
+    amount: u64,
+    /// What the customer's cancel got, if they sent one.
+    cancel_answer: Option<StatusCode>,
+}
+
+impl Placed<'_> {
+    /// How the order ended: one of the outcomes above, or its status and reason.
+    fn outcome(&self, order: &Value) -> &'static str {
+        let reason = order["reason"].as_str().unwrap_or_default();
+        match order["status"].as_str() {
+            Some("DELIVERING") if order["request"].is_null() => DELIVERING,
+            Some("REJECTED") if reason.starts_with("insufficient stock") => OUT_OF_STOCK,
+            Some("REJECTED") if reason.starts_with("payment declined") => DECLINED,
+            Some("CANCELLED") => CANCELLED,
+            _ => "something else",
+        }
+    }
+
+    /// Whether `outcome` is one this order may reach: the simulated provider declines
+    /// an amount ending in 402, the scarce product runs out, a cancel answered 200 or 202
+    /// cancels (nobody completes deliveries here), one answered 409 came too late.
+    fn may_end(&self, outcome: &str) -> bool {
+        let uncancelled = if self.amount % 1_000 == 402 {
+            outcome == DECLINED
+        } else if self.scarce {
+            outcome == DELIVERING || outcome == OUT_OF_STOCK
+        } else {
+            outcome == DELIVERING
+        };
+        match self.cancel_answer {
+            None => uncancelled,
+            Some(StatusCode::OK | StatusCode::ACCEPTED) => outcome == CANCELLED,
+            Some(_) => uncancelled,
+        }
+    }
 }

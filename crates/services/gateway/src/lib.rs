@@ -458,12 +458,47 @@ async fn merge_documents(
             }
         }
     }
+    document_gateway_answers(&mut merged);
     for (path, item) in session::document().as_object().into_iter().flatten() {
         merged["paths"][path] = item.clone();
     }
     Ok(serde_json::to_vec(&merged)
         .expect("a JSON value always serialises")
         .into())
+}
+
+/// Answers the gateway gives in front of any service's route, as problems.
+const GATEWAY_ANSWERS: [(&str, &str); 3] = [
+    (
+        "429",
+        "Over a rate limit (per address or per customer); see Retry-After",
+    ),
+    ("502", "The service behind this path could not be reached"),
+    ("504", "The service behind this path did not answer in time"),
+];
+
+/// Documents on each operation of the services' merged documents the answers the gateway
+/// gives in front of them, unless the operation documents them already.
+fn document_gateway_answers(merged: &mut serde_json::Value) {
+    let operations = merged["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("responses")?.as_object_mut());
+    for responses in operations {
+        for (status, description) in GATEWAY_ANSWERS {
+            responses.entry(status).or_insert_with(|| {
+                serde_json::json!({
+                    "description": description,
+                    "content": {"application/problem+json": {
+                        "schema": {"$ref": "#/components/schemas/Problem"}
+                    }},
+                })
+            });
+        }
+    }
 }
 
 impl Upstream {

@@ -196,6 +196,7 @@ pub fn document() -> serde_json::Value {
                     }
                 }}}},
                 "401": problem.clone(),
+                "429": problem.clone(),
             }
         }},
         "/api/auth/logout": {"post": {
@@ -203,7 +204,8 @@ pub fn document() -> serde_json::Value {
             "summary": "Clears the session cookie (the token stays valid until it expires)",
             "responses": {
                 "204": {"description": "the cookie is cleared"},
-                "403": problem,
+                "403": problem.clone(),
+                "429": problem,
             }
         }},
     })
