@@ -109,13 +109,21 @@ async fn signup_and_login_refuse_what_they_should() {
             .await;
         assert_problem(login, StatusCode::UNAUTHORIZED, "wrong email or password").await;
     }
+    // As the README says: Argon2id, 12 MiB, 3 passes (and one lane), for a customer who
+    // signed up and for the admin `mall admin create-user` made.
     let accounts = shop.db("auth").await;
-    let hash: String = chassis::on_conn!(&mut accounts.read().await.unwrap(), c =>
-        sqlx::query_scalar("SELECT password_hash FROM customers WHERE email = 'kim@example.com'")
-            .fetch_one(c)
-            .await
-            .unwrap());
-    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    for email in ["kim@example.com", crate::helpers::ADMIN_EMAIL] {
+        let hash: String = chassis::on_conn!(&mut accounts.read().await.unwrap(), c =>
+            sqlx::query_scalar("SELECT password_hash FROM customers WHERE email = $1")
+                .bind(email)
+                .fetch_one(c)
+                .await
+                .unwrap());
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=12288,t=3,p=1$"),
+            "{email}: {hash}"
+        );
+    }
 }
 
 fn claims(sub: Uuid, roles: Vec<Role>) -> Claims {
