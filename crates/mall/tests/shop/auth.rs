@@ -493,6 +493,7 @@ async fn a_burst_above_the_rate_limit_gets_429_with_retry_after_then_recovers() 
         ("MALL_RATE_LIMIT_CUSTOMER_BURST", "4"),
     ])
     .await;
+    let other_customer = shop.new_customer().await;
     // Let the budget the shop's setup requests used fill up again.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let own_order = format!("/api/orders/{}", Uuid::now_v7());
@@ -500,6 +501,18 @@ async fn a_burst_above_the_rate_limit_gets_429_with_retry_after_then_recovers() 
     for _ in 0..8 {
         statuses.push(shop.get_as(&shop.token, &own_order).await);
     }
+    // At the same moment another customer is served: each customer has a budget of
+    // their own.
+    let (still_limited, other) = tokio::join!(
+        shop.get_as(&shop.token, &own_order),
+        shop.get_as(&other_customer, &own_order)
+    );
+    assert_eq!(still_limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        other.status(),
+        StatusCode::NOT_FOUND,
+        "another customer is not limited"
+    );
     let limited = statuses
         .into_iter()
         .find(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
