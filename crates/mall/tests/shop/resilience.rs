@@ -268,13 +268,26 @@ async fn a_slow_service_fills_only_its_own_bulkhead_and_the_excess_is_shed_at_on
     }
     assert!(started.elapsed() < Duration::from_millis(1_500));
 
-    // Meanwhile the other services answer as usual.
-    let during = tokio::join!(shop.get_as(&shop.token, "/api/mypage"), async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        shop.get("/api/products").await
-    });
-    assert_eq!(during.1.status(), StatusCode::OK);
-    assert_eq!(during.0.status(), StatusCode::OK);
+    // While mypage's bulkhead is full, mypage sheds, and the other services answer as
+    // usual: each has a bulkhead of its own.
+    let unknown_order = format!("/api/orders/{}", uuid::Uuid::now_v7());
+    let (filling, (other_mypage, products, order)) = tokio::join!(
+        join_all((0..2).map(|_| shop.get_as(&shop.token, "/api/mypage"))),
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::join!(
+                shop.get_as(&shop.token, "/api/mypage"),
+                shop.get("/api/products"),
+                shop.get_as(&shop.token, &unknown_order),
+            )
+        }
+    );
+    for slow in filling {
+        assert_eq!(slow.status(), StatusCode::OK);
+    }
+    assert_problem(other_mypage, StatusCode::SERVICE_UNAVAILABLE, "in flight").await;
+    assert_eq!(products.status(), StatusCode::OK);
+    assert_problem(order, StatusCode::NOT_FOUND, "no order").await;
 
     // An injected error is a problem like any other; health stays true.
     let complete = format!("/api/deliveries/{}/complete", uuid::Uuid::now_v7());
