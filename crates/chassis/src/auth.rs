@@ -343,12 +343,18 @@ impl TokenVerifier {
         if let Some(key) = self.cached(kid) {
             return Ok(key);
         }
-        let fetched_recently = self
-            .cache
-            .read()
-            .expect("key cache lock poisoned")
-            .fetched_at
-            .is_some_and(|at| at.elapsed() < MIN_REFRESH);
+        let (fetched_recently, failed_recently) = {
+            let cache = self.cache.read().expect("key cache lock poisoned");
+            let recent = |at: Option<Instant>| at.is_some_and(|at| at.elapsed() < MIN_REFRESH);
+            (recent(cache.fetched_at), recent(cache.failed_at))
+        };
+        if failed_recently {
+            // An issuer in trouble is not asked again for every token that comes meanwhile.
+            return Err(AuthError::KeysUnavailable(format!(
+                "the last try failed less than {} s ago",
+                MIN_REFRESH.as_secs()
+            )));
+        }
         if !fetched_recently {
             self.fetch_and_keep_keys().await?;
         }
@@ -727,5 +733,21 @@ mod tests {
         let now = chrono::Utc::now().timestamp();
         let unseen = signed(FIRST_KEY, "first", &claims(now, 600));
         assert!(verifier.verify(&unseen).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_issuer_in_trouble_is_asked_once_per_min_refresh_not_once_per_token() {
+        let (first, first_token) = key(FIRST_KEY, "first");
+        let issuer = Issuer::start(vec![first]).await;
+        issuer.fail();
+        let verifier = issuer.verifier(300);
+        for _ in 0..3 {
+            let refused = verifier.verify(&first_token).await.unwrap_err();
+            assert!(
+                matches!(refused, AuthError::KeysUnavailable(_)),
+                "{refused}"
+            );
+        }
+        assert_eq!(issuer.fetches(), 1);
     }
 }
