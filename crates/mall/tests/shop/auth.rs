@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Shop, assert_problem, count, free_ports};
+use crate::helpers::{NO_RATE_LIMITS, Shop, assert_problem, count, free_ports};
 
 #[tokio::test]
 async fn a_customer_signs_up_logs_in_orders_and_reads_the_order_through_the_gateway() {
@@ -149,11 +149,15 @@ fn b64(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
 }
 
+/// The claims inside a token, read without verifying it.
+fn payload(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
 /// The customer id (`sub`) inside a token, read without verifying it.
 fn subject(token: &str) -> Uuid {
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-    claims["sub"].as_str().unwrap().parse().unwrap()
+    payload(token)["sub"].as_str().unwrap().parse().unwrap()
 }
 
 #[tokio::test]
@@ -565,6 +569,44 @@ async fn a_service_verifies_tokens_with_the_keys_an_outside_issuer_publishes() {
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{name}");
         assert_problem(refused, StatusCode::UNAUTHORIZED, "not valid").await;
     }
+}
+
+#[tokio::test]
+async fn a_token_is_refused_once_the_lifetime_the_shop_gives_it_is_over() {
+    let mut env = NO_RATE_LIMITS.to_vec();
+    env.push(("MALL_TOKEN_TTL_SECS", "30"));
+    let shop = Shop::start_with(&env).await;
+    let claims = payload(&shop.token);
+    let expires = claims["exp"].as_i64().unwrap();
+    assert_eq!(expires - claims["iat"].as_i64().unwrap(), 30);
+
+    let unknown_order = Uuid::now_v7();
+    let order_service = format!(
+        "http://127.0.0.1:{}/orders/{unknown_order}",
+        shop.base_port + 1
+    );
+    let ask = || async {
+        (
+            shop.get_as(&shop.token, &format!("/api/orders/{unknown_order}"))
+                .await,
+            shop.client
+                .get(&order_service)
+                .bearer_auth(&shop.token)
+                .send()
+                .await
+                .unwrap(),
+        )
+    };
+    let (gateway, service) = ask().await;
+    assert_eq!(gateway.status(), StatusCode::NOT_FOUND, "valid at first");
+    assert_eq!(service.status(), StatusCode::NOT_FOUND, "valid at first");
+
+    // Past `exp` and the 5 s of clock skew the verifiers allow.
+    let left = expires + 6 - chrono::Utc::now().timestamp();
+    tokio::time::sleep(Duration::from_secs(left.max(0) as u64)).await;
+    let (gateway, service) = ask().await;
+    assert_problem(gateway, StatusCode::UNAUTHORIZED, "expired").await;
+    assert_problem(service, StatusCode::UNAUTHORIZED, "expired").await;
 }
 
 #[tokio::test]
