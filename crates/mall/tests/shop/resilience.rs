@@ -326,3 +326,51 @@ fn production_refuses_to_start_with_faults_and_is_what_a_service_told_nothing_ru
         );
     }
 }
+
+#[tokio::test]
+async fn a_service_slower_than_the_upstream_timeout_gets_a_504_from_the_gateway() {
+    let mut env = crate::helpers::NO_RATE_LIMITS.to_vec();
+    env.extend([
+        ("MALL_UPSTREAM_TIMEOUT_MS", "300"),
+        ("MALL_FAULTS", "mypage:latency-ms=2000"),
+    ]);
+    let shop = Shop::start_with(&env).await;
+    let started = Instant::now();
+    let slow = shop.get_as(&shop.token, "/api/mypage").await;
+    let waited = started.elapsed();
+    assert_problem(slow, StatusCode::GATEWAY_TIMEOUT, "no answer within 300 ms").await;
+    assert!(
+        (Duration::from_millis(300)..Duration::from_millis(1_500)).contains(&waited),
+        "answered after {waited:?}"
+    );
+    assert_eq!(shop.get("/api/products").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_request_slower_than_the_request_timeout_gets_a_503() {
+    let mut env = crate::helpers::NO_RATE_LIMITS.to_vec();
+    env.extend([
+        ("MALL_REQUEST_TIMEOUT_MS", "500"),
+        ("MALL_FAULTS", "mypage:latency-ms=3000"),
+    ]);
+    let shop = Shop::start_with(&env).await;
+    let mypage_service = format!("http://127.0.0.1:{}/mypage", shop.base_port + 5);
+    let started = Instant::now();
+    let slow = shop
+        .client
+        .get(&mypage_service)
+        .bearer_auth(&shop.token)
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_problem(slow, StatusCode::SERVICE_UNAVAILABLE, "").await;
+    assert!(
+        (Duration::from_millis(500)..Duration::from_millis(2_000)).contains(&waited),
+        "answered after {waited:?}"
+    );
+    // The gateway's own requests have the same bound, shorter than its upstream timeout.
+    let through_the_gateway = shop.get_as(&shop.token, "/api/mypage").await;
+    assert_problem(through_the_gateway, StatusCode::SERVICE_UNAVAILABLE, "").await;
+    assert_eq!(shop.get("/api/products").await.status(), StatusCode::OK);
+}
