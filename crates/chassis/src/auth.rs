@@ -343,12 +343,18 @@ impl TokenVerifier {
         if let Some(key) = self.cached(kid) {
             return Ok(key);
         }
-        let fetched_recently = self
-            .cache
-            .read()
-            .expect("key cache lock poisoned")
-            .fetched_at
-            .is_some_and(|at| at.elapsed() < MIN_REFRESH);
+        let (fetched_recently, failed_recently) = {
+            let cache = self.cache.read().expect("key cache lock poisoned");
+            let recent = |at: Option<Instant>| at.is_some_and(|at| at.elapsed() < MIN_REFRESH);
+            (recent(cache.fetched_at), recent(cache.failed_at))
+        };
+        if failed_recently {
+            // An issuer in trouble is not asked again for every token that comes meanwhile.
+            return Err(AuthError::KeysUnavailable(format!(
+                "the last try failed less than {} s ago",
+                MIN_REFRESH.as_secs()
+            )));
+        }
         if !fetched_recently {
             self.fetch_and_keep_keys().await?;
         }
@@ -441,7 +447,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    };
 
     use axum::{Json, Router, routing::get};
     use clap::Parser;
@@ -528,45 +537,98 @@ mod tests {
         assert!(check_lifetime(&overflowing, now, 900).is_err());
     }
 
+    /// A token with `claims`, signed by the key `pem` under `kid`.
+    fn signed(pem: &str, kid: &str, claims: &Claims) -> String {
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(kid.to_owned());
+        encode(
+            &header,
+            claims,
+            &EncodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
     /// A key's public half as published, under `kid`, and a token it signed.
     fn key(pem: &str, kid: &str) -> (Jwk, String) {
         let encoding = EncodingKey::from_ed_pem(pem.as_bytes()).unwrap();
         let mut public = Jwk::from_encoding_key(&encoding, ALGORITHM).unwrap();
         public.common.key_id = Some(kid.to_owned());
-        let mut header = Header::new(ALGORITHM);
-        header.kid = Some(kid.to_owned());
         let now = chrono::Utc::now().timestamp();
-        let token = encode(&header, &claims(now, 600), &encoding).unwrap();
-        (public, token)
+        (public, signed(pem, kid, &claims(now, 600)))
+    }
+
+    fn verifier_of(jwks_url: String, refresh_secs: u64) -> TokenVerifier {
+        TokenVerifier::new(TokenSettings {
+            jwks_url,
+            jwks_refresh_secs: refresh_secs,
+            max_token_lifetime_secs: 900,
+            issuer: "12st-mall".into(),
+            audience: "12st-mall".into(),
+        })
+    }
+
+    /// A JWKS endpoint on this machine: it serves the keys published (a 503 while there
+    /// are none, as an issuer in trouble) and counts how often it was asked.
+    struct Issuer {
+        published: Arc<Mutex<Option<JwkSet>>>,
+        fetches: Arc<AtomicUsize>,
+        url: String,
+    }
+
+    impl Issuer {
+        async fn start(keys: Vec<Jwk>) -> Issuer {
+            let published = Arc::new(Mutex::new(Some(JwkSet { keys })));
+            let fetches = Arc::new(AtomicUsize::new(0));
+            let (served, counted) = (published.clone(), fetches.clone());
+            let jwks = get(move || async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                match served.lock().unwrap().clone() {
+                    Some(set) => Json(set).into_response(),
+                    None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                }
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+            tokio::spawn(async move {
+                axum::serve(listener, Router::new().route("/jwks", jwks))
+                    .await
+                    .unwrap();
+            });
+            Issuer {
+                published,
+                fetches,
+                url,
+            }
+        }
+
+        fn publish(&self, keys: Vec<Jwk>) {
+            *self.published.lock().unwrap() = Some(JwkSet { keys });
+        }
+
+        fn fail(&self) {
+            *self.published.lock().unwrap() = None;
+        }
+
+        fn fetches(&self) -> usize {
+            self.fetches.load(Ordering::SeqCst)
+        }
+
+        fn verifier(&self, refresh_secs: u64) -> TokenVerifier {
+            verifier_of(self.url.clone(), refresh_secs)
+        }
     }
 
     #[tokio::test]
     async fn a_cached_token_is_refused_once_its_key_left_the_published_set() {
         let (first, first_token) = key(FIRST_KEY, "first");
         let (second, second_token) = key(SECOND_KEY, "second");
-        let published = Arc::new(Mutex::new(JwkSet {
-            keys: vec![first.clone()],
-        }));
-        let served = published.clone();
-        let jwks = get(move || async move { Json(served.lock().unwrap().clone()) });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, Router::new().route("/jwks", jwks))
-                .await
-                .unwrap();
-        });
-        let verifier = TokenVerifier::new(TokenSettings {
-            jwks_url: format!("http://{address}/jwks"),
-            jwks_refresh_secs: 1,
-            max_token_lifetime_secs: 900,
-            issuer: "12st-mall".into(),
-            audience: "12st-mall".into(),
-        });
+        let issuer = Issuer::start(vec![first.clone()]).await;
+        let verifier = issuer.verifier(1);
         assert!(verifier.verify(&first_token).await.is_ok());
 
         // The issuer rotates: the first key is withdrawn, the second takes over.
-        *published.lock().unwrap() = JwkSet { keys: vec![second] };
+        issuer.publish(vec![second.clone()]);
         assert!(
             verifier.verify(&first_token).await.is_ok(),
             "known until the keys are due for a refresh"
@@ -577,8 +639,115 @@ mod tests {
         assert!(verifier.verify(&second_token).await.is_ok());
 
         // Back in the set, its tokens verify again at the next refresh.
-        published.lock().unwrap().keys.push(first);
+        issuer.publish(vec![second, first]);
         tokio::time::sleep(Duration::from_millis(1_100)).await;
         assert!(verifier.verify(&first_token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_refused_once_it_expires() {
+        let (first, _) = key(FIRST_KEY, "first");
+        let issuer = Issuer::start(vec![first]).await;
+        let verifier = issuer.verifier(300);
+        let now = chrono::Utc::now().timestamp();
+        // Expired a moment ago but within the clock skew tolerated: it verifies.
+        let expiring = signed(
+            FIRST_KEY,
+            "first",
+            &Claims {
+                exp: now - LEEWAY_SECS + 1,
+                ..claims(now - 60, 0)
+            },
+        );
+        assert!(verifier.verify(&expiring).await.is_ok());
+        assert!(
+            verifier.verified.read().unwrap().contains_key(&expiring),
+            "remembered, so the next check is the remembered token's"
+        );
+
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let refused = verifier.verify(&expiring).await.unwrap_err();
+        assert!(
+            matches!(&refused, AuthError::Invalid(reason) if reason.contains("Expired")),
+            "{refused}"
+        );
+        assert_eq!(issuer.fetches(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_key_id_fetches_the_keys_again_at_most_once_per_min_refresh() {
+        let (first, first_token) = key(FIRST_KEY, "first");
+        let (second, second_token) = key(SECOND_KEY, "second");
+        let issuer = Issuer::start(vec![first.clone()]).await;
+        let verifier = issuer.verifier(300);
+        assert!(verifier.verify(&first_token).await.is_ok());
+        assert_eq!(issuer.fetches(), 1);
+
+        // The issuer adds a key. Right after a fetch, its tokens are not worth another.
+        issuer.publish(vec![first, second]);
+        let refused = verifier.verify(&second_token).await.unwrap_err();
+        assert!(refused.to_string().contains("unknown key"), "{refused}");
+        assert_eq!(issuer.fetches(), 1);
+
+        // Later, the first token with the new key id fetches the keys and verifies.
+        tokio::time::sleep(MIN_REFRESH).await;
+        assert!(verifier.verify(&second_token).await.is_ok());
+        assert_eq!(issuer.fetches(), 2);
+
+        // Another unknown key id right after does not fetch them again.
+        let now = chrono::Utc::now().timestamp();
+        let unknown = signed(SECOND_KEY, "third", &claims(now, 600));
+        let refused = verifier.verify(&unknown).await.unwrap_err();
+        assert!(refused.to_string().contains("unknown key"), "{refused}");
+        assert_eq!(issuer.fetches(), 2);
+        assert!(verifier.verify(&first_token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn keys_that_cannot_be_fetched_refuse_the_token_with_a_503() {
+        let (first, first_token) = key(FIRST_KEY, "first");
+        let nothing_listens = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let verifier = verifier_of(format!("http://{nothing_listens}/jwks"), 300);
+        let refused = verifier.verify(&first_token).await.unwrap_err();
+        assert!(
+            matches!(refused, AuthError::KeysUnavailable(_)),
+            "{refused}"
+        );
+        let answer = refused.into_response();
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(answer.headers().contains_key(header::RETRY_AFTER));
+
+        // Keys fetched before the issuer is in trouble keep verifying through it.
+        let issuer = Issuer::start(vec![first]).await;
+        let verifier = issuer.verifier(1);
+        assert!(verifier.verify(&first_token).await.is_ok());
+        issuer.fail();
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let fetches = issuer.fetches();
+        assert!(verifier.verify(&first_token).await.is_ok());
+        assert_eq!(issuer.fetches(), fetches + 1, "the refresh was tried");
+        // A token not seen before needs the key itself.
+        let now = chrono::Utc::now().timestamp();
+        let unseen = signed(FIRST_KEY, "first", &claims(now, 600));
+        assert!(verifier.verify(&unseen).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_issuer_in_trouble_is_asked_once_per_min_refresh_not_once_per_token() {
+        let (first, first_token) = key(FIRST_KEY, "first");
+        let issuer = Issuer::start(vec![first]).await;
+        issuer.fail();
+        let verifier = issuer.verifier(300);
+        for _ in 0..3 {
+            let refused = verifier.verify(&first_token).await.unwrap_err();
+            assert!(
+                matches!(refused, AuthError::KeysUnavailable(_)),
+                "{refused}"
+            );
+        }
+        assert_eq!(issuer.fetches(), 1);
     }
 }

@@ -355,6 +355,12 @@ mod tests {
     }
 
     #[test]
+    fn the_sqlite_synchronous_setting_reaches_the_database_pools() {
+        let cli = Cli::try_parse_from(["test", "--sqlite-synchronous", "full"]).unwrap();
+        assert_eq!(cli.settings.pool().durability, Durability::Full);
+    }
+
+    #[test]
     fn a_kafka_bus_may_have_a_namespace() {
         assert_eq!(
             parse_bus("kafka://a:9092,b:9092/dev").unwrap(),

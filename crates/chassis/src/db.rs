@@ -586,3 +586,40 @@ async fn create_database(server: &PgConnectOptions, name: &str) -> Result<(), Op
         Err(error) => Err(failed(error)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `PRAGMA synchronous` on a reading connection of `db` and on its writer.
+    async fn synchronous_levels(db: &Database) -> (i64, i64) {
+        let pragma = "PRAGMA synchronous";
+        let mut read = db.read().await.unwrap();
+        let reader = on_conn!(&mut read, c => sqlx::query_scalar::<_, i64>(pragma).fetch_one(c).await.unwrap());
+        drop(read);
+        let mut write = db.begin_write().await.unwrap();
+        let writer = on_conn!(&mut write, c => sqlx::query_scalar::<_, i64>(pragma).fetch_one(c).await.unwrap());
+        write.commit().await.unwrap();
+        (reader, writer)
+    }
+
+    #[tokio::test]
+    async fn every_sqlite_connection_syncs_as_its_durability_says() {
+        let dir = tempfile::tempdir().unwrap();
+        // SQLite's levels: 1 is NORMAL, 2 is FULL.
+        for (service, durability, level) in [
+            ("normal", Durability::Normal, 1),
+            ("full", Durability::Full, 2),
+        ] {
+            let settings = PoolSettings {
+                max_connections: 2,
+                durability,
+            };
+            let db = Database::open(&DatabaseLocation::Embedded, dir.path(), service, settings)
+                .await
+                .unwrap();
+            assert_eq!(synchronous_levels(&db).await, (level, level), "{service}");
+            db.close().await;
+        }
+    }
+}

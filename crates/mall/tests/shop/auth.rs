@@ -1,9 +1,14 @@
 //! Who may do what: signup and login, and every forged, stale or misused token refused
 //! at the gateway and again at the service itself, with nothing changed.
 
-use std::time::Duration;
+use std::{
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use auth::{SigningKey, keys::generate_pem};
+use axum::{http::HeaderMap, routing::get};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chassis::auth::{Claims, Role};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
@@ -11,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Shop, assert_problem, count, free_ports};
+use crate::helpers::{NO_RATE_LIMITS, Shop, assert_problem, count, free_ports};
 
 #[tokio::test]
 async fn a_customer_signs_up_logs_in_orders_and_reads_the_order_through_the_gateway() {
@@ -109,13 +114,21 @@ async fn signup_and_login_refuse_what_they_should() {
             .await;
         assert_problem(login, StatusCode::UNAUTHORIZED, "wrong email or password").await;
     }
+    // As the README says: Argon2id, 12 MiB, 3 passes (and one lane), for a customer who
+    // signed up and for the admin `mall admin create-user` made.
     let accounts = shop.db("auth").await;
-    let hash: String = chassis::on_conn!(&mut accounts.read().await.unwrap(), c =>
-        sqlx::query_scalar("SELECT password_hash FROM customers WHERE email = 'kim@example.com'")
-            .fetch_one(c)
-            .await
-            .unwrap());
-    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    for email in ["kim@example.com", crate::helpers::ADMIN_EMAIL] {
+        let hash: String = chassis::on_conn!(&mut accounts.read().await.unwrap(), c =>
+            sqlx::query_scalar("SELECT password_hash FROM customers WHERE email = $1")
+                .bind(email)
+                .fetch_one(c)
+                .await
+                .unwrap());
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=12288,t=3,p=1$"),
+            "{email}: {hash}"
+        );
+    }
 }
 
 fn claims(sub: Uuid, roles: Vec<Role>) -> Claims {
@@ -136,11 +149,15 @@ fn b64(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
 }
 
+/// The claims inside a token, read without verifying it.
+fn payload(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
 /// The customer id (`sub`) inside a token, read without verifying it.
 fn subject(token: &str) -> Uuid {
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-    claims["sub"].as_str().unwrap().parse().unwrap()
+    payload(token)["sub"].as_str().unwrap().parse().unwrap()
 }
 
 #[tokio::test]
@@ -380,46 +397,216 @@ async fn a_customer_sees_only_their_own_orders_and_no_admin_routes() {
     assert_eq!(shop.stock_of(&product).await, 9);
 }
 
+/// The outside parties of a service started alone, played by the test: an issuer that
+/// publishes `key` at `/jwks`, and a my page that answers an empty page and keeps the
+/// headers of every request it gets.
+struct StandIn {
+    url: String,
+    requests_seen: Arc<Mutex<Vec<HeaderMap>>>,
+}
+
+impl StandIn {
+    async fn start(key: &SigningKey) -> StandIn {
+        let jwks = key.jwks();
+        let requests_seen = Arc::new(Mutex::new(Vec::new()));
+        let kept = requests_seen.clone();
+        let app = axum::Router::new()
+            .route("/jwks", get(move || async move { axum::Json(jwks) }))
+            .route(
+                "/mypage",
+                get(move |headers: HeaderMap| async move {
+                    kept.lock().unwrap().push(headers);
+                    axum::Json(json!({"orders": []}))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        StandIn { url, requests_seen }
+    }
+
+    fn jwks_url(&self) -> String {
+        format!("{}/jwks", self.url)
+    }
+}
+
+/// One service alone (`mall serve <service>`) in a folder of its own, with `env`; killed
+/// when dropped.
+struct LoneService {
+    url: String,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl LoneService {
+    async fn start(service: &str, env: &[(&str, &str)]) -> LoneService {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_ports(1);
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_mall"))
+            .args(["serve", service, "--port", &port.to_string(), "--data-dir"])
+            .arg(dir.path())
+            .env("MALL_ENV", "test")
+            .env("MALL_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut lone = LoneService {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            dir,
+        };
+        let ready = format!("{}/health/ready", lone.url);
+        let started = std::time::Instant::now();
+        while !reqwest::get(&ready)
+            .await
+            .is_ok_and(|answer| answer.status().is_success())
+        {
+            let stderr = || std::fs::read_to_string(lone.dir.path().join("stderr.log")).unwrap();
+            if let Some(status) = lone.child.try_wait().unwrap() {
+                panic!("mall serve {service} exited with {status}: {}", stderr());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "mall serve {service} did not start: {}",
+                stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        lone
+    }
+}
+
+impl Drop for LoneService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Nothing in the shop reads `X-User-*` headers (a service knows its caller only from the
+/// token), so a shop cannot show them dropped: a stand-in behind the gateway can.
 #[tokio::test]
-async fn identity_headers_sent_by_a_client_are_ignored() {
-    let shop = Shop::start().await;
-    let product = shop.add_product(1_000, 10).await;
-    let victim = subject(&shop.admin_token);
-    let intruder = shop.new_customer().await;
-
-    let response = shop
-        .client
-        .post(format!("{}/api/orders", shop.url))
-        .bearer_auth(&intruder)
-        .header("X-User-Id", victim.to_string())
+async fn identity_headers_a_client_sends_never_reach_a_service() {
+    let key = SigningKey::from_pem(generate_pem().as_bytes()).unwrap();
+    let stand_in = StandIn::start(&key).await;
+    let gateway = LoneService::start(
+        "gateway",
+        &[
+            ("MALL_JWKS_URL", &stand_in.jwks_url()),
+            ("MALL_MYPAGE_URL", &stand_in.url),
+        ],
+    )
+    .await;
+    let token = key.sign(&claims(Uuid::now_v7(), vec![Role::Customer]));
+    let answer = reqwest::Client::new()
+        .get(format!("{}/api/mypage", gateway.url))
+        .bearer_auth(&token)
+        .header("X-User-Id", Uuid::now_v7().to_string())
         .header("X-User-Roles", "admin")
-        .json(&json!({"product_id": product, "quantity": 1, "address": "Seoul"}))
+        .header("x-user-email", "victim@example.com")
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let order_id = response.json::<Value>().await.unwrap()["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let order: Value = shop
-        .get_as(&intruder, &format!("/api/orders/{order_id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(order["customer_id"], subject(&intruder).to_string());
+    assert_eq!(answer.status(), StatusCode::OK);
 
-    let as_admin = shop
-        .client
-        .post(format!("{}/api/products", shop.url))
-        .bearer_auth(&intruder)
-        .header("X-User-Roles", "admin")
-        .json(&json!({"name": "Sneaky", "price": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(as_admin.status(), StatusCode::FORBIDDEN);
+    let requests_seen = stand_in.requests_seen.lock().unwrap();
+    assert_eq!(requests_seen.len(), 1);
+    let forwarded = &requests_seen[0];
+    let identity: Vec<_> = forwarded
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-user-"))
+        .collect();
+    assert!(identity.is_empty(), "forwarded: {identity:?}");
+    assert_eq!(
+        forwarded["authorization"],
+        format!("Bearer {token}").as_str(),
+        "the token, which says who is asking, goes on"
+    );
+}
+
+#[tokio::test]
+async fn a_service_verifies_tokens_with_the_keys_an_outside_issuer_publishes() {
+    let issuer_key = SigningKey::from_pem(generate_pem().as_bytes()).unwrap();
+    let issuer = StandIn::start(&issuer_key).await;
+    let mypage = LoneService::start("mypage", &[("MALL_JWKS_URL", &issuer.jwks_url())]).await;
+    let page = |token: String| {
+        let url = format!("{}/mypage", mypage.url);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let customer = Uuid::now_v7();
+    let accepted = page(issuer_key.sign(&claims(customer, vec![Role::Customer]))).await;
+    assert_eq!(accepted.status(), StatusCode::OK);
+    assert_eq!(accepted.json::<Value>().await.unwrap()["orders"], json!([]));
+
+    let other_pem = generate_pem();
+    let other_key = SigningKey::from_pem(other_pem.as_bytes()).unwrap();
+    let mut issuers_kid = Header::new(Algorithm::EdDSA);
+    issuers_kid.kid = Some(issuer_key.kid().to_owned());
+    let under_the_issuers_kid = encode(
+        &issuers_kid,
+        &claims(customer, vec![Role::Customer]),
+        &EncodingKey::from_ed_pem(other_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    for (name, token) in [
+        (
+            "another key",
+            other_key.sign(&claims(customer, vec![Role::Customer])),
+        ),
+        ("another key under the issuer's kid", under_the_issuers_kid),
+    ] {
+        let refused = page(token).await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{name}");
+        assert_problem(refused, StatusCode::UNAUTHORIZED, "not valid").await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_is_refused_once_the_lifetime_the_shop_gives_it_is_over() {
+    let mut env = NO_RATE_LIMITS.to_vec();
+    env.push(("MALL_TOKEN_TTL_SECS", "30"));
+    let shop = Shop::start_with(&env).await;
+    let claims = payload(&shop.token);
+    let expires = claims["exp"].as_i64().unwrap();
+    assert_eq!(expires - claims["iat"].as_i64().unwrap(), 30);
+
+    let unknown_order = Uuid::now_v7();
+    let order_service = format!(
+        "http://127.0.0.1:{}/orders/{unknown_order}",
+        shop.base_port + 1
+    );
+    let ask = || async {
+        (
+            shop.get_as(&shop.token, &format!("/api/orders/{unknown_order}"))
+                .await,
+            shop.client
+                .get(&order_service)
+                .bearer_auth(&shop.token)
+                .send()
+                .await
+                .unwrap(),
+        )
+    };
+    let (gateway, service) = ask().await;
+    assert_eq!(gateway.status(), StatusCode::NOT_FOUND, "valid at first");
+    assert_eq!(service.status(), StatusCode::NOT_FOUND, "valid at first");
+
+    // Past `exp` and the 5 s of clock skew the verifiers allow.
+    let left = expires + 6 - chrono::Utc::now().timestamp();
+    tokio::time::sleep(Duration::from_secs(left.max(0) as u64)).await;
+    let (gateway, service) = ask().await;
+    assert_problem(gateway, StatusCode::UNAUTHORIZED, "expired").await;
+    assert_problem(service, StatusCode::UNAUTHORIZED, "expired").await;
 }
 
 #[tokio::test]
@@ -485,6 +672,7 @@ async fn a_burst_above_the_rate_limit_gets_429_with_retry_after_then_recovers() 
         ("MALL_RATE_LIMIT_CUSTOMER_BURST", "4"),
     ])
     .await;
+    let other_customer = shop.new_customer().await;
     // Let the budget the shop's setup requests used fill up again.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let own_order = format!("/api/orders/{}", Uuid::now_v7());
@@ -492,6 +680,18 @@ async fn a_burst_above_the_rate_limit_gets_429_with_retry_after_then_recovers() 
     for _ in 0..8 {
         statuses.push(shop.get_as(&shop.token, &own_order).await);
     }
+    // At the same moment another customer is served: each customer has a budget of
+    // their own.
+    let (still_limited, other) = tokio::join!(
+        shop.get_as(&shop.token, &own_order),
+        shop.get_as(&other_customer, &own_order)
+    );
+    assert_eq!(still_limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        other.status(),
+        StatusCode::NOT_FOUND,
+        "another customer is not limited"
+    );
     let limited = statuses
         .into_iter()
         .find(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)

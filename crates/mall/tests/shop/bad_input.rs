@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Shop, assert_problem, count};
+use crate::helpers::{NO_RATE_LIMITS, Shop, assert_problem, count};
 
 /// Every refused order leaves no order, no event and no stock change behind.
 #[tokio::test]
@@ -179,4 +179,41 @@ async fn catalogue_pages_follow_their_cursor() {
         "limit",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_body_just_over_the_configured_limit_gets_413_and_one_at_the_limit_gets_through() {
+    let mut env = NO_RATE_LIMITS.to_vec();
+    env.push(("MALL_BODY_LIMIT_BYTES", "2048"));
+    let shop = Shop::start_with(&env).await;
+    // A new product padded with whitespace to `size` bytes: valid JSON of any length.
+    let product_of_size = |size: usize| {
+        let product =
+            json!({"name": "Padded", "description": "to the limit", "price": 1_000, "stock": 1})
+                .to_string();
+        format!("{product}{}", " ".repeat(size - product.len()))
+    };
+    let gateway = format!("{}/api/products", shop.url);
+    let product_service = format!("http://127.0.0.1:{}/products", shop.base_port + 3);
+    for url in [gateway, product_service] {
+        let post = |size: usize| {
+            shop.client
+                .post(&url)
+                .bearer_auth(&shop.admin_token)
+                .header("content-type", "application/json")
+                .body(product_of_size(size))
+                .send()
+        };
+        assert_eq!(
+            post(2048).await.unwrap().status(),
+            StatusCode::CREATED,
+            "{url}"
+        );
+        assert_problem(
+            post(2049).await.unwrap(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is 2049 bytes; at most 2048",
+        )
+        .await;
+    }
 }

@@ -709,15 +709,25 @@ impl Shop {
         }
     }
 
-    /// The value of a counter in a service's `/metrics`, summed over series whose
-    /// labels contain every `label=value` of `labels`.
+    /// The value of a metric in a service's `/metrics`, summed over series whose labels
+    /// contain every `label=value` of `labels`. Panics, naming the series and showing the
+    /// exposition, when no series matches: a renamed or unregistered metric must fail the
+    /// test, not read as 0 (a closed breaker's state is 0 too).
     pub async fn metric(&self, port_offset: u16, name: &str, labels: &[&str]) -> f64 {
-        self.metrics_text(port_offset)
-            .await
-            .lines()
-            .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        let text = self.metrics_text(port_offset).await;
+        sum_of_series(&text, name, labels).unwrap_or_else(|| {
+            panic!(
+                "no series {name} with {labels:?} in /metrics of port {}:\n{text}",
+                self.base_port + port_offset
+            )
+        })
+    }
+
+    /// [`Shop::metric`], but 0 while no series matches: for a counter polled until it
+    /// moves, which a service creates only when it first counts (an event's first
+    /// duplicate, say).
+    pub async fn metric_or_zero(&self, port_offset: u16, name: &str, labels: &[&str]) -> f64 {
+        sum_of_series(&self.metrics_text(port_offset).await, name, labels).unwrap_or(0.0)
     }
 
     /// A service's whole `/metrics` exposition.
@@ -773,6 +783,21 @@ impl Drop for Shop {
             let _ = drop_databases.stderr(Stdio::null()).status();
         }
     }
+}
+
+/// The sum of the series of metric `name` in an exposition whose labels contain every
+/// `label=value` of `labels`; `None` when there is no such series.
+fn sum_of_series(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
+        .map(|line| {
+            line.rsplit(' ')
+                .next()
+                .and_then(|value| value.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("a series without a value: {line}"))
+        })
+        .reduce(|sum, value| sum + value)
 }
 
 /// Asserts a problem+json answer with `status` whose detail mentions `mentions`.

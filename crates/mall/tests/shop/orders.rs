@@ -1,12 +1,15 @@
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
 
-use chassis::bus::OutgoingEvent;
+use chassis::bus::{OutgoingEvent, partition_for};
 use contracts::{Envelope, topics};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{Shop, assert_problem, count};
+use crate::helpers::{NO_RATE_LIMITS, Shop, assert_problem, count};
 
 #[tokio::test]
 async fn an_order_for_available_stock_is_confirmed_and_the_stock_goes_down() {
@@ -104,7 +107,7 @@ async fn find_event(shop: &Shop, topic: &str, event_type: &str, subject: &str) -
 async fn wait_for_metric(shop: &Shop, port_offset: u16, labels: &[&str], at_least: f64) {
     let started = Instant::now();
     while shop
-        .metric(port_offset, "mall_events_consumed_total", labels)
+        .metric_or_zero(port_offset, "mall_events_consumed_total", labels)
         .await
         < at_least
     {
@@ -262,17 +265,14 @@ async fn every_service_reports_health_and_metrics() {
     let order_id = shop.place_order(&product, 1).await;
     shop.final_order(&order_id).await;
 
-    for offset in [0, 1, 3, 6] {
-        let live = shop
-            .client
-            .get(format!(
-                "http://127.0.0.1:{}/health/live",
-                shop.base_port + offset
-            ))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(live.status(), StatusCode::OK);
+    for offset in 0..=6 {
+        for (path, status) in [("/health/live", "live"), ("/health/ready", "ready")] {
+            let url = format!("http://127.0.0.1:{}{path}", shop.base_port + offset);
+            let answer = shop.client.get(&url).send().await.unwrap();
+            assert_eq!(answer.status(), StatusCode::OK, "{url}");
+            let body: Value = answer.json().await.unwrap();
+            assert_eq!(body["status"], status, "{url}");
+        }
     }
     assert!(
         shop.metric(
@@ -313,4 +313,51 @@ async fn every_service_reports_health_and_metrics() {
         .unwrap();
     assert!(text.contains("mall_outbox_backlog"), "{text}");
     assert!(text.contains("mall_consumer_lag"), "{text}");
+}
+
+#[tokio::test]
+async fn topics_get_as_many_partitions_as_mall_bus_partitions_says() {
+    let mut env = NO_RATE_LIMITS.to_vec();
+    env.push(("MALL_BUS_PARTITIONS", "3"));
+    let shop = Shop::start_with(&env).await;
+    let product = shop.add_product(1_000, 10).await;
+    let orders = join_all((0..6).map(|_| shop.place_order(&product, 1))).await;
+    for order_id in &orders {
+        shop.final_order(order_id).await;
+    }
+
+    let bus = shop.bus().await;
+    for topic in [
+        topics::CUSTOMER,
+        topics::PRODUCT,
+        topics::ORDER,
+        topics::RESERVATION,
+        topics::PAYMENT,
+        topics::DELIVERY,
+    ] {
+        let group = format!("partitions-{}", uuid::Uuid::now_v7());
+        let mut reader = bus.subscribe(&group, &group, &[topic]).await.unwrap();
+        let records = reader
+            .next_batch(10_000, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(!records.is_empty(), "no events on {topic}");
+        for record in &records {
+            let subject = &record.envelope.subject;
+            assert_eq!(
+                record.partition,
+                partition_for(subject, 3),
+                "{topic}: {subject}"
+            );
+        }
+        let partitions: BTreeSet<u32> = reader
+            .lag()
+            .await
+            .unwrap()
+            .iter()
+            .map(|partition| partition.partition)
+            .collect();
+        assert_eq!(partitions, BTreeSet::from([0, 1, 2]), "{topic}");
+        reader.close().await.unwrap();
+    }
 }

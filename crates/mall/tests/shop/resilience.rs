@@ -384,13 +384,26 @@ async fn a_slow_service_fills_only_its_own_bulkhead_and_the_excess_is_shed_at_on
     }
     assert!(started.elapsed() < Duration::from_millis(1_500));
 
-    // Meanwhile the other services answer as usual.
-    let during = tokio::join!(shop.get_as(&shop.token, "/api/mypage"), async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        shop.get("/api/products").await
-    });
-    assert_eq!(during.1.status(), StatusCode::OK);
-    assert_eq!(during.0.status(), StatusCode::OK);
+    // While mypage's bulkhead is full, mypage sheds, and the other services answer as
+    // usual: each has a bulkhead of its own.
+    let unknown_order = format!("/api/orders/{}", uuid::Uuid::now_v7());
+    let (filling, (other_mypage, products, order)) = tokio::join!(
+        join_all((0..2).map(|_| shop.get_as(&shop.token, "/api/mypage"))),
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::join!(
+                shop.get_as(&shop.token, "/api/mypage"),
+                shop.get("/api/products"),
+                shop.get_as(&shop.token, &unknown_order),
+            )
+        }
+    );
+    for slow in filling {
+        assert_eq!(slow.status(), StatusCode::OK);
+    }
+    assert_problem(other_mypage, StatusCode::SERVICE_UNAVAILABLE, "in flight").await;
+    assert_eq!(products.status(), StatusCode::OK);
+    assert_problem(order, StatusCode::NOT_FOUND, "no order").await;
 
     // An injected error is a problem like any other; health stays true.
     let complete = format!("/api/deliveries/{}/complete", uuid::Uuid::now_v7());
@@ -453,7 +466,8 @@ async fn other_readers_of_the_order_topic(shop: &Shop) -> Vec<(f64, f64)> {
             ];
             async move {
                 let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-                shop.metric(port_offset, "mall_events_consumed_total", &labels)
+                // A count of skips starts at the first skip.
+                shop.metric_or_zero(port_offset, "mall_events_consumed_total", &labels)
                     .await
             }
         };
@@ -509,4 +523,52 @@ async fn skipped_by_the_other_readers(shop: &Shop, before: &[(f64, f64)], replay
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn a_service_slower_than_the_upstream_timeout_gets_a_504_from_the_gateway() {
+    let mut env = crate::helpers::NO_RATE_LIMITS.to_vec();
+    env.extend([
+        ("MALL_UPSTREAM_TIMEOUT_MS", "300"),
+        ("MALL_FAULTS", "mypage:latency-ms=2000"),
+    ]);
+    let shop = Shop::start_with(&env).await;
+    let started = Instant::now();
+    let slow = shop.get_as(&shop.token, "/api/mypage").await;
+    let waited = started.elapsed();
+    assert_problem(slow, StatusCode::GATEWAY_TIMEOUT, "no answer within 300 ms").await;
+    assert!(
+        (Duration::from_millis(300)..Duration::from_millis(1_500)).contains(&waited),
+        "answered after {waited:?}"
+    );
+    assert_eq!(shop.get("/api/products").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_request_slower_than_the_request_timeout_gets_a_503() {
+    let mut env = crate::helpers::NO_RATE_LIMITS.to_vec();
+    env.extend([
+        ("MALL_REQUEST_TIMEOUT_MS", "500"),
+        ("MALL_FAULTS", "mypage:latency-ms=3000"),
+    ]);
+    let shop = Shop::start_with(&env).await;
+    let mypage_service = format!("http://127.0.0.1:{}/mypage", shop.base_port + 5);
+    let started = Instant::now();
+    let slow = shop
+        .client
+        .get(&mypage_service)
+        .bearer_auth(&shop.token)
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_problem(slow, StatusCode::SERVICE_UNAVAILABLE, "").await;
+    assert!(
+        (Duration::from_millis(500)..Duration::from_millis(2_000)).contains(&waited),
+        "answered after {waited:?}"
+    );
+    // The gateway's own requests have the same bound, shorter than its upstream timeout.
+    let through_the_gateway = shop.get_as(&shop.token, "/api/mypage").await;
+    assert_problem(through_the_gateway, StatusCode::SERVICE_UNAVAILABLE, "").await;
+    assert_eq!(shop.get("/api/products").await.status(), StatusCode::OK);
 }
