@@ -242,9 +242,15 @@ mod tests {
         )
         .await
         .unwrap();
-        let bus = chassis::bus::connect(&BusLocation::Embedded, dir.path(), Durability::Normal, 4)
-            .await
-            .unwrap();
+        let bus = chassis::bus::connect(
+            &BusLocation::Embedded,
+            dir.path(),
+            Durability::Normal,
+            4,
+            Duration::from_secs(45),
+        )
+        .await
+        .unwrap();
         let customer = Uuid::now_v7();
         bus.publish((0..100).map(|_| placed(customer)).collect())
             .await
