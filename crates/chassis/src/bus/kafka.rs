@@ -368,9 +368,8 @@ impl EventBus for KafkaBus {
                 "session.timeout.ms",
                 self.session_timeout.as_millis().to_string(),
             )
-            // Ten heartbeats a session rather than librdkafka's fixed 3 s: with a short
-            // session (6 s) a broker (tansu) that saw fewer took the member for gone and
-            // rebalanced the group every few seconds.
+            // A tenth of the session: librdkafka's fixed 3 s would be half of the shortest
+            // session allowed (6 s), one late heartbeat from losing the member.
             .set(
                 "heartbeat.interval.ms",
                 (self.session_timeout.as_millis() / 10).to_string(),
@@ -484,8 +483,8 @@ struct Membership {
     /// The partitions assigned to this member now.
     assigned: HashSet<PartitionKey>,
     /// The next offset of each partition whose events are handled and stored: committed
-    /// asynchronously as they are done, and once more, synchronously, before the
-    /// partition goes to another member and at close.
+    /// as they are done, once more before the partition goes to another member, and
+    /// synchronously at close.
     done: HashMap<PartitionKey, i64>,
 }
 

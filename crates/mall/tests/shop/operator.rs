@@ -81,22 +81,18 @@ fn postgresql_urls_without_a_usable_name_or_server_are_refused() {
 #[test]
 fn admin_tools_refuse_a_folder_with_no_shop() {
     let dir = tempfile::tempdir().unwrap();
-    refused(
-        dir.path(),
-        &[
-            "admin",
-            "create-user",
-            "--email",
-            "a@b.co",
-            "--name",
-            "A",
-            "--data-dir",
-            "typo",
-        ],
-        &[("MALL_NEW_USER_PASSWORD", "a good password")],
-        Duration::from_secs(2),
-        "holds no shop",
-    );
+    let create_user_on = |place: &[&str]| {
+        let mut args = vec!["admin", "create-user", "--email", "a@b.co", "--name", "A"];
+        args.extend(place);
+        refused(
+            dir.path(),
+            &args,
+            &[("MALL_NEW_USER_PASSWORD", "a good password")],
+            Duration::from_secs(2),
+            "holds no shop",
+        );
+    };
+    create_user_on(&["--data-dir", "typo"]);
     assert!(!dir.path().join("typo").exists(), "nothing was created");
     refused(
         dir.path(),
@@ -107,25 +103,12 @@ fn admin_tools_refuse_a_folder_with_no_shop() {
     );
     // The same with a mistyped PostgreSQL shop name: no database is created for it.
     let typo = format!("typo_{}", uuid::Uuid::new_v4().simple());
-    let db = format!("postgres://postgres@127.0.0.1:5432/{typo}");
-    refused(
-        dir.path(),
-        &[
-            "admin",
-            "create-user",
-            "--email",
-            "a@b.co",
-            "--name",
-            "A",
-            "--data-dir",
-            ".",
-            "--db",
-            &db,
-        ],
-        &[("MALL_NEW_USER_PASSWORD", "a good password")],
-        Duration::from_secs(2),
-        "holds no shop",
-    );
+    create_user_on(&[
+        "--data-dir",
+        ".",
+        "--db",
+        &format!("postgres://postgres@127.0.0.1:5432/{typo}"),
+    ]);
     let databases = Command::new("psql")
         .args([
             "postgres://postgres@127.0.0.1:5432/postgres",
