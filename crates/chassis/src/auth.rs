@@ -38,7 +38,9 @@ const LEEWAY_SECS: i64 = 5;
 #[derive(Args, Debug, Clone)]
 pub struct TokenSettings {
     /// Where the token signing keys are published (the auth service, or an OIDC issuer):
-    /// https, or plain http to this machine (127.0.0.0/8, ::1, localhost).
+    /// https, plain http to this machine (127.0.0.0/8, ::1, localhost), or a file
+    /// (`file:///etc/mall/jwks.json`, as `mall admin jwks` writes it; read again as a URL
+    /// would be fetched), which no one on the network can swap.
     #[arg(
         long,
         env = "MALL_JWKS_URL",
@@ -84,9 +86,14 @@ fn parse_jwks_url(value: &str) -> Result<String, String> {
     match url.scheme() {
         "https" => Ok(value.to_owned()),
         "http" if is_loopback(&url) => Ok(value.to_owned()),
+        // An absolute path, written out: the URL parser would make `file:a` into `/a`.
+        "file" if value.starts_with("file:///") && url.to_file_path().is_ok() => {
+            Ok(value.to_owned())
+        }
         _ => Err(format!(
             "MALL_JWKS_URL `{value}` must be https (plain http only to 127.0.0.0/8, ::1 or \
-             localhost): keys fetched in the clear could be swapped on the way"
+             localhost), or a file:/// of the keys: keys fetched in the clear could be \
+             swapped on the way"
         )),
     }
 }
@@ -364,16 +371,28 @@ impl TokenVerifier {
 
     async fn fetch_keys(&self) -> Result<HashMap<String, DecodingKey>, AuthError> {
         let unavailable = |e: &dyn std::fmt::Display| AuthError::KeysUnavailable(e.to_string());
-        let set: JwkSet = self
-            .client
-            .get(&self.settings.jwks_url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| unavailable(&e))?
-            .json()
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let set: JwkSet = match reqwest::Url::parse(&self.settings.jwks_url)
+            .ok()
+            .and_then(|url| url.to_file_path().ok())
+        {
+            Some(path) => {
+                let read = tokio::fs::read(&path)
+                    .await
+                    .map_err(|e| unavailable(&format!("{}: {e}", path.display())))?;
+                serde_json::from_slice(&read)
+                    .map_err(|e| unavailable(&format!("{}: {e}", path.display())))?
+            }
+            None => self
+                .client
+                .get(&self.settings.jwks_url)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| unavailable(&e))?
+                .json()
+                .await
+                .map_err(|e| unavailable(&e))?,
+        };
         Ok(set
             .keys
             .iter()
@@ -493,6 +512,7 @@ mod tests {
             "http://127.9.8.7/jwks",
             "http://[::1]:8086/auth/jwks",
             "http://localhost:8086/auth/jwks",
+            "file:///etc/mall/jwks/jwks.json",
         ] {
             assert_eq!(parse_jwks_url(accepted).as_deref(), Ok(accepted));
         }
@@ -502,6 +522,8 @@ mod tests {
             "http://[2001:db8::1]/jwks",
             "http://localhost.evil.example/jwks",
             "ftp://issuer.example/jwks",
+            "file://fileserver/jwks.json",
+            "file:relative/jwks.json",
             "issuer.example/jwks",
         ] {
             let error = parse_jwks_url(refused).unwrap_err();
@@ -701,6 +723,31 @@ mod tests {
         assert!(refused.to_string().contains("unknown key"), "{refused}");
         assert_eq!(issuer.fetches(), 2);
         assert!(verifier.verify(&first_token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn keys_can_come_from_a_file_and_a_missing_file_is_a_503() {
+        let (first, first_token) = key(FIRST_KEY, "first");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwks.json");
+        std::fs::write(
+            &file,
+            serde_json::to_vec(&JwkSet { keys: vec![first] }).unwrap(),
+        )
+        .unwrap();
+        let url = format!("file://{}", file.display());
+        assert_eq!(parse_jwks_url(&url).as_deref(), Ok(url.as_str()));
+        assert!(verifier_of(url, 300).verify(&first_token).await.is_ok());
+
+        let missing = format!("file://{}", dir.path().join("none.json").display());
+        let refused = verifier_of(missing, 300)
+            .verify(&first_token)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, AuthError::KeysUnavailable(ref why) if why.contains("none.json")),
+            "{refused}"
+        );
     }
 
     #[tokio::test]

@@ -73,6 +73,13 @@ pub enum Task {
         #[command(flatten)]
         chassis: ChassisSettings,
     },
+    /// Print the public keys (JWKS) of a token signing key: for services that read them
+    /// from a file (MALL_JWKS_URL=file:///...) rather than over the network.
+    Jwks {
+        /// The signing key, an Ed25519 PKCS#8 PEM file (auth's).
+        #[arg(long = "auth-signing-key-file", env = "MALL_AUTH_SIGNING_KEY_FILE")]
+        signing_key_file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +194,11 @@ pub async fn run(task: Task) -> anyhow::Result<()> {
             data_dir,
             chassis,
         } => dead_letters(&data_dir, &chassis, action).await,
+        Task::Jwks { signing_key_file } => {
+            let key = auth::SigningKey::load(&signing_key_file)?;
+            println!("{}", serde_json::to_string_pretty(&key.jwks())?);
+            Ok(())
+        }
         Task::CreateUser {
             email,
             name,
