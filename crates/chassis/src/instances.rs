@@ -9,24 +9,56 @@ use std::{
     str::FromStr,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
+    time::{Duration, Instant},
 };
+
+/// How long an instance that could not be reached is tried only after the others: a
+/// killed one is back within about that (its supervisor's first restart is 250 ms).
+const SET_ASIDE: Duration = Duration::from_secs(1);
 
 /// Base URLs of one service's instances, from a comma-separated setting.
 #[derive(Clone, Debug)]
 pub struct Instances {
     bases: Arc<[Arc<str>]>,
     next: Arc<AtomicUsize>,
+    /// When each instance last could not be reached, in ms after `epoch` (0: never).
+    unreachable_at: Arc<[AtomicU64]>,
+    epoch: Instant,
 }
 
 impl Instances {
-    /// Every instance once, beginning with the one whose turn it is: callers try the next
-    /// when one cannot be reached.
+    /// Every instance once, beginning with the one whose turn it is, those that could not
+    /// be reached in the last [`SET_ASIDE`] last: callers try the next when one fails.
     pub fn in_turn(&self) -> impl Iterator<Item = &str> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let count = self.bases.len();
-        (0..count).map(move |i| &*self.bases[(start + i) % count])
+        let now = self.now_ms();
+        // Read once, so that each instance comes exactly once whatever others record.
+        let set_aside: Vec<bool> = self
+            .unreachable_at
+            .iter()
+            .map(|at| {
+                let at = at.load(Ordering::Relaxed);
+                at != 0 && now < at + SET_ASIDE.as_millis() as u64
+            })
+            .collect();
+        let turn = move |i: usize| (start + i) % count;
+        let mut order: Vec<usize> = (0..count).map(turn).collect();
+        order.sort_by_key(|&i| set_aside[i]);
+        order.into_iter().map(|i| &*self.bases[i])
+    }
+
+    /// Records that `base` could not be reached just now.
+    pub fn unreachable(&self, base: &str) {
+        if let Some(i) = self.bases.iter().position(|known| &**known == base) {
+            self.unreachable_at[i].store(self.now_ms().max(1), Ordering::Relaxed);
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     /// The first instance, for what one instance answers for all (the JWKS).
@@ -48,8 +80,10 @@ impl FromIterator<String> for Instances {
             .collect();
         assert!(!bases.is_empty(), "a service has at least one instance");
         Instances {
+            unreachable_at: bases.iter().map(|_| AtomicU64::new(0)).collect(),
             bases,
             next: Arc::new(AtomicUsize::new(0)),
+            epoch: Instant::now(),
         }
     }
 }
@@ -98,6 +132,22 @@ mod tests {
         assert_eq!(turns[2], ["http://c:3", "http://a:1", "http://b:2"]);
         assert_eq!(turns[3], turns[0]);
         assert_eq!(instances.to_string(), "http://a:1,http://b:2,http://c:3");
+    }
+
+    #[test]
+    fn an_instance_that_could_not_be_reached_is_tried_last_for_a_while() {
+        let instances: Instances = "http://a:1,http://b:2,http://c:3".parse().unwrap();
+        instances.unreachable("http://a:1");
+        for _ in 0..3 {
+            let turn: Vec<&str> = instances.in_turn().collect();
+            assert_eq!(turn.len(), 3);
+            assert_eq!(turn[2], "http://a:1", "{turn:?}");
+        }
+        std::thread::sleep(SET_ASIDE + Duration::from_millis(50));
+        let firsts: Vec<&str> = (0..3)
+            .map(|_| instances.in_turn().next().unwrap())
+            .collect();
+        assert!(firsts.contains(&"http://a:1"), "back in turn: {firsts:?}");
     }
 
     #[test]

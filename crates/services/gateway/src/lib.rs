@@ -530,6 +530,7 @@ impl Upstream {
             {
                 Ok(response) => response,
                 Err(error) if error.is_connect() => {
+                    self.instances.unreachable(base);
                     unreachable = error.to_string();
                     continue;
                 }
@@ -620,9 +621,11 @@ async fn forward(upstream: &Upstream, trace: TraceContext, request: Request) -> 
             }
             Ok(Err(error)) => {
                 tracing::warn!(%error, upstream = base, "upstream unreachable");
-                // Past the connection a request that changes something may have been
-                // taken: only a read is sent twice.
-                if !error.is_connect() && !parts.method.is_safe() {
+                if error.is_connect() {
+                    upstream.instances.unreachable(base);
+                } else if !parts.method.is_safe() {
+                    // Past the connection a request that changes something may have
+                    // been taken: only a read is sent twice.
                     break;
                 }
             }

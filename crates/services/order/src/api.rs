@@ -147,6 +147,7 @@ impl ProductCatalogue {
             if !matches!(sent, Err((true, _))) {
                 break;
             }
+            self.instances.unreachable(base);
         }
         let response = sent.map_err(|(_, error)| error)?;
         match response.status() {
