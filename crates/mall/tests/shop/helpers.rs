@@ -189,8 +189,9 @@ impl Shop {
     ) -> Shop {
         let mounted = mount.is_some();
         let data_dir = mount.unwrap_or_else(|| dir.path().to_owned());
-        // Room for three instances of each service (`MALL_REPLICAS`), 7 ports apart.
-        let base_port = free_ports(21);
+        // With `MALL_REPLICAS`, room for three instances of each service, 7 ports apart.
+        let replicated = env.iter().any(|(name, _)| *name == "MALL_REPLICAS");
+        let base_port = free_ports(if replicated { 21 } else { 7 });
         let namespace = format!("t{:08x}", rand::rng().random::<u32>());
         let mut backends = Vec::new();
         if let Some(server) = test_database_server() {
