@@ -537,7 +537,12 @@ async fn a_service_slower_than_the_upstream_timeout_gets_a_504_from_the_gateway(
     let started = Instant::now();
     let slow = shop.get_as(&shop.token, "/api/mypage").await;
     let waited = started.elapsed();
-    assert_problem(slow, StatusCode::GATEWAY_TIMEOUT, "no answer within 1500 ms").await;
+    assert_problem(
+        slow,
+        StatusCode::GATEWAY_TIMEOUT,
+        "no answer within 1500 ms",
+    )
+    .await;
     assert!(
         (Duration::from_millis(1_500)..Duration::from_millis(3_500)).contains(&waited),
         "answered after {waited:?}"
