@@ -18,13 +18,17 @@ use std::{
 /// killed one is back within about that (its supervisor's first restart is 250 ms).
 const SET_ASIDE: Duration = Duration::from_secs(1);
 
-/// Base URLs of one service's instances, from a comma-separated setting.
+/// Base URLs of one service's instances, from a comma-separated setting. Clones share
+/// the turn and what was unreachable.
 #[derive(Clone, Debug)]
-pub struct Instances {
-    bases: Arc<[Arc<str>]>,
-    next: Arc<AtomicUsize>,
+pub struct Instances(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    bases: Box<[Box<str>]>,
+    next: AtomicUsize,
     /// When each instance last could not be reached, in ms after `epoch` (0: never).
-    unreachable_at: Arc<[AtomicU64]>,
+    unreachable_at: Box<[AtomicU64]>,
     epoch: Instant,
 }
 
@@ -32,11 +36,12 @@ impl Instances {
     /// Every instance once, beginning with the one whose turn it is, those that could not
     /// be reached in the last [`SET_ASIDE`] last: callers try the next when one fails.
     pub fn in_turn(&self) -> impl Iterator<Item = &str> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let count = self.bases.len();
+        let shared = &self.0;
+        let start = shared.next.fetch_add(1, Ordering::Relaxed);
+        let count = shared.bases.len();
         let now = self.now_ms();
         // Read once, so that each instance comes exactly once whatever others record.
-        let set_aside: Vec<bool> = self
+        let set_aside: Vec<bool> = shared
             .unreachable_at
             .iter()
             .map(|at| {
@@ -47,44 +52,44 @@ impl Instances {
         let turn = move |i: usize| (start + i) % count;
         let mut order: Vec<usize> = (0..count).map(turn).collect();
         order.sort_by_key(|&i| set_aside[i]);
-        order.into_iter().map(|i| &*self.bases[i])
+        order.into_iter().map(|i| &*shared.bases[i])
     }
 
     /// Records that `base` could not be reached just now.
     pub fn unreachable(&self, base: &str) {
-        if let Some(i) = self.bases.iter().position(|known| &**known == base) {
-            self.unreachable_at[i].store(self.now_ms().max(1), Ordering::Relaxed);
+        if let Some(i) = self.0.bases.iter().position(|known| &**known == base) {
+            self.0.unreachable_at[i].store(self.now_ms().max(1), Ordering::Relaxed);
         }
     }
 
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.0.epoch.elapsed().as_millis() as u64
     }
 
     /// The first instance, for what one instance answers for all (the JWKS).
     pub fn first(&self) -> &str {
-        &self.bases[0]
+        &self.0.bases[0]
     }
 
     pub fn count(&self) -> usize {
-        self.bases.len()
+        self.0.bases.len()
     }
 }
 
 impl FromIterator<String> for Instances {
     /// Panics on no instance: callers build lists of at least one.
     fn from_iter<I: IntoIterator<Item = String>>(bases: I) -> Self {
-        let bases: Arc<[Arc<str>]> = bases
+        let bases: Box<[Box<str>]> = bases
             .into_iter()
             .map(|base| base.trim_end_matches('/').into())
             .collect();
         assert!(!bases.is_empty(), "a service has at least one instance");
-        Instances {
+        Instances(Arc::new(Shared {
             unreachable_at: bases.iter().map(|_| AtomicU64::new(0)).collect(),
             bases,
-            next: Arc::new(AtomicUsize::new(0)),
+            next: AtomicUsize::new(0),
             epoch: Instant::now(),
-        }
+        }))
     }
 }
 
@@ -115,7 +120,7 @@ impl FromStr for Instances {
 impl std::fmt::Display for Instances {
     /// The setting's form: comma-separated, as children are given it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.bases.join(","))
+        f.write_str(&self.0.bases.join(","))
     }
 }
 
