@@ -40,19 +40,24 @@ impl Instances {
         let start = shared.next.fetch_add(1, Ordering::Relaxed);
         let count = shared.bases.len();
         let now = self.now_ms();
-        // Read once, so that each instance comes exactly once whatever others record.
-        let set_aside: Vec<bool> = shared
+        // Read once, so that each instance comes exactly once whatever others record; a
+        // bit each, so that a request allocates nothing (past the 64th, never set aside).
+        let set_aside: u64 = shared
             .unreachable_at
             .iter()
-            .map(|at| {
+            .take(64)
+            .enumerate()
+            .filter(|(_, at)| {
                 let at = at.load(Ordering::Relaxed);
                 at != 0 && now < at + SET_ASIDE.as_millis() as u64
             })
-            .collect();
-        let turn = move |i: usize| (start + i) % count;
-        let mut order: Vec<usize> = (0..count).map(turn).collect();
-        order.sort_by_key(|&i| set_aside[i]);
-        order.into_iter().map(|i| &*shared.bases[i])
+            .fold(0, |mask, (i, _)| mask | 1 << i);
+        let aside = move |i: &usize| *i < 64 && set_aside & (1 << i) != 0;
+        let in_turn = move || (0..count).map(move |i| (start + i) % count);
+        in_turn()
+            .filter(move |i| !aside(i))
+            .chain(in_turn().filter(aside))
+            .map(|i| &*shared.bases[i])
     }
 
     /// Records that `base` could not be reached just now.

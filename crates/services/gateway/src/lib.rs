@@ -601,15 +601,25 @@ async fn forward(upstream: &Upstream, trace: TraceContext, request: Request) -> 
             }
         }
     };
-    for base in upstream.instances.in_turn() {
+    let safe = parts.method.is_safe();
+    let mut head = Some(parts);
+    let mut attempts = upstream.instances.in_turn().peekable();
+    while let Some(base) = attempts.next() {
         let Ok(uri) = format!("{base}{service_path}").parse::<Uri>() else {
             return Problem::from_status(StatusCode::BAD_REQUEST, Some("malformed path".into()))
                 .into_response();
         };
+        // The last attempt (the only one, with one instance) takes the head; others a copy.
+        let Some(parts) = (match attempts.peek() {
+            Some(_) => head.clone(),
+            None => head.take(),
+        }) else {
+            break;
+        };
         let body = buffered
             .clone()
             .map_or_else(|| streaming.take().unwrap_or_default(), Body::from);
-        let mut attempt = Request::from_parts(parts.clone(), body);
+        let mut attempt = Request::from_parts(parts, body);
         *attempt.uri_mut() = uri;
         match tokio::time::timeout(upstream.timeout, upstream.client.request(attempt)).await {
             Ok(Ok(response)) => {
@@ -623,7 +633,7 @@ async fn forward(upstream: &Upstream, trace: TraceContext, request: Request) -> 
                 tracing::warn!(%error, upstream = base, "upstream unreachable");
                 if error.is_connect() {
                     upstream.instances.unreachable(base);
-                } else if !parts.method.is_safe() {
+                } else if !safe {
                     // Past the connection a request that changes something may have
                     // been taken: only a read is sent twice.
                     break;
