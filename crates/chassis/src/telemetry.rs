@@ -179,6 +179,19 @@ impl Metrics {
             );
     }
 
+    /// Adds a service's own metric, named `mall_<name>` with the service label.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry
+            .lock()
+            .expect("metrics registry lock poisoned")
+            .register(name, help, metric);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut text = String::new();

@@ -82,7 +82,7 @@ struct Results {
 /// rather than counting connection errors until its time is up.
 const SILENCE_LIMIT: Duration = Duration::from_secs(10);
 
-fn parse_shop_url(value: &str) -> Result<String, String> {
+pub fn parse_shop_url(value: &str) -> Result<String, String> {
     match reqwest::Url::parse(value) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
             Ok(value.to_owned())

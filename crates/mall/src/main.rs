@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod canary;
 mod chaos;
 mod check;
 mod docs;
@@ -109,6 +110,9 @@ enum Command {
     /// Write the documents generated from the code into docs/ (AsyncAPI, event storming
     /// board, context map), or check that they are up to date.
     Docs(docs::Settings),
+    /// Roll a new version of a service out to chosen customers and a growing share of the
+    /// rest through the gateway, promoted step by step or rolled back when it does worse.
+    Canary(canary::Settings),
     /// Measure a part of the shop and print the figures.
     Bench {
         #[command(subcommand)]
@@ -269,6 +273,7 @@ fn main() -> anyhow::Result<()> {
             Command::Loadgen(settings) => loadgen::run(settings).await,
             Command::Docs(settings) => docs::run(settings),
             Command::Chaos(settings) => chaos::run(settings).await,
+            Command::Canary(settings) => canary::run(settings).await,
             Command::Bench { target } => bench::run(target).await,
         }
     })

@@ -504,6 +504,16 @@ impl Shop {
     /// outside the supervisor and the gateway's list, so it takes a share of the service's
     /// events but none of its requests. Returns once it is ready.
     pub async fn add_instance(&self, service: &str, instance: u16) -> Instance {
+        self.add_instance_with(service, instance, &[]).await
+    }
+
+    /// [`Shop::add_instance`], with these environment variables besides the shop's.
+    pub async fn add_instance_with(
+        &self,
+        service: &str,
+        instance: u16,
+        env: &[(&str, &str)],
+    ) -> Instance {
         assert!(self.split, "instances are added to a split shop");
         let port = free_ports(1);
         let log_path = self
@@ -526,11 +536,15 @@ impl Shop {
                 "MALL_JWKS_URL",
                 format!("http://127.0.0.1:{}/auth/jwks", self.base_port + 6),
             )
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut added = Instance(child);
+        let mut added = Instance {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
         let started = Instant::now();
         let ready = format!("http://127.0.0.1:{port}/health/ready");
         while !self
@@ -541,7 +555,7 @@ impl Shop {
             .is_ok_and(|response| response.status().is_success())
         {
             assert!(
-                added.0.try_wait().unwrap().is_none() && started.elapsed() < START_TIMEOUT,
+                added.child.try_wait().unwrap().is_none() && started.elapsed() < START_TIMEOUT,
                 "{service} instance {instance} did not start: {}",
                 std::fs::read_to_string(&log_path).unwrap_or_default()
             );
@@ -746,13 +760,17 @@ impl Shop {
 }
 
 /// A service instance a test started by hand; SIGKILLed when dropped.
-pub struct Instance(Child);
+pub struct Instance {
+    child: Child,
+    /// Its base URL.
+    pub url: String,
+}
 
 impl Instance {
     /// SIGKILL: it leaves its consumer group without a word.
     pub fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -788,7 +806,7 @@ impl Drop for Shop {
 
 /// The sum of the series of metric `name` in an exposition whose labels contain every
 /// `label=value` of `labels`; `None` when there is no such series.
-fn sum_of_series(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
+pub fn sum_of_series(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
     exposition
         .lines()
         .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))

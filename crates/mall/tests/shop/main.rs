@@ -5,6 +5,7 @@
 mod api_document;
 mod auth;
 mod bad_input;
+mod canary;
 mod chaos;
 mod documents;
 mod front_door;

@@ -12,6 +12,7 @@
 //! and logging in, and per customer, answering 429 with `Retry-After`.
 
 mod browser_policy;
+mod canary;
 mod dead_letters;
 mod limits;
 mod session;
@@ -51,6 +52,7 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use browser_policy::BrowserPolicy;
+use canary::{Audience, Version};
 pub use limits::RateLimitSettings;
 use limits::{ClientAddress, OverHttps, RateLimits};
 
@@ -170,6 +172,8 @@ impl Service for Gateway {
 struct Upstream {
     client: Client<HttpConnector, Body>,
     instances: Instances,
+    /// The service's canary, when one runs.
+    canary: canary::Slot,
     timeout: Duration,
     limits: Arc<RateLimits>,
     in_flight: Arc<Semaphore>,
@@ -189,91 +193,126 @@ pub async fn run(
         shutdown: shutdown.clone(),
     });
     let limits = Arc::new(RateLimits::new(&settings.rate_limits));
-    tokio::spawn(limits.clone().forget_idle_clients(shutdown));
+    tokio::spawn(limits.clone().forget_idle_clients(shutdown.clone()));
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(gateway.settings.client_idle_timeout())
         .build_http();
-    // One bulkhead per service, shared by its instances.
-    let bulkheads: HashMap<String, Arc<Semaphore>> = [
-        &urls.auth_url,
-        &urls.product_url,
-        &urls.order_url,
-        &urls.delivery_url,
-        &urls.mypage_url,
-        &urls.payment_url,
-    ]
-    .into_iter()
-    .map(|instances| {
-        let permits = settings.upstream_max_in_flight as usize;
-        (instances.to_string(), Arc::new(Semaphore::new(permits)))
-    })
-    .collect();
-    let upstream = |instances: &Instances| Upstream {
+    let services = [
+        ("auth", &urls.auth_url),
+        ("product", &urls.product_url),
+        ("order", &urls.order_url),
+        ("delivery", &urls.delivery_url),
+        ("mypage", &urls.mypage_url),
+        ("payment", &urls.payment_url),
+    ];
+    // One bulkhead per service, shared by its instances (and its canary's).
+    let bulkheads: HashMap<&str, Arc<Semaphore>> = services
+        .iter()
+        .map(|(name, _)| {
+            let permits = settings.upstream_max_in_flight as usize;
+            (*name, Arc::new(Semaphore::new(permits)))
+        })
+        .collect();
+    let canaries = Arc::new(canary::Canaries::new(
+        services.map(|(name, instances)| (name, instances.clone())),
+        &gateway.metrics,
+        shutdown.clone(),
+    ));
+    let upstream = |name: &str, instances: &Instances| Upstream {
         client: client.clone(),
         instances: instances.clone(),
+        canary: canaries.slot(name),
         timeout: Duration::from_millis(settings.upstream_timeout_ms),
         limits: limits.clone(),
-        in_flight: bulkheads[&instances.to_string()].clone(),
+        in_flight: bulkheads[name].clone(),
     };
     let auth = Router::new()
         .route("/api/auth/signup", post(credentials))
         .route("/api/auth/login", post(login))
         .route("/api/auth/jwks", get(public))
-        .with_state(upstream(&urls.auth_url))
+        .with_state(upstream("auth", &urls.auth_url))
         .route("/api/auth/session", get(session::describe))
         .route("/api/auth/logout", post(session::log_out));
     let product = Router::new()
         .route("/api/products", get(public).post(admin))
         .route("/api/products/{id}", get(public))
         .route("/api/products/{id}/stock", post(admin))
-        .with_state(upstream(&urls.product_url));
+        .with_state(upstream("product", &urls.product_url));
     let order = Router::new()
         .route("/api/orders", post(customer))
         .route("/api/orders/{id}", get(customer).patch(customer))
         .route("/api/orders/{id}/undo", post(customer))
         .route("/api/orders/{id}/history", get(customer))
         .route("/api/orders/{id}/cancel", post(customer))
-        .with_state(upstream(&urls.order_url));
+        .with_state(upstream("order", &urls.order_url));
     let mypage = Router::new()
         .route("/api/mypage", get(customer))
-        .with_state(upstream(&urls.mypage_url));
+        .with_state(upstream("mypage", &urls.mypage_url));
     let delivery = Router::new()
         .route("/api/deliveries", get(admin))
         .route("/api/deliveries/{order_id}/complete", post(admin))
-        .with_state(upstream(&urls.delivery_url));
+        .with_state(upstream("delivery", &urls.delivery_url));
     let keepers: dead_letters::Keepers = Arc::new([
-        ("order", upstream(&urls.order_url)),
-        ("product", upstream(&urls.product_url)),
-        ("payment", upstream(&urls.payment_url)),
-        ("delivery", upstream(&urls.delivery_url)),
-        ("mypage", upstream(&urls.mypage_url)),
+        ("order", upstream("order", &urls.order_url)),
+        ("product", upstream("product", &urls.product_url)),
+        ("payment", upstream("payment", &urls.payment_url)),
+        ("delivery", upstream("delivery", &urls.delivery_url)),
+        ("mypage", upstream("mypage", &urls.mypage_url)),
     ]);
     let operations = Router::new()
         .route("/api/admin/dlq", get(dead_letters::list))
         .route("/api/admin/dlq/{id}/replay", post(dead_letters::replay))
-        .with_state(keepers);
+        .with_state(keepers)
+        .route("/api/admin/canaries", get(canary::api::list))
+        .route(
+            "/api/admin/canaries/{service}",
+            get(canary::api::show)
+                .put(canary::api::start)
+                .delete(canary::api::end),
+        )
+        .route(
+            "/api/admin/canaries/{service}/promote",
+            post(canary::api::promote),
+        )
+        .route(
+            "/api/admin/canaries/{service}/abort",
+            post(canary::api::abort),
+        )
+        .with_state(canaries.clone());
     // Each service's web components, public like the catalogue.
-    let component = |path: &str, instances: &Instances| {
+    let component = |path: &str, name: &str, instances: &Instances| {
         Router::new()
             .route(path, get(public))
-            .with_state(upstream(instances))
+            .with_state(upstream(name, instances))
     };
-    let components = component("/api/auth/ui/{file}", &urls.auth_url)
-        .merge(component("/api/products/ui/{file}", &urls.product_url))
-        .merge(component("/api/orders/ui/{file}", &urls.order_url))
-        .merge(component("/api/mypage/ui/{file}", &urls.mypage_url))
-        .merge(component("/api/deliveries/ui/{file}", &urls.delivery_url))
+    let components = component("/api/auth/ui/{file}", "auth", &urls.auth_url)
+        .merge(component(
+            "/api/products/ui/{file}",
+            "product",
+            &urls.product_url,
+        ))
+        .merge(component("/api/orders/ui/{file}", "order", &urls.order_url))
+        .merge(component(
+            "/api/mypage/ui/{file}",
+            "mypage",
+            &urls.mypage_url,
+        ))
+        .merge(component(
+            "/api/deliveries/ui/{file}",
+            "delivery",
+            &urls.delivery_url,
+        ))
         .route("/", get(|| async { Html(SHELL_PAGE) }))
         .merge(ui::assets("/ui/shell", SHELL));
     let documents = Router::new()
         .route("/api/openapi.json", get(openapi_document))
         .with_state(Arc::new(ApiDocument {
             upstreams: [
-                upstream(&urls.auth_url),
-                upstream(&urls.product_url),
-                upstream(&urls.order_url),
-                upstream(&urls.delivery_url),
-                upstream(&urls.mypage_url),
+                upstream("auth", &urls.auth_url),
+                upstream("product", &urls.product_url),
+                upstream("order", &urls.order_url),
+                upstream("delivery", &urls.delivery_url),
+                upstream("mypage", &urls.mypage_url),
             ],
             merged: tokio::sync::Mutex::new(None),
         }));
@@ -304,11 +343,19 @@ pub async fn run(
 async fn public(
     State(upstream): State<Upstream>,
     Extension(trace): Extension<TraceContext>,
+    Extension(client): Extension<ClientAddress>,
     request: Request,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
     if !parts.headers.contains_key(header::AUTHORIZATION) {
-        return forward(&upstream, trace, Request::from_parts(parts, body)).await;
+        let anonymous = Audience::Anonymous(client.address());
+        return forward(
+            &upstream,
+            anonymous,
+            trace,
+            Request::from_parts(parts, body),
+        )
+        .await;
     }
     match Caller::from_request_parts(&mut parts, &()).await {
         Ok(caller) => {
@@ -326,7 +373,7 @@ async fn credentials(
     request: Request,
 ) -> Response {
     match upstream.limits.check_login(client) {
-        Ok(()) => public(State(upstream), trace, request).await,
+        Ok(()) => public(State(upstream), trace, Extension(client), request).await,
         Err(refusal) => refusal.into_response(),
     }
 }
@@ -376,8 +423,12 @@ async fn forward_for(
     trace: TraceContext,
     request: Request,
 ) -> Response {
+    let audience = Audience::Customer {
+        id: caller.customer_id,
+        roles: &caller.roles,
+    };
     match upstream.limits.check_customer(caller.customer_id) {
-        Ok(()) => forward(upstream, trace, request).await,
+        Ok(()) => forward(upstream, audience, trace, request).await,
         Err(refusal) => refusal.into_response(),
     }
 }
@@ -559,9 +610,36 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-async fn forward(upstream: &Upstream, trace: TraceContext, request: Request) -> Response {
+/// Forwards a request to the service, or to its canary when that takes this audience, and
+/// counts the answer for the canary's analysis.
+async fn forward(
+    upstream: &Upstream,
+    audience: Audience<'_>,
+    trace: TraceContext,
+    request: Request,
+) -> Response {
+    let Some(rollout) = upstream.canary.current() else {
+        return forward_to(upstream, &upstream.instances, trace, request).await;
+    };
+    let (instances, version) = match rollout.takes(audience) {
+        Some(canary) => (canary, Version::Canary),
+        None => (&upstream.instances, Version::Stable),
+    };
+    let started = Instant::now();
+    let response = forward_to(upstream, instances, trace, request).await;
+    rollout.record(version, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Forwards a request to one of `instances`, trying the next when one cannot be reached.
+async fn forward_to(
+    upstream: &Upstream,
+    instances: &Instances,
+    trace: TraceContext,
+    request: Request,
+) -> Response {
     let Ok(_in_flight) = upstream.in_flight.try_acquire() else {
-        tracing::warn!(upstream = %upstream.instances, "bulkhead full: request shed");
+        tracing::warn!(upstream = %instances, "bulkhead full: request shed");
         return Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
@@ -587,7 +665,7 @@ async fn forward(upstream: &Upstream, trace: TraceContext, request: Request) -> 
     // With one instance the body streams through; with several it is read first (the
     // chassis has bounded it), so that an instance that cannot be reached leaves it for
     // the next one.
-    let (mut streaming, buffered) = if upstream.instances.count() == 1 {
+    let (mut streaming, buffered) = if instances.count() == 1 {
         (Some(body), None)
     } else {
         match axum::body::to_bytes(body, usize::MAX).await {
@@ -603,7 +681,7 @@ async fn forward(upstream: &Upstream, trace: TraceContext, request: Request) -> 
     };
     let safe = parts.method.is_safe();
     let mut head = Some(parts);
-    let mut attempts = upstream.instances.in_turn().peekable();
+    let mut attempts = instances.in_turn().peekable();
     while let Some(base) = attempts.next() {
         let Ok(uri) = format!("{base}{service_path}").parse::<Uri>() else {
             return Problem::from_status(StatusCode::BAD_REQUEST, Some("malformed path".into()))
@@ -632,7 +710,7 @@ async fn forward(upstream: &Upstream, trace: TraceContext, request: Request) -> 
             Ok(Err(error)) => {
                 tracing::warn!(%error, upstream = base, "upstream unreachable");
                 if error.is_connect() {
-                    upstream.instances.unreachable(base);
+                    instances.unreachable(base);
                 } else if !safe {
                     // Past the connection a request that changes something may have
                     // been taken: only a read is sent twice.

@@ -70,6 +70,11 @@ fn parse_trusted_range(range: &str) -> Result<IpNet, ipnet::AddrParseError> {
 pub struct ClientAddress(IpAddr);
 
 impl ClientAddress {
+    /// The address (an IPv6 client's /64 network).
+    pub fn address(self) -> IpAddr {
+        self.0
+    }
+
     fn of(address: IpAddr) -> Self {
         match address.to_canonical() {
             IpAddr::V6(v6) => {
