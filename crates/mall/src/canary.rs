@@ -1,7 +1,7 @@
 //! `mall canary`: starts, shows, promotes, aborts and ends a canary through the gateway's
 //! admin API (`/api/admin/canaries`), as an operator or a pipeline step would.
 
-use std::time::Duration;
+use std::{sync::Mutex, time::Duration};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -222,42 +222,57 @@ fn show(status: &Value, json: bool) {
 struct Gateway {
     client: Client,
     base: String,
-    token: String,
+    /// An admin's email and password, to log in again when a token expires while
+    /// `--wait` follows a canary longer than a token lives.
+    credentials: Option<(String, String)>,
+    token: Mutex<String>,
 }
 
 impl Gateway {
     async fn connect(settings: &Settings) -> anyhow::Result<Self> {
         let client = Client::builder().timeout(Duration::from_secs(10)).build()?;
         let base = settings.gateway.trim_end_matches('/').to_owned();
-        let token = match (&settings.admin_token, &settings.admin_email) {
-            (Some(token), _) => token.clone(),
-            (None, Some(email)) => {
-                let password = settings
-                    .admin_password
-                    .as_deref()
-                    .context("--admin-email needs MALL_ADMIN_PASSWORD")?;
-                let answer = client
-                    .post(format!("{base}/api/auth/login"))
-                    .json(&json!({"email": email, "password": password}))
-                    .send()
-                    .await
-                    .with_context(|| format!("cannot reach the gateway at {base}"))?;
-                let body = answer_of(answer).await?;
-                body["access_token"]
-                    .as_str()
-                    .context("the login answer holds no token")?
-                    .to_owned()
+        let credentials = match (&settings.admin_email, &settings.admin_password) {
+            (Some(email), Some(password)) => Some((email.clone(), password.clone())),
+            (Some(_), None) => anyhow::bail!("--admin-email needs MALL_ADMIN_PASSWORD"),
+            (None, _) => None,
+        };
+        let mut gateway = Gateway {
+            client,
+            base,
+            credentials,
+            token: Mutex::new(settings.admin_token.clone().unwrap_or_default()),
+        };
+        match (&settings.admin_token, &gateway.credentials) {
+            (Some(_), _) => {}
+            (None, Some(_)) => {
+                *gateway.token.get_mut().expect("not shared yet") = gateway.login().await?
             }
             (None, None) => anyhow::bail!(
                 "say who you are: MALL_ADMIN_TOKEN, or MALL_ADMIN_EMAIL and MALL_ADMIN_PASSWORD \
                  of an admin account"
             ),
-        };
-        Ok(Gateway {
-            client,
-            base,
-            token,
-        })
+        }
+        Ok(gateway)
+    }
+
+    async fn login(&self) -> anyhow::Result<String> {
+        let (email, password) = self
+            .credentials
+            .as_ref()
+            .context("no admin account to log in")?;
+        let answer = self
+            .client
+            .post(format!("{}/api/auth/login", self.base))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the gateway at {}", self.base))?;
+        let body = answer_of(answer).await?;
+        Ok(body["access_token"]
+            .as_str()
+            .context("the login answer holds no token")?
+            .to_owned())
     }
 
     async fn call(
@@ -271,17 +286,27 @@ impl Gateway {
             "" => "/api/admin/canaries".to_owned(),
             service => format!("/api/admin/canaries/{service}{action}"),
         };
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
+        let send = |token: String| {
+            let mut request = self
+                .client
+                .request(method.clone(), format!("{}{path}", self.base))
+                .bearer_auth(token);
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            request.send()
+        };
+        let token = self.token.lock().expect("token lock poisoned").clone();
+        let mut answer = send(token).await;
+        if let (Ok(refused), Some(_)) = (&answer, &self.credentials)
+            && refused.status() == StatusCode::UNAUTHORIZED
+        {
+            let token = self.login().await?;
+            *self.token.lock().expect("token lock poisoned") = token.clone();
+            answer = send(token).await;
         }
-        let answer = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the gateway at {}", self.base))?;
+        let answer =
+            answer.with_context(|| format!("cannot reach the gateway at {}", self.base))?;
         answer_of(answer).await
     }
 }
