@@ -120,7 +120,7 @@ def release_command():
     """The canary command line of the release build, and the step's own settings."""
     config = yaml.safe_load(open("deploy/cloudbuild/release.yaml"))
     for step in config["steps"]:
-        script = "\n".join(step.get("args") or [])
+        script = "\n".join(step.get("args") or []).replace("\\\n", " ")
         for line in script.splitlines():
             if "deploy/canary.sh" in line:
                 words = shlex.split(line.replace('"$(cat /workspace/image)"', DIGEST))
