@@ -67,25 +67,7 @@ case "$image" in
   *) log "IMAGE is <registry>/mall@sha256:... or <registry>/mall:<tag>, not $image"; exit 2 ;;
 esac
 
-# What is applied: deploy/k8s/canary/ENV with IMAGE in place of every `mall`, as the
-# pipeline's own deploys set it (an overlay of the overlay).
 work="$(mktemp -d)"
-cat > "$work/kustomization.yaml" <<YAML
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - $(realpath --relative-to="$work" "$root/deploy/k8s/canary/$env")
-images:
-  - name: mall
-    newName: $name
-    $pin
-YAML
-kubectl kustomize "$work" > "$work/rendered.yaml"
-if ! grep -q "mall.12st/canary: $service\$" "$work/rendered.yaml"; then
-  log "deploy/k8s/canary/$env has no canary of $service (no object labelled mall.12st/canary=$service)"
-  exit 2
-fi
-
 pods=()          # gateway pods that hold the canary
 left_out=()      # gateway pods that went away or forgot it
 declare -A port forwarder seen failures
@@ -166,6 +148,24 @@ finish() {
 }
 trap finish EXIT
 trap 'exit 1' INT TERM
+
+# What is applied: deploy/k8s/canary/ENV with IMAGE in place of every `mall`, as the
+# pipeline's own deploys set it (an overlay of the overlay).
+cat > "$work/kustomization.yaml" <<YAML
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $(realpath --relative-to="$work" "$root/deploy/k8s/canary/$env")
+images:
+  - name: mall
+    newName: $name
+    $pin
+YAML
+kubectl kustomize "$work" > "$work/rendered.yaml"
+if ! grep -q "mall.12st/canary: $service\$" "$work/rendered.yaml"; then
+  log "deploy/k8s/canary/$env has no canary of $service (no object labelled mall.12st/canary=$service)"
+  exit 2
+fi
 
 # The gateway pods, each with a port-forward of its own.
 mapfile -t pods < <(kubectl -n "$namespace" get pods -l app.kubernetes.io/name=gateway \
