@@ -114,6 +114,26 @@ def build_config(path, trigger_kind):
     wrong = {"tag": {"BRANCH_NAME"}, "branch": {"TAG_NAME"}}[trigger_kind] & used
     if wrong:
         error(path, f"built by a {trigger_kind} trigger, which leaves {sorted(wrong)} empty")
+
+    # Secret Manager: each step's secretEnv is named by availableSecrets, and each secret
+    # there is some step's (Cloud Build refuses both).
+    available = keys(f"{path}: availableSecrets", config.get("availableSecrets") or {},
+                     {"secretManager", "inline"})
+    secrets = set()
+    for number, secret in enumerate(available.get("secretManager") or []):
+        keys(f"{path}: availableSecrets.secretManager[{number}]", secret, {"versionName", "env"})
+        if not re.fullmatch(r"projects/[^/]+/secrets/[A-Za-z0-9_-]+/versions/(latest|\d+)",
+                            secret.get("versionName", "")):
+            error(path, f"availableSecrets: versionName {secret.get('versionName')!r}")
+        secrets.add(secret.get("env"))
+    wanted = {name for step in config.get("steps") or [] for name in step.get("secretEnv") or []}
+    for name in sorted(wanted - secrets):
+        error(path, f"secretEnv {name} is in no availableSecrets")
+    for name in sorted(secrets - wanted):
+        error(path, f"availableSecrets {name} is no step's secretEnv")
+    for step in config.get("steps") or []:
+        if not re.fullmatch(r"\d+(\.\d+)?s", str(step.get("timeout", "1s"))):
+            error(path, f"step {step.get('id')}: timeout {step['timeout']!r} (seconds, as 600s)")
     return config
 
 
@@ -125,7 +145,7 @@ TRIGGER = {"name", "description", "tags", "github", "triggerTemplate", "filename
 GITHUB = {"owner", "name", "push", "pullRequest", "installationId", "enterpriseConfigResourceName"}
 PUSH = {"branch", "tag", "invertRegex"}
 
-triggers = {}
+triggers, approved = {}, set()
 for name in sorted(os.listdir("deploy/cloudbuild/triggers")):
     path = f"deploy/cloudbuild/triggers/{name}"
     [trigger] = load(path)
@@ -144,6 +164,10 @@ for name in sorted(os.listdir("deploy/cloudbuild/triggers")):
     for key in set(trigger.get("substitutions") or {}) - set(config.get("substitutions") or {}):
         error(path, f"substitution {key} is not one {trigger['filename']} declares")
     triggers[trigger["name"]] = (kind, push.get("branch") or push.get("tag"), trigger["filename"])
+    approval = keys(f"{path}: approvalConfig", trigger.get("approvalConfig") or {},
+                    {"approvalRequired"})
+    if approval.get("approvalRequired") is True:
+        approved.add(trigger["filename"])
 configs = {f for _, _, f in triggers.values()}
 
 if not any(k == "branch" and re.fullmatch(p, "main") and f == "cloudbuild.yaml"
@@ -272,6 +296,69 @@ else:
                 error("deploy/clouddeploy.yaml",
                       f"Service {service['metadata']['name']} does not select the pods of "
                       f"Deployment {deployment['metadata']['name']}")
+
+# --- order's canary in the release build ----------------------------------------------------
+# deploy/canary.sh runs in a step of the release build that the Cloud Deploy release waits
+# for, against the cluster of the Cloud Deploy target of its environment, with a step
+# timeout that leaves the script room to clean up after its own deadline; the trigger asks
+# for an approval, since the build changes prod. What the script does is played through by
+# .ci/pipeline-checks-canary.py.
+RELEASE = "deploy/cloudbuild/release.yaml"
+[release_build] = load(RELEASE)
+steps = release_build.get("steps") or []
+ids = [step.get("id") for step in steps]
+
+
+def needs(index):
+    """The indexes of the steps that step `index` waits for, directly or not."""
+    wait = steps[index].get("waitFor")
+    direct = set(range(index)) if wait is None else {ids.index(w) for w in wait if w in ids}
+    return direct.union(*(needs(i) for i in direct)) if direct else set()
+
+
+def script(step):
+    return "\n".join(str(a) for a in step.get("args") or [])
+
+
+canary_steps = [i for i, step in enumerate(steps) if "deploy/canary.sh" in script(step)]
+publish = [i for i, step in enumerate(steps) if "gcloud deploy releases create" in script(step)]
+if len(canary_steps) != 1 or len(publish) != 1:
+    error(RELEASE, "one step runs deploy/canary.sh and one `gcloud deploy releases create`")
+else:
+    at, step = canary_steps[0], steps[canary_steps[0]]
+    where = f"{RELEASE}: step {step.get('id')}"
+    if at not in needs(publish[0]):
+        error(where, "the Cloud Deploy release does not wait for it")
+    if not any("docker push" in script(steps[i]) for i in needs(at)):
+        error(where, "it does not wait for the image to be pushed")
+    call = re.search(r"deploy/canary\.sh (\S+) (\S+) ", script(step))
+    cluster = re.search(r"get-credentials (\S+)", script(step))
+    declared = release_build.get("substitutions") or {}
+    cluster = cluster and re.sub(r"\$\{?(_[A-Z0-9_]+)\}?",
+                                 lambda m: str(declared.get(m[1])), cluster[1])
+    if not call or not cluster:
+        error(where, "no `deploy/canary.sh SERVICE ENV` or no `get-credentials CLUSTER`")
+    else:
+        service, environment = call[1], call[2]
+        if not os.path.isfile(f"deploy/k8s/canary/{environment}/kustomization.yaml"):
+            error(where, f"no deploy/k8s/canary/{environment}")
+        if not os.path.isfile(f"deploy/k8s/canary/{service}/kustomization.yaml"):
+            error(where, f"no deploy/k8s/canary/{service}")
+        target = (targets.get(environment) or {}).get("gke", {}).get("cluster", "")
+        if target.rsplit("/", 1)[-1] != cluster:
+            error(where, f"runs in cluster {cluster}, not the one of Cloud Deploy's target "
+                  f"{environment} ({target})")
+    deadline = int(re.search(r"CANARY_DEADLINE_SECS:-(\d+)", open("deploy/canary.sh").read())[1])
+    # The deadline counts from the script's start; after it may come the stable roll (15
+    # min), its undo (15) and the canary's deletion (5).
+    timeout = float(str(step.get("timeout", "600s")).rstrip("s"))
+    if timeout < deadline + 35 * 60:
+        error(where, f"timeout {timeout:.0f} s leaves deploy/canary.sh (deadline {deadline} s) "
+              "too little room to finish or clean up")
+    if float(str(release_build.get("timeout", "600s")).rstrip("s")) < timeout + 3600:
+        error(RELEASE, "the build's timeout leaves less than an hour for the tests and the image")
+    if RELEASE not in approved:
+        error(RELEASE, "changes prod (order's canary), but its trigger asks for no approval")
 
 if errors:
     sys.exit("pipeline files:\n  " + "\n  ".join(errors))
