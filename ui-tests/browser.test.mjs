@@ -1,7 +1,8 @@
 // The shop in a real browser (Debian's Chromium, driven by playwright-core) against a
 // `mall up --split` shop: a customer signs up, orders, watches the saga, cancels; an
-// operator completes a delivery; with product stopped the catalogue says so while my page
-// works. Screenshots of each view go to ui-tests/screenshots/.
+// operator completes a delivery, and rolls a canary back; with product stopped the
+// catalogue says so while my page works. Screenshots of each view go to
+// ui-tests/screenshots/.
 
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -208,6 +209,72 @@ test('a script injected into the page does not run, and no other site can frame 
   const framedTitle = await framed?.evaluate(() => document.title).catch(() => '');
   assert.notEqual(framedTitle, '12st mall', 'the shop rendered in a frame');
   await context.close();
+});
+
+test('an operator sees a running canary on the admin page, rolls it back and ends it', async () => {
+  // Started through the admin API, as `mall canary start` does: its instance is
+  // unreachable and it takes no one (no cohort, 0 %), so the shop keeps working.
+  const login = await fetch(`${shop.url}/api/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(ADMIN),
+  });
+  const token = (await login.json()).access_token;
+  assert.ok(token, 'an admin token');
+  const canaries = (method, path = '', body) =>
+    fetch(`${shop.url}/api/admin/canaries${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: body && JSON.stringify(body),
+    });
+  const started = await canaries('PUT', '/order', { instances: ['http://127.0.0.1:1'], steps: [0, 100], interval_secs: 3600 });
+  assert.equal(started.status, 201, await started.text());
+
+  const operator = await page();
+  try {
+    await logIn(operator, ADMIN.email, ADMIN.password);
+    await operator.getByRole('link', { name: 'Admin' }).click();
+    await operator.getByRole('heading', { name: 'Canary releases' }).waitFor(WAIT);
+    const card = operator.locator('mall-canary article[data-service="order"]');
+    await card.waitFor(WAIT);
+    const phase = card.getByTestId('canary-phase');
+    assert.equal(await phase.textContent(), 'In progress');
+    const text = await card.textContent();
+    assert.match(text, /0 % of everyone else · step 1 of 2/);
+    assert.match(text, /Cohort: no customers, no roles/);
+    assert.match(text, /Judged once the canary has answered 20 requests in this step \(0 so far\)/);
+    const cells = (row) => card.locator(`[data-figures="${row}"] > *`).allTextContents();
+    assert.deepEqual(await cells('totals-canary'), ['Canary', '0', '0', '—', '—'], 'nobody met the canary yet');
+    assert.deepEqual((await cells('step-stable')).slice(0, 1), ['Stable']);
+    assert.match(await card.locator('ol.history li').first().textContent(), /started: http:\/\/127\.0\.0\.1:1/);
+    assert.equal(await card.getByRole('button', { name: 'Promote' }).count(), 1);
+    assert.equal(await card.getByRole('button', { name: 'End', exact: true }).count(), 0, 'a progressing canary cannot be ended');
+    await operator.screenshot({ path: `${SHOTS}admin-canary.png`, fullPage: true });
+
+    await card.getByRole('button', { name: 'Abort' }).click();
+    await phase.filter({ hasText: 'Rolled back' }).waitFor(WAIT);
+    assert.match(await card.getByTestId('canary-reason').textContent(), /Rolled back: aborted by an operator/);
+    assert.match(await card.locator('ol.history li').first().textContent(), /rolled back: aborted by an operator/);
+    assert.match(await card.textContent(), /0 % of everyone else/);
+    assert.equal(await card.getByRole('button', { name: 'Abort' }).count(), 0);
+    assert.equal(await card.getByRole('button', { name: 'Promote' }).count(), 0);
+    const told = await (await canaries('GET', '/order')).json();
+    assert.equal(told.phase, 'rolled_back', 'the gateway rolled it back');
+    await operator.screenshot({ path: `${SHOTS}admin-canary-rolled-back.png`, fullPage: true });
+
+    await operator.getByRole('button', { name: '한국어' }).click();
+    await operator.getByRole('heading', { name: '카나리 배포' }).waitFor(WAIT);
+    assert.equal(await phase.textContent(), '롤백됨');
+    assert.match(await card.getByTestId('canary-reason').textContent(), /운영자가 중단했습니다/);
+    await card.getByRole('button', { name: '종료' }).click();
+    await card.waitFor({ state: 'detached', ...WAIT });
+    await operator.getByText('실행 중인 카나리가 없습니다').waitFor(WAIT);
+    assert.deepEqual((await (await canaries('GET')).json()).canaries, []);
+  } finally {
+    await canaries('POST', '/order/abort');
+    await canaries('DELETE', '/order');
+    await operator.context().close();
+  }
 });
 
 function demoPassword() {

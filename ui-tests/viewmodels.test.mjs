@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 
 import { ProblemError, createApi, describe } from '../crates/services/gateway/ui/api.js';
 import { DeadLettersViewModel } from '../crates/services/gateway/ui/dlq-vm.js';
+import { CanaryViewModel } from '../crates/services/gateway/ui/canary-vm.js';
 import { LoginViewModel } from '../crates/services/auth/ui/login-vm.js';
 import { CatalogueViewModel, ProductViewModel } from '../crates/services/product/ui/catalogue-vm.js';
 import { ProductAdminViewModel } from '../crates/services/product/ui/admin-vm.js';
@@ -17,6 +18,7 @@ import { ADMIN, eventually, startShop } from './harness.mjs';
 let shop;
 let customer;
 let admin;
+let adminToken;
 
 async function logIn(email, password) {
   let token = null;
@@ -34,7 +36,7 @@ before(async () => {
   assert.equal(signup.error, null);
   assert.ok(token, 'signing up logs in');
   customer = createApi({ base: shop.url, token: () => token });
-  const adminToken = await logIn(ADMIN.email, ADMIN.password);
+  adminToken = await logIn(ADMIN.email, ADMIN.password);
   admin = createApi({ base: shop.url, token: () => adminToken });
 });
 
@@ -143,4 +145,116 @@ test('the dead letters are for operators and say when every service answered', a
   const customers = new DeadLettersViewModel(customer);
   await customers.load();
   assert.equal(customers.error.status, 403);
+});
+
+/** Starts a canary of `service` through the admin API, as `mall canary start` does. */
+async function startCanary(service, plan) {
+  const response = await fetch(`${shop.url}/api/admin/canaries/${service}`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify(plan),
+  });
+  assert.equal(response.status, 201, await response.clone().text());
+  return response.json();
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test('an operator follows a canary while it progresses, rolls it back and ends it', async () => {
+  // The canary's instance is unreachable, and takes no one (no cohort, 0 %): nothing fails.
+  const plan = { instances: ['http://127.0.0.1:1'], steps: [0, 100], interval_secs: 3600 };
+  const vm = new CanaryViewModel(admin, { pollMs: 100 });
+  let changes = 0;
+  vm.onChange = () => changes++;
+  try {
+    await vm.load();
+    assert.equal(vm.error, null);
+    assert.equal(vm.loaded, true);
+    assert.deepEqual(vm.canaries, []);
+    assert.equal(vm.progressing, false);
+
+    await startCanary('order', plan);
+    await vm.load();
+    assert.equal(vm.error, null);
+    assert.equal(vm.canaries.length, 1);
+    const [order] = vm.canaries;
+    assert.equal(order.service, 'order');
+    assert.equal(order.phase, 'progressing');
+    assert.equal(order.weight_percent, 0);
+    assert.equal(order.step, 0);
+    assert.deepEqual(order.plan.steps, [0, 100]);
+    assert.deepEqual(order.plan.instances, ['http://127.0.0.1:1']);
+    assert.equal(order.reason, null);
+    assert.match(order.log[0].what, /^started/);
+    assert.equal(vm.progressing, true);
+    // Followed while it progresses: loads keep coming without being asked for.
+    const followed = changes;
+    await eventually(() => changes, (c) => c >= followed + 3, 5_000);
+
+    // Ending a progressing canary is refused, in plain words, and the canary stays.
+    await vm.end('order');
+    assert.equal(vm.error?.status, 409);
+    assert.match(describe(vm.error).en, /not possible right now: .*progressing/);
+    assert.equal(vm.canaries[0].phase, 'progressing');
+
+    await vm.abort('order');
+    assert.equal(vm.error, null);
+    assert.equal(vm.busy, null);
+    const [aborted] = vm.canaries;
+    assert.equal(aborted.phase, 'rolled_back');
+    assert.equal(aborted.reason, 'aborted by an operator');
+    assert.equal(aborted.weight_percent, 0);
+    assert.match(aborted.log.at(-1).what, /rolled back: aborted by an operator/);
+    assert.equal(vm.progressing, false);
+    // No longer followed once nothing progresses.
+    const stopped = changes;
+    await sleep(500);
+    assert.equal(changes, stopped, 'still loading with nothing progressing');
+
+    await vm.promote('order');
+    assert.equal(vm.error?.status, 409, 'a rolled-back canary cannot be promoted');
+    await vm.end('order');
+    assert.equal(vm.error, null);
+    assert.deepEqual(vm.canaries, []);
+
+    // Promoted by hand: every request to the canary, and ended after an abort.
+    await startCanary('order', plan);
+    await vm.load();
+    await vm.promote('order');
+    assert.equal(vm.error, null);
+    assert.equal(vm.canaries[0].phase, 'promoted');
+    assert.equal(vm.canaries[0].weight_percent, 100);
+    assert.equal(vm.canaries[0].step, 1);
+    await vm.abort('order');
+    assert.equal(vm.canaries[0].phase, 'rolled_back');
+    await vm.end('order');
+    assert.deepEqual(vm.canaries, []);
+  } finally {
+    vm.dispose();
+  }
+
+  // A disposed ViewModel (its element left the page) stops following.
+  await startCanary('product', plan);
+  const left = new CanaryViewModel(admin, { pollMs: 50 });
+  let loads = 0;
+  left.onChange = () => loads++;
+  await left.load();
+  assert.equal(left.progressing, true);
+  await eventually(() => loads, (n) => n >= 3, 5_000);
+  left.dispose();
+  await sleep(50);
+  const atDispose = loads;
+  await sleep(300);
+  assert.equal(loads, atDispose, 'still loading after dispose');
+  const cleanup = new CanaryViewModel(admin);
+  await cleanup.abort('product');
+  await cleanup.end('product');
+  assert.equal(cleanup.error, null);
+  assert.deepEqual(cleanup.canaries, []);
+  cleanup.dispose();
+
+  const customers = new CanaryViewModel(customer);
+  await customers.load();
+  assert.equal(customers.error.status, 403);
+  assert.deepEqual(customers.canaries, []);
 });

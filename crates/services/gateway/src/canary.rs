@@ -200,10 +200,8 @@ impl Rollout {
             log: Vec::new(),
         };
         progress.note(format!(
-            "started: {} the cohort ({} customers, roles {:?}) and {weight} % of everyone else",
-            plan.instances,
-            plan.cohort.customers.len(),
-            plan.cohort.roles
+            "started: {} takes the cohort ({}) and {weight} % of everyone else",
+            plan.instances, plan.cohort
         ));
         metrics
             .weight
@@ -369,6 +367,16 @@ impl Rollout {
             this_step: figures(&self.step),
             log: progress.log.clone(),
         }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Progressing => "progressing",
+            Phase::Promoted => "promoted",
+            Phase::RolledBack => "rolled back",
+        })
     }
 }
 

@@ -62,7 +62,8 @@ pub const NAME: &str = "gateway";
 /// shop's look. It composes the page in the browser; nothing is rendered on the server.
 const SHELL_PAGE: &str = include_str!("../ui/index.html");
 /// The shell's own modules: routing, session, language, the API client every ViewModel
-/// uses, the View base class, and the dead-letter view (the gateway owns that merge).
+/// uses, the View base class, the dead-letter view (the gateway owns that merge) and the
+/// canary view (the gateway runs canaries).
 const SHELL: &[ui::Asset] = &[
     ("shell.js", include_str!("../ui/shell.js")),
     ("api.js", include_str!("../ui/api.js")),
@@ -71,6 +72,8 @@ const SHELL: &[ui::Asset] = &[
     ("view.js", include_str!("../ui/view.js")),
     ("dlq.js", include_str!("../ui/dlq.js")),
     ("dlq-vm.js", include_str!("../ui/dlq-vm.js")),
+    ("canary.js", include_str!("../ui/canary.js")),
+    ("canary-vm.js", include_str!("../ui/canary-vm.js")),
 ];
 
 /// The gateway holds no state of its own: it is the open host of the public API.

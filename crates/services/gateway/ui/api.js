@@ -47,6 +47,7 @@ export function createApi({ base = '', token = () => null, page = false } = {}) 
     get: (path) => send('GET', path),
     post: (path, body = {}) => send('POST', path, body),
     patch: (path, body) => send('PATCH', path, body),
+    delete: (path) => send('DELETE', path),
   };
 }
 

@@ -25,6 +25,7 @@ const ROUTES = [
       ['product/admin.js', 'mall-product-admin', {}],
       ['delivery/deliveries.js', 'mall-deliveries', {}],
       ['mall/dlq.js', 'mall-dlq', {}],
+      ['mall/canary.js', 'mall-canary', {}],
     ],
   ],
 ];

@@ -31,6 +31,29 @@ pub struct Cohort {
     pub roles: Vec<Role>,
 }
 
+impl std::fmt::Display for Cohort {
+    /// "2 customers and roles admin", "no customers and no roles".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.customers.len() {
+            0 => f.write_str("no customers")?,
+            1 => f.write_str("1 customer")?,
+            n => write!(f, "{n} customers")?,
+        }
+        if self.roles.is_empty() {
+            return f.write_str(" and no roles");
+        }
+        let roles: Vec<&str> = self
+            .roles
+            .iter()
+            .map(|role| match role {
+                Role::Customer => "customer",
+                Role::Admin => "admin",
+            })
+            .collect();
+        write!(f, " and roles {}", roles.join(", "))
+    }
+}
+
 impl Cohort {
     fn includes(&self, audience: Audience) -> bool {
         match audience {

@@ -190,7 +190,7 @@ pub async fn start(
         && running.progress().phase != Phase::RolledBack
     {
         return Err(conflict(format!(
-            "{name} has a canary {:?}: abort it, or end it once promoted, first",
+            "{name} has a canary, {}: abort it, or end it once promoted, first",
             running.progress().phase
         )));
     }
