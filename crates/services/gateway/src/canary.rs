@@ -219,12 +219,15 @@ impl Rollout {
         }
     }
 
+    /// Whether it still takes requests (it does not once rolled back).
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Relaxed)
+    }
+
     /// The canary's instances when it takes this request, else `None`.
     pub fn takes(&self, audience: Audience) -> Option<&Instances> {
-        let live = self.live.load(Ordering::Relaxed);
         let weight = self.weight.load(Ordering::Relaxed);
-        (live && analysis::takes(&self.plan.cohort, weight, audience))
-            .then_some(&self.plan.instances)
+        analysis::takes(&self.plan.cohort, weight, audience).then_some(&self.plan.instances)
     }
 
     /// Counts an answer of `version`; a failed canary answer is judged at once.

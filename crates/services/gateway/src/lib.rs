@@ -621,7 +621,7 @@ async fn forward(
     trace: TraceContext,
     request: Request,
 ) -> Response {
-    let Some(rollout) = upstream.canary.current() else {
+    let Some(rollout) = upstream.canary.current().filter(|r| r.is_live()) else {
         return forward_to(upstream, &upstream.instances, trace, request).await;
     };
     let (instances, version) = match rollout.takes(audience) {
