@@ -206,6 +206,9 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs_f64();
-        assert!(started <= now + 1.0 && started > now - 3_600.0, "{started} {now}");
+        assert!(
+            started <= now + 1.0 && started > now - 3_600.0,
+            "{started} {now}"
+        );
     }
 }

@@ -156,7 +156,9 @@ pub struct PoolUse {
 impl PoolUse {
     fn of<DB: sqlx::Database>(pool: &'static str, connections: &sqlx::Pool<DB>) -> Self {
         let open = connections.size();
-        let idle = u32::try_from(connections.num_idle()).unwrap_or(open).min(open);
+        let idle = u32::try_from(connections.num_idle())
+            .unwrap_or(open)
+            .min(open);
         PoolUse {
             pool,
             in_use: open - idle,
@@ -673,7 +675,11 @@ mod tests {
         let mut committed = db.begin_write().await.unwrap();
         committed.on_commit(count(&ran));
         committed.on_commit(count(&ran));
-        assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 0, "not before");
+        assert_eq!(
+            ran.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "not before"
+        );
         committed.commit().await.unwrap();
         assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 2);
         db.close().await;

@@ -134,12 +134,13 @@ impl Metrics {
         let events_consumed = Family::<ConsumedLabels, Counter>::default();
         let outbox_backlog = Gauge::default();
         let consumer_lag = Family::<LagLabels, Gauge>::default();
-        let event_handler_duration = Family::<HandlerLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ])
-        });
+        let event_handler_duration =
+            Family::<HandlerLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new([
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ])
+            });
         let dead_letters = Family::<GroupLabels, Gauge>::default();
         let circuit_breaker_state = Family::<UpstreamLabels, Gauge>::default();
         registry.register(

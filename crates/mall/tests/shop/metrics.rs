@@ -2,7 +2,10 @@
 //! payments, stock-outs), bus (handler time), database pools and the process. Each
 //! counter must move by exactly what happened, and a redelivered event must not move it.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::{BTreeMap, btree_map::Entry},
+    time::{Duration, Instant},
+};
 
 use contracts::{
     Envelope, Event,
@@ -23,28 +26,32 @@ const ORDER: u16 = 1;
 const PRODUCT: u16 = 3;
 const PAYMENT: u16 = 4;
 
+const REJECTED: &str = "mall_orders_rejected_total";
+const SAGAS: &str = "mall_saga_duration_seconds_count";
+const PAYMENTS: &str = "mall_payments_total";
+
 /// The series the saga moves: (port offset, name, labels).
 const SAGA_SERIES: [(u16, &str, &[&str]); 12] = [
     (ORDER, "mall_orders_placed_total", &[]),
     (ORDER, "mall_orders_confirmed_total", &[]),
-    (ORDER, "mall_orders_rejected_total", &["reason=\"out_of_stock\""]),
-    (ORDER, "mall_orders_rejected_total", &["reason=\"payment_declined\""]),
-    (ORDER, "mall_orders_rejected_total", &["reason=\"deadline\""]),
+    (ORDER, REJECTED, &["reason=\"out_of_stock\""]),
+    (ORDER, REJECTED, &["reason=\"payment_declined\""]),
+    (ORDER, REJECTED, &["reason=\"deadline\""]),
     (ORDER, "mall_orders_cancelled_total", &[]),
-    (ORDER, "mall_saga_duration_seconds_count", &["until=\"confirmed\""]),
-    (ORDER, "mall_saga_duration_seconds_count", &["until=\"final\""]),
-    (PAYMENT, "mall_payments_total", &["outcome=\"authorized\""]),
-    (PAYMENT, "mall_payments_total", &["outcome=\"declined\""]),
-    (PAYMENT, "mall_payments_total", &["outcome=\"refunded\""]),
+    (ORDER, SAGAS, &["until=\"confirmed\""]),
+    (ORDER, SAGAS, &["until=\"final\""]),
+    (PAYMENT, PAYMENTS, &["outcome=\"authorized\""]),
+    (PAYMENT, PAYMENTS, &["outcome=\"declined\""]),
+    (PAYMENT, PAYMENTS, &["outcome=\"refunded\""]),
     (PRODUCT, "mall_stock_outs_total", &[]),
 ];
 
 /// Every series of [`SAGA_SERIES`], now. Each must be there from the start: an alert
 /// needs a series to read before the first rejection of a kind.
-async fn saga_series(shop: &Shop) -> Vec<f64> {
-    let mut texts = std::collections::BTreeMap::new();
+pub async fn saga_series(shop: &Shop) -> Vec<f64> {
+    let mut texts = BTreeMap::new();
     for (port, _, _) in SAGA_SERIES {
-        if let std::collections::btree_map::Entry::Vacant(entry) = texts.entry(port) {
+        if let Entry::Vacant(entry) = texts.entry(port) {
             entry.insert(shop.metrics_text(port).await);
         }
     }
@@ -60,7 +67,7 @@ async fn saga_series(shop: &Shop) -> Vec<f64> {
 /// Waits until each series of [`SAGA_SERIES`] is `before` plus its `moved`, and returns
 /// them; fails at once when one goes past it (counted twice), or when they do not get
 /// there in 20 s.
-async fn saga_series_moved(shop: &Shop, before: &[f64], moved: [f64; 12]) -> Vec<f64> {
+pub async fn saga_series_moved(shop: &Shop, before: &[f64], moved: [f64; 12]) -> Vec<f64> {
     let expected: Vec<f64> = before.iter().zip(moved).map(|(b, m)| b + m).collect();
     let started = Instant::now();
     loop {
@@ -96,8 +103,12 @@ async fn event_about<E: Event>(shop: &Shop, order_id: &str) -> (&'static str, En
 async fn consumed(shop: &Shop, port_offset: u16, group: &str, outcome: &str) -> f64 {
     let group = format!("group=\"{group}\"");
     let outcome = format!("outcome=\"{outcome}");
-    shop.metric_or_zero(port_offset, "mall_events_consumed_total", &[&group, &outcome])
-        .await
+    shop.metric_or_zero(
+        port_offset,
+        "mall_events_consumed_total",
+        &[&group, &outcome],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -132,9 +143,9 @@ async fn each_order_is_counted_once_by_how_its_saga_ended_and_a_redelivery_count
     })
     .await;
 
-    // Placed 4; confirmed 2, each after its saga's first part; rejected 1 for want of
-    // stock and 1 declined; cancelled 1, after its saga ended (delivering). The saga ended
-    // for all 4: delivering, rejected, rejected, delivering. Charged 2 (one refunded by the
+    // Placed 4; confirmed 2, each timed to its confirmation; rejected 1 for want of stock
+    // and 1 declined; cancelled 1, after its saga ended (delivering). The saga ended for
+    // all 4: delivering, rejected, rejected, delivering. Charged 2 (one refunded by the
     // cancel), declined 1; one stock-out.
     let moved = [4., 2., 1., 1., 0., 1., 2., 4., 2., 1., 1., 1.];
     let after = saga_series_moved(&shop, &before, moved).await;
@@ -148,7 +159,10 @@ async fn each_order_is_counted_once_by_how_its_saga_ended_and_a_redelivery_count
     };
     for until in ["confirmed", "final"] {
         let (sum, count) = (took(until, "sum").await, took(until, "count").await);
-        assert!(sum > 0.0 && sum < count * 30.0, "{until}: {sum} s over {count}");
+        assert!(
+            sum > 0.0 && sum < count * 30.0,
+            "{until}: {sum} s over {count}"
+        );
         let all = shop
             .metric(
                 ORDER,
@@ -178,7 +192,11 @@ async fn each_order_is_counted_once_by_how_its_saga_ended_and_a_redelivery_count
     for (port, group) in groups {
         skipped.push(consumed(&shop, port, group, "duplicate").await);
     }
-    let answers = ["payment.payment.v1\"", "group=\"order\"", "outcome=\"handled\""];
+    let answers = [
+        "payment.payment.v1\"",
+        "group=\"order\"",
+        "outcome=\"handled\"",
+    ];
     let answers_handled = shop
         .metric(ORDER, "mall_events_consumed_total", &answers)
         .await;
@@ -190,7 +208,8 @@ async fn each_order_is_counted_once_by_how_its_saga_ended_and_a_redelivery_count
     let authorized: PaymentAuthorized = again[0].1.decode().unwrap();
     let late = Envelope::new("payment", &confirmed, &authorized, authorized.order_id);
     shop.inject(PaymentAuthorized::TOPIC, &late).await;
-    // Each is counted as taken after its transaction (and what waits for its commit).
+    // A skipped event is counted once its transaction committed and what waited for the
+    // commit ran: when all are counted, a second count of any would show.
     for (((port, group), skipped), redelivered) in groups.iter().zip(skipped).zip(redelivered) {
         let expected = (skipped + redelivered).to_string();
         eventually(&format!("{group}'s skipped events"), &expected, || {
@@ -269,14 +288,24 @@ async fn every_service_shows_its_database_pools_and_its_process() {
             let in_use = series("mall_db_pool_connections", &[&pool, "state=\"in_use\""]);
             let idle = series("mall_db_pool_connections", &[&pool, "state=\"idle\""]);
             assert_eq!(series("mall_db_pool_max_connections", &[&pool]), *max);
-            assert!(in_use >= 0.0 && idle >= 0.0 && in_use + idle <= *max, "{port} {pool}");
+            assert!(
+                in_use >= 0.0 && idle >= 0.0 && in_use + idle <= *max,
+                "{port} {pool}"
+            );
             open_connections += in_use + idle;
         }
-        assert!(open_connections >= 1.0, "{port}: the service has used its database");
+        assert!(
+            open_connections >= 1.0,
+            "{port}: the service has used its database"
+        );
         // Every service with a consumer group counts its dead letters; auth has none.
         let dead_letters = sum_of_series(&text, "mall_dead_letters", &[]);
         assert_eq!(dead_letters, (port != 6).then_some(0.0), "{port}");
     }
     start_times.dedup();
-    assert_eq!(start_times.len(), 1, "`mall up` is one process: {start_times:?}");
+    assert_eq!(
+        start_times.len(),
+        1,
+        "`mall up` is one process: {start_times:?}"
+    );
 }

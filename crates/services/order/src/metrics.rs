@@ -55,7 +55,8 @@ impl OrderMetrics {
             });
         }
         for until in ["confirmed", "final"] {
-            saga.saga_duration.get_or_create_owned(&SagaLabels { until });
+            saga.saga_duration
+                .get_or_create_owned(&SagaLabels { until });
         }
         metrics.register("orders_placed", "Orders placed", saga.placed.clone());
         metrics.register(
@@ -113,7 +114,9 @@ impl OrderMetrics {
             }
             Milestone::Rejected(cause) => {
                 let reason = cause.name();
-                self.rejected.get_or_create(&RejectedLabels { reason }).inc();
+                self.rejected
+                    .get_or_create(&RejectedLabels { reason })
+                    .inc();
             }
             Milestone::Cancelled => {
                 self.cancelled.inc();
@@ -126,7 +129,8 @@ impl OrderMetrics {
     }
 
     fn saga(&self, until: &'static str) -> Histogram {
-        self.saga_duration.get_or_create_owned(&SagaLabels { until })
+        self.saga_duration
+            .get_or_create_owned(&SagaLabels { until })
     }
 }
 
@@ -194,7 +198,10 @@ mod tests {
     #[test]
     fn each_order_ends_its_saga_once_and_is_counted_at_each_milestone() {
         assert_eq!(step(None, Pending), Some((Milestone::Placed, false)));
-        assert_eq!(step(Some(Pending), Confirmed), Some((Milestone::Confirmed, false)));
+        assert_eq!(
+            step(Some(Pending), Confirmed),
+            Some((Milestone::Confirmed, false))
+        );
         assert_eq!(
             step(Some(Confirmed), Delivering),
             Some((Milestone::DeliveryStarted, true))
@@ -204,7 +211,10 @@ mod tests {
             Some((Milestone::Rejected(RejectionCause::Deadline), true))
         );
         for before in [Pending, Confirmed] {
-            assert_eq!(step(Some(before), Cancelled), Some((Milestone::Cancelled, true)));
+            assert_eq!(
+                step(Some(before), Cancelled),
+                Some((Milestone::Cancelled, true))
+            );
         }
         assert_eq!(
             step(Some(Delivering), Cancelled),
