@@ -144,7 +144,7 @@ fn out_of_transaction<C: Connection>(
 
 /// The connections of one pool of a [`Database`] at a moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolUse {
+pub(crate) struct PoolUse {
     /// `read` and `write` (SQLite: readers, and the one writer), or `read_write` (the one
     /// PostgreSQL pool).
     pub pool: &'static str,
@@ -483,7 +483,7 @@ impl Database {
     }
 
     /// The connections of each of the database's pools now, for the metrics.
-    pub fn pools(&self) -> Vec<PoolUse> {
+    pub(crate) fn pools(&self) -> Vec<PoolUse> {
         match &self.backend {
             Backend::Sqlite(file) => vec![
                 PoolUse::of("read", &file.reader),
@@ -654,6 +654,8 @@ mod tests {
 
     #[tokio::test]
     async fn what_waits_for_a_commit_runs_after_it_and_never_after_a_rollback() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+
         let dir = tempfile::tempdir().unwrap();
         let settings = PoolSettings {
             max_connections: 2,
@@ -662,26 +664,22 @@ mod tests {
         let db = Database::open(&DatabaseLocation::Embedded, dir.path(), "hooks", settings)
             .await
             .unwrap();
-        let ran = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let count = |ran: &Arc<std::sync::atomic::AtomicU32>| {
+        let ran = Arc::new(AtomicU32::new(0));
+        let count = || {
             let ran = ran.clone();
             move || {
-                ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                ran.fetch_add(1, Ordering::SeqCst);
             }
         };
         let mut rolled_back = db.begin_write().await.unwrap();
-        rolled_back.on_commit(count(&ran));
+        rolled_back.on_commit(count());
         drop(rolled_back);
         let mut committed = db.begin_write().await.unwrap();
-        committed.on_commit(count(&ran));
-        committed.on_commit(count(&ran));
-        assert_eq!(
-            ran.load(std::sync::atomic::Ordering::SeqCst),
-            0,
-            "not before"
-        );
+        committed.on_commit(count());
+        committed.on_commit(count());
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "not before the commit");
         committed.commit().await.unwrap();
-        assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(ran.load(Ordering::SeqCst), 2);
         db.close().await;
     }
 
