@@ -19,7 +19,7 @@ use crate::{
     inbox,
     retry::{TROUBLE_MAX_WAIT, Trouble, backoff},
     runtime::ServiceRuntime,
-    telemetry::{ConsumedLabels, LagLabels},
+    telemetry::{ConsumedLabels, HandlerLabels, LagLabels},
     trace::TraceContext,
 };
 
@@ -173,8 +173,8 @@ async fn handle_batch<H: EventHandler>(
     let handled_together = batch.len() > 1
         && match handle_together(rt, group, handler, batch).await {
             Ok(outcomes) => {
-                for (record, outcome) in batch.iter().zip(outcomes) {
-                    count(rt, group, record, outcome.label());
+                for (record, (outcome, took)) in batch.iter().zip(outcomes) {
+                    count(rt, group, record, outcome, took);
                 }
                 rt.outbox.wake();
                 true
@@ -222,12 +222,15 @@ async fn handle_batch<H: EventHandler>(
 /// Handles a whole batch in one transaction: one commit for many events, which is what
 /// keeps a busy consumer from being bound by commits. Any failure rolls all of it back,
 /// and the caller handles the events one by one instead, with retries and dead letters.
+/// Each outcome comes with the event's time: its own handling plus an equal share of
+/// the transaction's begin and commit.
 async fn handle_together<H: EventHandler>(
     rt: &ServiceRuntime,
     group: &str,
     handler: &Declared<H>,
     batch: &[Record],
-) -> Result<Vec<Outcome>, HandlerError> {
+) -> Result<Vec<(Outcome, Duration)>, HandlerError> {
+    let started = Instant::now();
     let mut tx = rt.db.begin_write().await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for record in batch {
@@ -235,10 +238,17 @@ async fn handle_together<H: EventHandler>(
             envelope: &record.envelope,
             trace: TraceContext::continue_from(record.envelope.traceparent.as_deref()),
         };
-        outcomes.push(handle_in(&mut tx, group, handler, &delivery).await?);
+        let handling = Instant::now();
+        let outcome = handle_in(&mut tx, group, handler, &delivery).await?;
+        outcomes.push((outcome, handling.elapsed()));
     }
     tx.commit().await?;
-    Ok(outcomes)
+    let handling: Duration = outcomes.iter().map(|(_, took)| *took).sum();
+    let share = started.elapsed().saturating_sub(handling) / batch.len().max(1) as u32;
+    Ok(outcomes
+        .into_iter()
+        .map(|(outcome, took)| (outcome, took + share))
+        .collect())
 }
 
 async fn handle_with_retries<H: EventHandler>(
@@ -256,6 +266,7 @@ async fn handle_with_retries<H: EventHandler>(
     let mut attempt = 0;
     let mut storage_failures = 0;
     let (attempts, last_error) = loop {
+        let attempt_started = Instant::now();
         let error = match handle_once(rt, group, handler, &delivery).await {
             Ok(outcome) => {
                 match outcome {
@@ -263,7 +274,7 @@ async fn handle_with_retries<H: EventHandler>(
                     Outcome::Duplicate => tracing::info!("duplicate delivery skipped"),
                     Outcome::Ignored => {}
                 }
-                count(rt, group, record, outcome.label());
+                count(rt, group, record, outcome, attempt_started.elapsed());
                 return Ok(());
             }
             Err(error) => error,
@@ -307,7 +318,8 @@ async fn handle_with_retries<H: EventHandler>(
     let mut tx = rt.db.begin_write().await?;
     dead_letters::record(&mut tx, &announcement, &dead_letter).await?;
     rt.commit(tx).await?;
-    count(rt, group, record, "dead_lettered");
+    rt.dead_letters_changed();
+    count_consumed(rt, group, record, "dead_lettered");
     Ok(())
 }
 
@@ -351,7 +363,23 @@ async fn handle_in<H: EventHandler>(
     Ok(Outcome::Handled)
 }
 
-fn count(rt: &ServiceRuntime, group: &str, record: &Record, outcome: &'static str) {
+/// Counts an event taken with `outcome`; when the handler ran, also the time it took
+/// (`took`, its transaction included). A skipped event's time would only tell how fast
+/// the inbox says "seen".
+fn count(rt: &ServiceRuntime, group: &str, record: &Record, outcome: Outcome, took: Duration) {
+    count_consumed(rt, group, record, outcome.label());
+    if let Outcome::Handled = outcome {
+        rt.metrics
+            .event_handler_duration
+            .get_or_create(&HandlerLabels {
+                topic: record.topic.clone(),
+                group: group.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+}
+
+fn count_consumed(rt: &ServiceRuntime, group: &str, record: &Record, outcome: &'static str) {
     rt.metrics
         .events_consumed
         .get_or_create(&ConsumedLabels {
@@ -538,6 +566,26 @@ mod tests {
             "both fine events once each; the redelivered first one and the undeclared \
              OrderCancelled are skipped"
         );
+        let series = |name: &str| {
+            let metrics = rt.metrics.render();
+            metrics
+                .lines()
+                .find(|line| line.starts_with(name))
+                .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        };
+        assert_eq!(
+            series("mall_event_handler_duration_seconds_count"),
+            2.0,
+            "the handler's time, for the events it handled"
+        );
+        for _ in 0..200 {
+            if series("mall_dead_letters{") == 2.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(series("mall_dead_letters{"), 2.0);
         rt.shutdown.cancel();
         rt.stopped().await;
     }

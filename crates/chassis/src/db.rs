@@ -142,6 +142,32 @@ fn out_of_transaction<C: Connection>(
     Box::pin(async move { Ok(usable) })
 }
 
+/// The connections of one pool of a [`Database`] at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolUse {
+    /// `read` and `write` (SQLite: readers, and the one writer), or `read_write` (the one
+    /// PostgreSQL pool).
+    pub pool: &'static str,
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+impl PoolUse {
+    fn of<DB: sqlx::Database>(pool: &'static str, connections: &sqlx::Pool<DB>) -> Self {
+        let open = connections.size();
+        let idle = u32::try_from(connections.num_idle())
+            .unwrap_or(open)
+            .min(open);
+        PoolUse {
+            pool,
+            in_use: open - idle,
+            idle,
+            max: connections.options().get_max_connections(),
+        }
+    }
+}
+
 /// How a service's database is opened.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
@@ -197,6 +223,7 @@ impl AsConn for Conn<'_> {
 pub struct Tx {
     transaction: BackendTx,
     health: Arc<StorageHealth>,
+    on_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 enum BackendTx {
@@ -220,10 +247,20 @@ impl Tx {
             BackendTx::Postgres(tx) => tx.commit().await,
         };
         match &committed {
-            Ok(()) => self.health.succeeded(),
+            Ok(()) => {
+                self.health.succeeded();
+                self.on_commit.into_iter().for_each(|then| then());
+            }
             Err(error) => self.health.commit_failed(error),
         }
         committed
+    }
+
+    /// Runs `then` once this transaction has committed, and never if it rolls back: for
+    /// counting what it did (an order confirmed, a payment declined), so that an attempt
+    /// rolled back and retried, or a batch handled again event by event, counts once.
+    pub fn on_commit(&mut self, then: impl FnOnce() + Send + 'static) {
+        self.on_commit.push(Box::new(then));
     }
 }
 
@@ -445,6 +482,17 @@ impl Database {
         }
     }
 
+    /// The connections of each of the database's pools now, for the metrics.
+    pub(crate) fn pools(&self) -> Vec<PoolUse> {
+        match &self.backend {
+            Backend::Sqlite(file) => vec![
+                PoolUse::of("read", &file.reader),
+                PoolUse::of("write", &file.writer),
+            ],
+            Backend::Postgres(pool) => vec![PoolUse::of("read_write", pool)],
+        }
+    }
+
     /// Whether the storage takes work now; every call through this database tells it.
     pub fn health(&self) -> &StorageHealth {
         &self.health
@@ -467,6 +515,7 @@ impl Database {
         Ok(Tx {
             transaction: transaction.inspect_err(|error| self.health.observe(error))?,
             health: self.health.clone(),
+            on_commit: Vec::new(),
         })
     }
 
@@ -601,6 +650,37 @@ mod tests {
         let writer = on_conn!(&mut write, c => sqlx::query_scalar::<_, i64>(pragma).fetch_one(c).await.unwrap());
         write.commit().await.unwrap();
         (reader, writer)
+    }
+
+    #[tokio::test]
+    async fn what_waits_for_a_commit_runs_after_it_and_never_after_a_rollback() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        let dir = tempfile::tempdir().unwrap();
+        let settings = PoolSettings {
+            max_connections: 2,
+            durability: Durability::Normal,
+        };
+        let db = Database::open(&DatabaseLocation::Embedded, dir.path(), "hooks", settings)
+            .await
+            .unwrap();
+        let ran = Arc::new(AtomicU32::new(0));
+        let count = || {
+            let ran = ran.clone();
+            move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        let mut rolled_back = db.begin_write().await.unwrap();
+        rolled_back.on_commit(count());
+        drop(rolled_back);
+        let mut committed = db.begin_write().await.unwrap();
+        committed.on_commit(count());
+        committed.on_commit(count());
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "not before the commit");
+        committed.commit().await.unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 2);
+        db.close().await;
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@
 //! group has it in its inbox already and skips it; this group's failed attempts were
 //! rolled back, so it handles it anew. If it fails again it becomes a new dead letter.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json,
@@ -17,6 +17,8 @@ use axum::{
 use chrono::{DateTime, Utc};
 use contracts::{Envelope, events::DeadLettered, topics};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -27,7 +29,13 @@ use crate::{
     db::{self, Database, Tx},
     execute, on_conn, outbox,
     problem::Problem,
+    telemetry::{GroupLabels, Metrics},
 };
+
+/// How often the dead-letter gauge is read again for what other processes did (another
+/// instance of the service, `mall admin dlq replay`); this process's own changes show at
+/// once.
+const RECOUNT_EVERY: Duration = Duration::from_secs(5);
 
 /// The dead letter table, for SQLite and for PostgreSQL.
 pub(crate) const SCHEMA: (&str, &str) = (
@@ -88,6 +96,44 @@ pub(crate) async fn record(
         announcement,
     )
     .await
+}
+
+/// Keeps `mall_dead_letters{group}` at the number of `group`'s dead letters not yet
+/// replayed, until `shutdown`. A count that fails leaves the last one (the storage's
+/// failure shows in its own metrics and readiness).
+pub(crate) async fn count(
+    db: Database,
+    group: String,
+    metrics: Arc<Metrics>,
+    mut changed: watch::Receiver<()>,
+    shutdown: CancellationToken,
+) {
+    let gauge = metrics.dead_letters.get_or_create_owned(&GroupLabels {
+        group: group.clone(),
+    });
+    loop {
+        match unreplayed(&db, &group).await {
+            Ok(count) => {
+                gauge.set(count);
+            }
+            Err(error) => tracing::debug!(%error, group, "counting the dead letters failed"),
+        }
+        tokio::select! {
+            _ = changed.changed() => {}
+            _ = tokio::time::sleep(RECOUNT_EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn unreplayed(db: &Database, group: &str) -> Result<i64, sqlx::Error> {
+    let mut conn = db.read().await?;
+    on_conn!(&mut conn, c => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM dead_letters WHERE grp = $1 AND replayed_at_us IS NULL",
+        )
+        .bind(group)
+        .fetch_one(c)
+        .await)
 }
 
 /// An event a consumer group gave up on.
@@ -234,6 +280,7 @@ async fn replay_dead_letter(
 ) -> Result<(StatusCode, Json<DeadLetter>), DlqError> {
     let replayed = replay(&rt.db, id).await?;
     rt.outbox.wake();
+    rt.dead_letters_changed();
     Ok((StatusCode::ACCEPTED, Json(replayed)))
 }
 

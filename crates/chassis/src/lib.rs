@@ -19,11 +19,13 @@
 //! - [`retry`]: backoff for loops that retry until the trouble passes, logged once;
 //! - [`storage`]: whether a database takes work now, for logs, readiness and metrics;
 //! - [`text`]: free text from clients, normalised and cleaned of what poisons or fools;
-//! - [`problem`], [`telemetry`], [`trace`]: errors, logs and metrics, W3C trace context.
+//! - [`problem`], [`telemetry`], [`trace`]: errors, logs and metrics, W3C trace context;
+//!   `collectors`: the metrics read at scrape time (the process's, the database pools').
 
 pub mod auth;
 pub mod breaker;
 pub mod bus;
+mod collectors;
 pub mod config;
 pub mod consumer;
 pub mod db;

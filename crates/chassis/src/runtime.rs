@@ -3,11 +3,13 @@
 
 use std::{path::Path, sync::Arc};
 
+use tokio::sync::watch;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     auth::TokenVerifier,
     bus::EventBus,
+    collectors::PoolCollector,
     config::ChassisSettings,
     consumer::{self, EventHandler},
     db::{self, Database, OpenError, Tx},
@@ -31,6 +33,8 @@ pub struct ServiceRuntime {
     pub shutdown: CancellationToken,
     pub verifier: Arc<TokenVerifier>,
     pub faults: Faults,
+    /// Told when this process adds or replays a dead letter, so its gauge follows at once.
+    dead_letters_changed: watch::Sender<()>,
     tasks: TaskTracker,
 }
 
@@ -58,6 +62,7 @@ impl ServiceRuntime {
         let db = open_service_database(name, &settings, data_dir).await?;
         let metrics = Metrics::new(name);
         metrics.register_failed_commits(db.health().failed_commits());
+        metrics.register_collector(PoolCollector(db.clone()));
         let rt = Arc::new(ServiceRuntime {
             name,
             db,
@@ -68,6 +73,7 @@ impl ServiceRuntime {
             faults,
             settings,
             shutdown,
+            dead_letters_changed: watch::Sender::new(()),
             tasks: TaskTracker::new(),
         });
         rt.tasks.spawn(outbox::relay(
@@ -91,6 +97,18 @@ impl ServiceRuntime {
             flows,
             handler,
         ));
+        self.tasks.spawn(dead_letters::count(
+            self.db.clone(),
+            self.name.to_owned(),
+            self.metrics.clone(),
+            self.dead_letters_changed.subscribe(),
+            self.shutdown.clone(),
+        ));
+    }
+
+    /// Tells the dead-letter gauge that this process added or replayed a dead letter.
+    pub(crate) fn dead_letters_changed(&self) {
+        self.dead_letters_changed.send_replace(());
     }
 
     /// Commits a write transaction and tells the relay its outbox rows are there, so the

@@ -3,11 +3,14 @@
 use std::sync::Mutex;
 
 use prometheus_client::{
+    collector::Collector,
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::collectors::ProcessCollector;
 
 /// Installs the process-wide JSON logger: one line per event with its span fields
 /// (service, trace id, request id). `MALL_LOG` sets the filter (default `info`); one that
@@ -84,6 +87,17 @@ pub struct LagLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandlerLabels {
+    pub topic: String,
+    pub group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
     pub upstream: String,
 }
@@ -98,6 +112,8 @@ pub struct Metrics {
     pub events_consumed: Family<ConsumedLabels, Counter>,
     pub outbox_backlog: Gauge,
     pub consumer_lag: Family<LagLabels, Gauge>,
+    pub event_handler_duration: Family<HandlerLabels, Histogram>,
+    pub dead_letters: Family<GroupLabels, Gauge>,
     /// 0 closed, 1 open, 2 half-open.
     pub circuit_breaker_state: Family<UpstreamLabels, Gauge>,
 }
@@ -118,6 +134,14 @@ impl Metrics {
         let events_consumed = Family::<ConsumedLabels, Counter>::default();
         let outbox_backlog = Gauge::default();
         let consumer_lag = Family::<LagLabels, Gauge>::default();
+        let event_handler_duration =
+            Family::<HandlerLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new([
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ])
+            });
+        let dead_letters = Family::<GroupLabels, Gauge>::default();
         let circuit_breaker_state = Family::<UpstreamLabels, Gauge>::default();
         registry.register(
             "http_requests",
@@ -150,10 +174,23 @@ impl Metrics {
             consumer_lag.clone(),
         );
         registry.register(
+            "event_handler_duration_seconds",
+            "Time to handle one event, its transaction included (events handled together in \
+             one transaction share its begin and commit)",
+            event_handler_duration.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Dead letters of a consumer group not yet replayed, as its service's dead-letter \
+             table holds them (every instance of the service reports the same table)",
+            dead_letters.clone(),
+        );
+        registry.register(
             "circuit_breaker_state",
             "State of the circuit breaker to an upstream: 0 closed, 1 open, 2 half-open",
             circuit_breaker_state.clone(),
         );
+        registry.register_collector(Box::new(ProcessCollector::new()));
         Metrics {
             registry: Mutex::new(registry),
             http_requests,
@@ -162,8 +199,18 @@ impl Metrics {
             events_consumed,
             outbox_backlog,
             consumer_lag,
+            event_handler_duration,
+            dead_letters,
             circuit_breaker_state,
         }
+    }
+
+    /// Adds metrics read when scraped (see [`crate::collectors`]).
+    pub(crate) fn register_collector(&self, collector: impl Collector) {
+        self.registry
+            .lock()
+            .expect("metrics registry lock poisoned")
+            .register_collector(Box::new(collector));
     }
 
     /// Adds the count of the service database's failed commits (kept by its

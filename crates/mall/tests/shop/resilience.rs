@@ -226,6 +226,13 @@ async fn a_replay_through_the_gateway_while_its_keeper_is_down_is_a_503_naming_i
     wait_for_dead_letters(&shop, "delivery", &order_id.to_string(), 2).await;
 }
 
+/// `mall_dead_letters` of delivery's group: its dead letters not yet replayed.
+async fn dead_letters_gauge(shop: &Shop) -> String {
+    shop.metric(2, "mall_dead_letters", &["group=\"delivery\""])
+        .await
+        .to_string()
+}
+
 /// The dead letters of `group` about `subject`, as the gateway lists them to an admin.
 async fn dead_letters_about(shop: &Shop, group: &str, subject: &str) -> Vec<Value> {
     let response = shop.get_as(&shop.admin_token, "/api/admin/dlq").await;
@@ -263,8 +270,15 @@ async fn a_poison_event_lands_in_the_dead_letters_and_replays_once_its_cause_is_
     let mut env = crate::helpers::NO_RATE_LIMITS.to_vec();
     env.push(("MALL_CONSUMER_MAX_ATTEMPTS", "2"));
     let shop = Shop::start_with(&env).await;
+    let dead_letters_are = |count: &'static str| {
+        crate::saga::eventually("delivery's dead letters", count, || {
+            dead_letters_gauge(&shop)
+        })
+    };
+    dead_letters_are("0").await;
     let (order_id, dead) = poison_delivery(&shop).await;
     let subject = order_id.to_string();
+    dead_letters_are("1").await;
     assert_eq!(dead[0]["attempts"], 2);
     assert_eq!(dead[0]["topic"], "order.order.v1");
     assert!(
@@ -292,6 +306,7 @@ async fn a_poison_event_lands_in_the_dead_letters_and_replays_once_its_cause_is_
     };
     assert_eq!(replay(first.clone()).await.status(), StatusCode::ACCEPTED);
     let dead = wait_for_dead_letters(&shop, "delivery", &subject, 2).await;
+    dead_letters_are("1").await;
     let second = dead.iter().find(|d| d["replayed_at"].is_null()).unwrap()["id"]
         .as_str()
         .unwrap()
@@ -308,6 +323,7 @@ async fn a_poison_event_lands_in_the_dead_letters_and_replays_once_its_cause_is_
     let replayed = replay(second.clone()).await;
     assert_eq!(replayed.status(), StatusCode::ACCEPTED);
     assert!(replayed.json::<Value>().await.unwrap()["replayed_at"].is_string());
+    dead_letters_are("0").await;
 
     let started = Instant::now();
     loop {

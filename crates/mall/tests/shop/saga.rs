@@ -266,6 +266,7 @@ async fn a_saga_past_its_deadline_is_rejected_and_a_late_charge_refunded() {
         ("MALL_SAGA_DEADLINE_SECS", "1"),
     ]);
     let shop = Shop::start_with(&env).await;
+    let before = crate::metrics::saga_series(&shop).await;
     let product = shop.add_product(2_000, 5).await;
     let order_id = shop.place_order(&product, 1).await;
 
@@ -278,6 +279,17 @@ async fn a_saga_past_its_deadline_is_rejected_and_a_late_charge_refunded() {
         shop.order(&order_id).await["status"],
         "REJECTED",
         "the late payment changed nothing"
+    );
+    // Counted as placed and rejected by the deadline, its saga over then, never
+    // confirmed; the late charge authorised and refunded.
+    let moved = [1., 0., 0., 0., 1., 0., 0., 1., 1., 0., 1., 0.];
+    crate::metrics::saga_series_moved(&shop, &before, moved).await;
+    let final_sum = shop
+        .metric(1, "mall_saga_duration_seconds_sum", &["until=\"final\""])
+        .await;
+    assert!(
+        (1.0..10.0).contains(&final_sum),
+        "{final_sum} s to the deadline"
     );
 }
 

@@ -29,6 +29,7 @@ use crate::{
     CommandError,
     domain::{Address, Order, OrderCommand, OrderError, OrderStatus, Quantity, RequestStatus},
     execute,
+    metrics::OrderMetrics,
     store::{self, StoreError, StoredEvent},
 };
 
@@ -36,10 +37,15 @@ use crate::{
 struct AppState {
     rt: Arc<ServiceRuntime>,
     catalogue: ProductCatalogue,
+    saga: Arc<OrderMetrics>,
 }
 
 /// The routes and the OpenAPI document generated from them.
-pub fn router(rt: Arc<ServiceRuntime>, catalogue: ProductCatalogue) -> Router {
+pub fn router(
+    rt: Arc<ServiceRuntime>,
+    catalogue: ProductCatalogue,
+    saga: Arc<OrderMetrics>,
+) -> Router {
     let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(place_order))
         .routes(routes!(get_order, change_address))
@@ -49,6 +55,7 @@ pub fn router(rt: Arc<ServiceRuntime>, catalogue: ProductCatalogue) -> Router {
         .with_state(AppState {
             rt: rt.clone(),
             catalogue,
+            saga,
         })
         .merge(dead_letters::routes(rt))
         .split_for_parts();
@@ -320,7 +327,7 @@ async fn place_order(
             return Ok(answer);
         }
     }
-    let order = execute(&mut tx, order_id, command, trace, None)
+    let order = execute(&mut tx, order_id, command, trace, None, &state.saga)
         .await?
         .expect("a placed order exists");
     let accepted = serde_json::to_string(&OrderAccepted {
@@ -488,7 +495,7 @@ async fn command_own_order(
 ) -> Result<(StatusCode, Json<Order>), ApiError> {
     let (order, _) = load_order(&state.rt, caller, raw_id).await?;
     let mut tx = state.rt.db.begin_write().await?;
-    let order = execute(&mut tx, order.order_id, command, trace, None)
+    let order = execute(&mut tx, order.order_id, command, trace, None, &state.saga)
         .await?
         .expect("a loaded order exists");
     state.rt.commit(tx).await?;

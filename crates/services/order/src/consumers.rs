@@ -1,5 +1,7 @@
 //! Order's part in the saga: answers from product, payment and delivery move the order on.
 
+use std::sync::Arc;
+
 use chassis::{
     consumer::{Delivery, EventHandler, HandlerError},
     db::Tx,
@@ -11,11 +13,14 @@ use contracts::events::{
 };
 
 use crate::{
-    domain::{Address, OrderCommand},
+    domain::{Address, OrderCommand, RejectionCause},
     execute,
+    metrics::OrderMetrics,
 };
 
-pub struct SagaAnswers;
+pub struct SagaAnswers {
+    pub saga: Arc<OrderMetrics>,
+}
 
 impl EventHandler for SagaAnswers {
     async fn handle(&self, conn: &mut Tx, delivery: &Delivery<'_>) -> Result<(), HandlerError> {
@@ -28,13 +33,20 @@ impl EventHandler for SagaAnswers {
             (
                 failed.order_id,
                 OrderCommand::Reject {
+                    cause: RejectionCause::OutOfStock,
                     reason: failed.reason,
                 },
             )
         } else if envelope.is::<PaymentDeclined>() {
             let declined: PaymentDeclined = envelope.decode()?;
             let reason = format!("payment declined: {}", declined.reason);
-            (declined.order_id, OrderCommand::Reject { reason })
+            (
+                declined.order_id,
+                OrderCommand::Reject {
+                    cause: RejectionCause::PaymentDeclined,
+                    reason,
+                },
+            )
         } else if envelope.is::<DeliveryStarted>() {
             let started: DeliveryStarted = envelope.decode()?;
             (started.order_id, OrderCommand::StartDelivery)
@@ -69,7 +81,8 @@ impl EventHandler for SagaAnswers {
         } else {
             return Ok(());
         };
-        execute(conn, order_id, command, delivery.trace, Some(envelope))
+        let trace = delivery.trace;
+        execute(conn, order_id, command, trace, Some(envelope), &self.saga)
             .await
             .map(|_| ())
             .map_err(|e| HandlerError::Failed(format!("order {order_id}: {e}")))

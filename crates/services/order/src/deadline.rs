@@ -6,9 +6,18 @@ use std::{sync::Arc, time::Duration};
 
 use chassis::{ServiceRuntime, retry::Trouble, trace::TraceContext};
 
-use crate::{domain::OrderCommand, execute, store};
+use crate::{
+    domain::{OrderCommand, RejectionCause},
+    execute,
+    metrics::OrderMetrics,
+    store,
+};
 
-pub async fn reject_silent_sagas(rt: Arc<ServiceRuntime>, deadline: Duration) {
+pub async fn reject_silent_sagas(
+    rt: Arc<ServiceRuntime>,
+    saga: Arc<OrderMetrics>,
+    deadline: Duration,
+) {
     let every = (deadline / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
     let mut trouble = Trouble::new("the saga deadline check");
     loop {
@@ -16,7 +25,7 @@ pub async fn reject_silent_sagas(rt: Arc<ServiceRuntime>, deadline: Duration) {
             _ = tokio::time::sleep(every) => {}
             _ = rt.shutdown.cancelled() => return,
         }
-        match reject_expired(&rt, deadline).await {
+        match reject_expired(&rt, &saga, deadline).await {
             Ok(()) => trouble.succeeded(),
             // Tried again at the next period rather than after the backoff.
             Err(error) => {
@@ -28,6 +37,7 @@ pub async fn reject_silent_sagas(rt: Arc<ServiceRuntime>, deadline: Duration) {
 
 async fn reject_expired(
     rt: &ServiceRuntime,
+    saga: &Arc<OrderMetrics>,
     deadline: Duration,
 ) -> Result<(), crate::CommandError> {
     let placed_before = chrono::Utc::now() - deadline;
@@ -37,9 +47,13 @@ async fn reject_expired(
         execute(
             &mut tx,
             order_id,
-            OrderCommand::Reject { reason },
+            OrderCommand::Reject {
+                cause: RejectionCause::Deadline,
+                reason,
+            },
             TraceContext::root(),
             None,
+            saga,
         )
         .await?;
         rt.commit(tx).await?;

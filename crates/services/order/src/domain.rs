@@ -257,8 +257,12 @@ pub enum OrderCommand {
     },
     /// Stock is reserved and the payment authorised.
     Confirm,
-    /// Product or payment refused; `reason` says why.
-    Reject { reason: String },
+    /// Product or payment refused, or the saga's deadline passed; `reason` says why in
+    /// words.
+    Reject {
+        cause: RejectionCause,
+        reason: String,
+    },
     /// The customer cancels.
     Cancel,
     /// Delivery took the order.
@@ -277,6 +281,34 @@ pub enum OrderCommand {
     DeliveryRedirected { address: Address },
     /// Delivery refused to go to `address`.
     RedirectRefused { address: Address, reason: String },
+}
+
+/// Why the saga rejected an order: a closed set, by which rejections are counted (the
+/// words of the refusal vary and stay in the order's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionCause {
+    /// Product could not reserve the units.
+    OutOfStock,
+    /// The payment provider declined the charge.
+    PaymentDeclined,
+    /// Neither answered within the saga's deadline.
+    Deadline,
+}
+
+impl RejectionCause {
+    pub const ALL: [RejectionCause; 3] = [
+        RejectionCause::OutOfStock,
+        RejectionCause::PaymentDeclined,
+        RejectionCause::Deadline,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectionCause::OutOfStock => "out_of_stock",
+            RejectionCause::PaymentDeclined => "payment_declined",
+            RejectionCause::Deadline => "deadline",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -386,7 +418,7 @@ fn decide_answer(order: &Order, command: OrderCommand) -> Vec<OrderEvent> {
     let pending = order.request.as_ref().filter(|r| r.is_pending());
     match (order.status, command) {
         (OrderStatus::Pending, OrderCommand::Confirm) => vec![OrderEvent::OrderConfirmed],
-        (OrderStatus::Pending, OrderCommand::Reject { reason }) => {
+        (OrderStatus::Pending, OrderCommand::Reject { reason, .. }) => {
             vec![OrderEvent::OrderRejected { reason }]
         }
         (OrderStatus::Confirmed, OrderCommand::StartDelivery) => vec![OrderEvent::DeliveryStarted],
@@ -916,6 +948,7 @@ mod tests {
         let order = given(vec![
             place(1, 1_000),
             OrderCommand::Reject {
+                cause: RejectionCause::OutOfStock,
                 reason: "insufficient stock".into(),
             },
         ])
@@ -930,6 +963,7 @@ mod tests {
         for command in [
             OrderCommand::Confirm,
             OrderCommand::Reject {
+                cause: RejectionCause::PaymentDeclined,
                 reason: "late".into(),
             },
         ] {

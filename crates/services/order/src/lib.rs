@@ -9,6 +9,7 @@ mod api;
 mod consumers;
 mod deadline;
 pub mod domain;
+mod metrics;
 mod store;
 
 use std::{sync::Arc, time::Duration};
@@ -31,6 +32,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{Order, OrderCommand, OrderError, OrderEvent, decide},
+    metrics::OrderMetrics,
     store::StoreError,
 };
 
@@ -191,12 +193,14 @@ pub async fn run(
         settings.product_retries,
         CircuitBreaker::new("product", &settings.product_breaker, &rt.metrics),
     )?;
-    rt.consume(&FLOWS, consumers::SagaAnswers);
+    let saga = OrderMetrics::new(&rt.metrics);
+    rt.consume(&FLOWS, consumers::SagaAnswers { saga: saga.clone() });
     rt.spawn(deadline::reject_silent_sagas(
         rt.clone(),
+        saga.clone(),
         Duration::from_secs(settings.saga_deadline_secs),
     ));
-    let router = api::router(rt.clone(), catalogue).merge(ui::assets("/orders/ui", UI));
+    let router = api::router(rt.clone(), catalogue, saga).merge(ui::assets("/orders/ui", UI));
     server::serve(rt.clone(), listener, router).await?;
     rt.stopped().await;
     Ok(())
@@ -213,17 +217,23 @@ pub(crate) enum CommandError {
 }
 
 /// Locks the order's stream, loads the order, decides, appends the events and the
-/// integration events they cause; returns the order as it is now (`None` if there is no
-/// such order and nothing to do).
+/// integration events they cause, and counts them in `saga` once `conn` commits; returns
+/// the order as it is now (`None` if there is no such order and nothing to do).
 pub(crate) async fn execute(
     conn: &mut Tx,
     order_id: Uuid,
     command: OrderCommand,
     trace: TraceContext,
     cause: Option<&Envelope>,
+    saga: &Arc<OrderMetrics>,
 ) -> Result<Option<Order>, CommandError> {
     db::lock(conn, order_id).await?;
     let (order, _) = store::load(conn, order_id).await?;
+    let before = order.as_ref().map(|order| order.status);
+    let rejection = match &command {
+        OrderCommand::Reject { cause, .. } => Some(*cause),
+        _ => None,
+    };
     let events = decide(order.as_ref(), command)?;
     if events.is_empty() {
         tracing::info!(%order_id, "late or repeated saga answer ignored");
@@ -231,6 +241,7 @@ pub(crate) async fn execute(
     }
     let order = store::append(conn, order_id, order, &events).await?;
     if let Some(order) = &order {
+        saga.count_on_commit(conn, before, order, rejection);
         for event in &events {
             if let Some(envelope) = integration_event(order, event, trace, cause) {
                 outbox::enqueue(conn, topics::ORDER, &envelope).await?;

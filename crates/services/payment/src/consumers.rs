@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::{
     NAME,
+    metrics::{Outcome, PaymentMetrics},
     provider::{self, Verdict},
     store::{self, NewPayment},
 };
@@ -28,6 +29,7 @@ use crate::{
 pub struct Charges {
     pub limit: u64,
     pub latency: Duration,
+    pub metrics: PaymentMetrics,
 }
 
 impl EventHandler for Charges {
@@ -37,11 +39,11 @@ impl EventHandler for Charges {
             self.charge(conn, delivery, envelope.decode()?).await
         } else if envelope.is::<OrderCancelled>() {
             let cancelled: OrderCancelled = envelope.decode()?;
-            refund(conn, delivery, cancelled.order_id).await
+            refund(conn, delivery, cancelled.order_id, &self.metrics).await
         } else if envelope.is::<OrderRejected>() {
             // Rejected after a charge only when the saga's deadline passed meanwhile.
             let rejected: OrderRejected = envelope.decode()?;
-            refund(conn, delivery, rejected.order_id).await
+            refund(conn, delivery, rejected.order_id, &self.metrics).await
         } else {
             Ok(())
         }
@@ -77,6 +79,7 @@ impl Charges {
                     },
                 )
                 .await?;
+                self.metrics.count_on_commit(conn, Outcome::Authorized);
                 delivery.answer(
                     NAME,
                     order_id,
@@ -100,6 +103,7 @@ impl Charges {
                     },
                 )
                 .await?;
+                self.metrics.count_on_commit(conn, Outcome::Declined);
                 delivery.answer(
                     NAME,
                     order_id,
@@ -120,6 +124,7 @@ async fn refund(
     conn: &mut Tx,
     delivery: &Delivery<'_>,
     order_id: Uuid,
+    metrics: &PaymentMetrics,
 ) -> Result<(), HandlerError> {
     db::lock(conn, order_id).await?;
     match store::find(conn, order_id).await? {
@@ -139,6 +144,7 @@ async fn refund(
         }
         Some(payment) if payment.status == "AUTHORIZED" => {
             store::set_status(conn, order_id, "REFUNDED").await?;
+            metrics.count_on_commit(conn, Outcome::Refunded);
             let refunded = PaymentRefunded {
                 order_id,
                 payment_id: payment

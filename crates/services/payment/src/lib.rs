@@ -3,6 +3,7 @@
 //! one order twice (one row per order, and the inbox).
 
 mod consumers;
+mod metrics;
 pub mod provider;
 mod store;
 
@@ -92,6 +93,7 @@ pub async fn run(
         consumers::Charges {
             limit: settings.limit_krw,
             latency: Duration::from_millis(settings.latency_ms),
+            metrics: metrics::PaymentMetrics::new(&rt.metrics),
         },
     );
     let (router, document) = dead_letters::routes(rt.clone()).split_for_parts();

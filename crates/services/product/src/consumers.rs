@@ -14,6 +14,7 @@ use contracts::{
         StockReservationFailed, StockReserved,
     },
 };
+use prometheus_client::metrics::counter::Counter;
 use uuid::Uuid;
 
 use crate::{
@@ -22,13 +23,16 @@ use crate::{
     store,
 };
 
-pub struct OrderEvents;
+pub struct OrderEvents {
+    /// Reservations refused for too few units, counted once their answer is committed.
+    pub stock_outs: Counter,
+}
 
 impl EventHandler for OrderEvents {
     async fn handle(&self, conn: &mut Tx, delivery: &Delivery<'_>) -> Result<(), HandlerError> {
         let envelope = delivery.envelope;
         if envelope.is::<OrderPlaced>() {
-            reserve_stock(conn, delivery, envelope.decode()?).await
+            reserve_stock(conn, delivery, envelope.decode()?, &self.stock_outs).await
         } else if envelope.is::<OrderConfirmed>() {
             let confirmed: OrderConfirmed = envelope.decode()?;
             settle(conn, delivery, confirmed.order_id, Settlement::Sell).await
@@ -48,6 +52,7 @@ async fn reserve_stock(
     conn: &mut Tx,
     delivery: &Delivery<'_>,
     placed: OrderPlaced,
+    stock_outs: &Counter,
 ) -> Result<(), HandlerError> {
     if store::find_reservation(conn, placed.order_id)
         .await?
@@ -60,7 +65,15 @@ async fn reserve_stock(
         Ok(quantity) => match locked_product(conn, placed.product_id).await? {
             None => Err(format!("product {} does not exist", placed.product_id)),
             Some(product) => match product.stock().reserve(quantity) {
-                Err(refused) => Err(refused.to_string()),
+                Err(refused) => {
+                    if let StockError::Insufficient { .. } = refused {
+                        let stock_outs = stock_outs.clone();
+                        conn.on_commit(move || {
+                            stock_outs.inc();
+                        });
+                    }
+                    Err(refused.to_string())
+                }
                 Ok(stock) => {
                     store::save_stock(conn, product.id, stock).await?;
                     store::insert_reservation(conn, placed.order_id, product.id, quantity).await?;

@@ -17,6 +17,7 @@ use chassis::{
     server, ui,
 };
 use contracts::events;
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpListener;
 
 pub const NAME: &str = "product";
@@ -108,7 +109,13 @@ pub async fn run(
     if seed_demo {
         seed_demo_catalogue(&rt).await?;
     }
-    rt.consume(&FLOWS, consumers::OrderEvents);
+    let stock_outs = Counter::default();
+    rt.metrics.register(
+        "stock_outs",
+        "Stock reservations for an order refused for too few units on hand",
+        stock_outs.clone(),
+    );
+    rt.consume(&FLOWS, consumers::OrderEvents { stock_outs });
     let router = api::router(rt.clone()).merge(ui::assets("/products/ui", UI));
     server::serve(rt.clone(), listener, router).await?;
     rt.stopped().await;
