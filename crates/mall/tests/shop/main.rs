@@ -14,6 +14,7 @@ mod helpers;
 mod hostile;
 mod hostile_logins;
 mod kafka;
+mod monitoring;
 mod mypage;
 mod operator;
 mod orders;
