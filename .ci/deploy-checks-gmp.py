@@ -206,7 +206,7 @@ def main(rendered, gmp_out, rest_out):
                    f"(python3 deploy/monitoring/gmp-rules.py > deploy/k8s/monitoring/rules.yaml)")
     if bad:
         sys.exit("Managed Prometheus objects:\n" + "\n".join(bad))
-    print(f"{rendered}: {len(monitorings)} PodMonitorings and {len(carried)} Rules "
+    print(f"deploy/k8s/overlays/{pathlib.Path(rendered).stem}: {len(monitorings)} PodMonitorings and {len(carried)} Rules "
           f"({sum(len(g['rules']) for groups in carried.values() for g in groups)} rules) valid "
           f"(.ci/deploy-checks-gmp.py's schema), each service scraped, the rules as in deploy/monitoring")
 
