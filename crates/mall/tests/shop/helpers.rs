@@ -51,6 +51,9 @@ pub enum Needs {
     KafkaBroker,
     /// A run on PostgreSQL (`MALL_TEST_DB`).
     Postgres,
+    /// Prometheus, promtool and Alertmanager on the PATH (Debian's `prometheus` and
+    /// `prometheus-alertmanager`).
+    Prometheus,
 }
 
 impl Needs {
@@ -60,6 +63,7 @@ impl Needs {
             Needs::Tansu => "tansu",
             Needs::KafkaBroker => "kafka",
             Needs::Postgres => "postgres",
+            Needs::Prometheus => "prometheus",
         }
     }
 }

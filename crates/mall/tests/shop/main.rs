@@ -15,6 +15,7 @@ mod hostile;
 mod hostile_logins;
 mod kafka;
 mod metrics;
+mod monitoring;
 mod mypage;
 mod operator;
 mod orders;
