@@ -1,7 +1,7 @@
 //! What a running service holds: its settings, database, bus, metrics, outbox relay and
 //! consumers, and the shutdown signal they all obey.
 
-use std::{path::Path, sync::Arc};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -17,9 +17,13 @@ use crate::{
     inbox,
     outbox::{self, OutboxSignal},
     server::Service,
+    spans::{Tracer, TracingError},
     storage::StorageHealth,
     telemetry::Metrics,
 };
+
+/// How long a stopping service waits for its last spans to be exported.
+pub const SPAN_FLUSH: Duration = Duration::from_secs(2);
 
 pub struct ServiceRuntime {
     pub name: &'static str,
@@ -31,6 +35,7 @@ pub struct ServiceRuntime {
     pub shutdown: CancellationToken,
     pub verifier: Arc<TokenVerifier>,
     pub faults: Faults,
+    pub tracer: Tracer,
     tasks: TaskTracker,
 }
 
@@ -42,6 +47,8 @@ pub enum StartError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Faults(#[from] FaultError),
+    #[error(transparent)]
+    Tracing(#[from] TracingError),
 }
 
 impl ServiceRuntime {
@@ -58,6 +65,7 @@ impl ServiceRuntime {
         let db = open_service_database(name, &settings, data_dir).await?;
         let metrics = Metrics::new(name);
         metrics.register_failed_commits(db.health().failed_commits());
+        let tracer = Tracer::new(name, &settings.tracing, &settings.instance_id, &metrics)?;
         let rt = Arc::new(ServiceRuntime {
             name,
             db,
@@ -66,6 +74,7 @@ impl ServiceRuntime {
             outbox: OutboxSignal::default(),
             verifier: Arc::new(TokenVerifier::new(settings.tokens.clone())),
             faults,
+            tracer,
             settings,
             shutdown,
             tasks: TaskTracker::new(),
@@ -77,6 +86,7 @@ impl ServiceRuntime {
             rt.outbox.clone(),
             rt.metrics.clone(),
             rt.faults.clone(),
+            rt.tracer.clone(),
             rt.shutdown.clone(),
         ));
         Ok(rt)
@@ -106,11 +116,13 @@ impl ServiceRuntime {
         self.tasks.spawn(task);
     }
 
-    /// Waits for the relay (which flushes the outbox last) and the consumers to stop.
+    /// Waits for the relay (which flushes the outbox last) and the consumers to stop, then
+    /// sends the spans still queued for export.
     pub async fn stopped(&self) {
         self.tasks.close();
         self.tasks.wait().await;
         self.db.close().await;
+        self.tracer.shutdown(SPAN_FLUSH).await;
     }
 }
 
@@ -154,6 +166,10 @@ impl Service for ServiceRuntime {
 
     fn verifier(&self) -> &Arc<TokenVerifier> {
         &self.verifier
+    }
+
+    fn tracer(&self) -> &Tracer {
+        &self.tracer
     }
 
     fn faults(&self) -> &Faults {

@@ -74,6 +74,10 @@ impl TraceContext {
     pub fn trace_id_hex(&self) -> String {
         format!("{:032x}", self.trace_id)
     }
+
+    pub fn span_id_hex(&self) -> String {
+        format!("{:016x}", self.span_id)
+    }
 }
 
 impl fmt::Display for TraceContext {
