@@ -51,6 +51,9 @@ pub enum Needs {
     KafkaBroker,
     /// A run on PostgreSQL (`MALL_TEST_DB`).
     Postgres,
+    /// A Python with PyPI's `opentelemetry-proto` and `grpcio`, to receive spans over OTLP
+    /// (`MALL_TEST_OTLP_PYTHON`, or the venv `.ci/run` makes).
+    Otlp,
 }
 
 impl Needs {
@@ -60,6 +63,7 @@ impl Needs {
             Needs::Tansu => "tansu",
             Needs::KafkaBroker => "kafka",
             Needs::Postgres => "postgres",
+            Needs::Otlp => "otlp",
         }
     }
 }

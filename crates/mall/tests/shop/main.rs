@@ -24,3 +24,4 @@ mod replicas;
 mod resilience;
 mod saga;
 mod shutdown;
+mod traces;
