@@ -287,9 +287,14 @@ async fn observe<S: Service>(
         route,
         request_id,
         trace_id = %trace.trace_id_hex(),
-        span_id = %trace.span_id_hex(),
-        trace_sampled = trace.sampled,
+        span_id = tracing::field::Empty,
+        trace_sampled = tracing::field::Empty,
     );
+    // Only a recorded span is one a log line can point to.
+    if server_span.is_some() {
+        span.record("span_id", trace.span_id_hex());
+        span.record("trace_sampled", trace.sampled);
+    }
     let started = Instant::now();
     let work = next.run(request).instrument(span.clone());
     let mut response = match &server_span {

@@ -950,6 +950,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_export_queue_drops_and_counts_spans_rather_than_wait() {
+        let tracer = tracer(10, "always_on");
+        drop(tracer.start("finished", SpanKind::Internal, None));
+        let finished = tracer.store().spans.lock().unwrap()[0].clone();
+        let (queue, _waiting) = mpsc::channel(2);
+        let dropped = Family::<DropLabels, Counter>::default();
+        let processor = ExportProcessor {
+            queue,
+            dropped: dropped.clone(),
+            resource: Mutex::new(None),
+        };
+        for _ in 0..5 {
+            processor.on_end(finished.clone());
+        }
+        let full = DropLabels {
+            reason: "queue_full",
+        };
+        assert_eq!(dropped.get_or_create(&full).get(), 3);
+    }
+
+    #[tokio::test]
     async fn a_span_started_in_a_scope_is_a_child_of_the_scope_s_span() {
         let tracer = tracer(10, "always_on");
         assert!(child_of_current("outside", SpanKind::Internal).is_none());
