@@ -10,7 +10,9 @@ use std::{
 use clap::{Args, ValueEnum};
 use sqlx::postgres::PgConnectOptions;
 
-use crate::{auth::TokenSettings, faults::Environment, instances::Instances, spans::TracingSettings};
+use crate::{
+    auth::TokenSettings, faults::Environment, instances::Instances, spans::TracingSettings,
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct ChassisSettings {

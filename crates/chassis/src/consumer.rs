@@ -343,7 +343,9 @@ async fn handle_with_retries<H: EventHandler>(
         }
     };
     tracing::error!(error = last_error, "event moved to the dead-letter topic");
-    span.fail(format!("dead-lettered after {attempts} attempts: {last_error}"));
+    span.fail(format!(
+        "dead-lettered after {attempts} attempts: {last_error}"
+    ));
     let dead_letter = DeadLettered {
         group: group.to_owned(),
         topic: record.topic.clone(),

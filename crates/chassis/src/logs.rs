@@ -55,10 +55,16 @@ impl JsonLines {
     ) -> Map<String, Value> {
         let mut line = Map::new();
         for scope in scopes {
-            line.extend(scope.iter().map(|(key, value)| (key.clone(), value.clone())));
+            line.extend(
+                scope
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.clone())),
+            );
         }
         line.extend(fields);
-        let message = line.remove("message").unwrap_or(Value::String(String::new()));
+        let message = line
+            .remove("message")
+            .unwrap_or(Value::String(String::new()));
         if let Some(Value::String(trace_id)) = line.get(TRACE_FIELD) {
             let trace = match &self.project {
                 Some(project) => format!("projects/{project}/traces/{trace_id}"),
@@ -212,12 +218,8 @@ mod tests {
         let time = line["time"].as_str().unwrap();
         assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{time}");
 
-        let bare = JsonLines::new(None).line(
-            &Level::TRACE,
-            "t",
-            [&request].into_iter(),
-            Map::new(),
-        );
+        let bare =
+            JsonLines::new(None).line(&Level::TRACE, "t", [&request].into_iter(), Map::new());
         assert_eq!(bare[TRACE_KEY], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(bare["severity"], "DEBUG");
         assert_eq!(bare["message"], "");

@@ -83,9 +83,9 @@ enum RelayError {
     Corrupt { seq: i64, source: serde_json::Error },
 }
 
-/// Publishes the outbox until `shutdown`, then flushes what is left once more.
+/// Publishes the outbox of `tracer`'s service until `shutdown`, then flushes what is left
+/// once more.
 pub(crate) async fn relay(
-    service: &'static str,
     db: Database,
     bus: Arc<dyn EventBus>,
     signal: OutboxSignal,
@@ -94,7 +94,7 @@ pub(crate) async fn relay(
     tracer: Tracer,
     shutdown: CancellationToken,
 ) {
-    let mut trouble = Trouble::new(format!("the {service} outbox relay"));
+    let mut trouble = Trouble::new(format!("the {} outbox relay", tracer.service()));
     loop {
         let wait = match publish_pending(&db, bus.as_ref(), &metrics, &faults, &tracer).await {
             Ok(published) => {

@@ -80,7 +80,6 @@ impl ServiceRuntime {
             tasks: TaskTracker::new(),
         });
         rt.tasks.spawn(outbox::relay(
-            name,
             rt.db.clone(),
             rt.bus.clone(),
             rt.outbox.clone(),

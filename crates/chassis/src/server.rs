@@ -33,9 +33,9 @@ use crate::{
     faults::Faults,
     problem::{Problem, problem_for_bare_errors},
     retry::Trouble,
+    spans::{Span, SpanKind, Tracer},
     storage::{StorageFailure, StorageHealth},
     telemetry::{HttpLabels, Metrics, RouteLabels},
-    spans::{Span, SpanKind, Tracer},
     trace::TraceContext,
 };
 
@@ -260,11 +260,9 @@ async fn observe<S: Service>(
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
     let server_span = (!UNTRACED_ROUTES.contains(&route.as_str())).then(|| {
-        let span = rt.tracer().start(
-            format!("{method} {route}"),
-            SpanKind::Server,
-            caller,
-        );
+        let span = rt
+            .tracer()
+            .start(format!("{method} {route}"), SpanKind::Server, caller);
         span.set("http.request.method", method.clone());
         span.set("http.route", route.clone());
         span
@@ -402,10 +400,10 @@ async fn traces_of_order<S: Service>(
                 .traces_of_order(&query.order_id.to_string()),
         )
         .into_response(),
-        Err(rejection) => Problem::validation(format!(
-            "give the order as `?order_id=<uuid>`: {rejection}"
-        ))
-        .into_response(),
+        Err(rejection) => {
+            Problem::validation(format!("give the order as `?order_id=<uuid>`: {rejection}"))
+                .into_response()
+        }
     }
 }
 

@@ -44,8 +44,8 @@ use opentelemetry_sdk::{
         SpanData, SpanExporter, SpanProcessor,
     },
 };
-use prometheus_client::{encoding::EncodeLabelSet, metrics::counter::Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::{encoding::EncodeLabelSet, metrics::counter::Counter};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -342,7 +342,10 @@ impl Tracer {
         if let Some(Exporting { flush, done }) = exporting {
             let _ = flush.send(());
             if tokio::time::timeout(deadline, done).await.is_err() {
-                tracing::warn!(service = self.service, "spans still queued at shutdown are lost");
+                tracing::warn!(
+                    service = self.service,
+                    "spans still queued at shutdown are lost"
+                );
             }
         }
         // Ends the processors: spans started after this are no longer recorded.
@@ -377,8 +380,7 @@ impl Span {
 
     /// A span under this one, in the same process.
     pub fn child(&self, name: impl Into<Cow<'static, str>>, kind: SpanKind) -> Span {
-        self.tracer
-            .start_in(name, kind, &self.context, Vec::new())
+        self.tracer.start_in(name, kind, &self.context, Vec::new())
     }
 
     /// Runs `work` with this span as the current one: the database transactions it opens
@@ -806,8 +808,7 @@ impl SpanStore {
 }
 
 fn rfc3339(time: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(time)
-        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    chrono::DateTime::<chrono::Utc>::from(time).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 fn json_value(value: &Value) -> serde_json::Value {
@@ -840,7 +841,10 @@ mod tests {
     #[test]
     fn the_standard_sampler_names_are_understood_and_default_to_following_the_parent() {
         let defaults = settings(&[]).unwrap();
-        assert_eq!(defaults.otel_traces_sampler, SamplerName::ParentbasedAlwaysOn);
+        assert_eq!(
+            defaults.otel_traces_sampler,
+            SamplerName::ParentbasedAlwaysOn
+        );
         assert_eq!(defaults.otel_exporter_otlp_endpoint, None);
         assert_eq!(defaults.span_store_capacity, 2_000);
         for (name, expected) in [
@@ -849,10 +853,18 @@ mod tests {
             ("traceidratio", "TraceIdRatioBased(0.1)"),
             ("parentbased_always_on", "ParentBased(AlwaysOn)"),
             ("parentbased_always_off", "ParentBased(AlwaysOff)"),
-            ("parentbased_traceidratio", "ParentBased(TraceIdRatioBased(0.1))"),
+            (
+                "parentbased_traceidratio",
+                "ParentBased(TraceIdRatioBased(0.1))",
+            ),
         ] {
-            let parsed = settings(&["--otel-traces-sampler", name, "--otel-traces-sampler-arg", "0.1"])
-                .unwrap();
+            let parsed = settings(&[
+                "--otel-traces-sampler",
+                name,
+                "--otel-traces-sampler-arg",
+                "0.1",
+            ])
+            .unwrap();
             assert_eq!(format!("{:?}", parsed.sampler()), expected, "{name}");
         }
         let no_arg = settings(&["--otel-traces-sampler", "traceidratio"]).unwrap();
@@ -862,12 +874,30 @@ mod tests {
     #[test]
     fn bad_sampling_and_endpoint_settings_are_refused_with_their_name() {
         for (args, names) in [
-            (&["--otel-traces-sampler", "jaeger_remote"][..], "--otel-traces-sampler"),
-            (&["--otel-traces-sampler", "AlwaysOn"][..], "--otel-traces-sampler"),
-            (&["--otel-traces-sampler-arg", "1.5"][..], "--otel-traces-sampler-arg"),
-            (&["--otel-traces-sampler-arg", "ten"][..], "--otel-traces-sampler-arg"),
-            (&["--otel-exporter-otlp-endpoint", "collector:4317"][..], "--otel-exporter-otlp-endpoint"),
-            (&["--otel-exporter-otlp-endpoint", "https://c:4317"][..], "plain http"),
+            (
+                &["--otel-traces-sampler", "jaeger_remote"][..],
+                "--otel-traces-sampler",
+            ),
+            (
+                &["--otel-traces-sampler", "AlwaysOn"][..],
+                "--otel-traces-sampler",
+            ),
+            (
+                &["--otel-traces-sampler-arg", "1.5"][..],
+                "--otel-traces-sampler-arg",
+            ),
+            (
+                &["--otel-traces-sampler-arg", "ten"][..],
+                "--otel-traces-sampler-arg",
+            ),
+            (
+                &["--otel-exporter-otlp-endpoint", "collector:4317"][..],
+                "--otel-exporter-otlp-endpoint",
+            ),
+            (
+                &["--otel-exporter-otlp-endpoint", "https://c:4317"][..],
+                "plain http",
+            ),
         ] {
             let refusal = settings(args).unwrap_err();
             assert!(refusal.contains(names), "{args:?}: {refusal}");
@@ -894,7 +924,10 @@ mod tests {
             drop(tracer.start(format!("span {n}"), SpanKind::Internal, None));
         }
         assert_eq!(tracer.store().len(), 3);
-        assert!(tracer.store().trace(first.trace_id).is_empty(), "the oldest went first");
+        assert!(
+            tracer.store().trace(first.trace_id).is_empty(),
+            "the oldest went first"
+        );
         let names: Vec<String> = ["span 2", "span 3", "span 4"].map(String::from).into();
         let kept: Vec<String> = tracer
             .store()
@@ -910,8 +943,8 @@ mod tests {
     #[tokio::test]
     async fn a_trace_is_found_by_its_id_with_its_parent_links_and_by_its_order() {
         let tracer = tracer(100, "parentbased_always_off");
-        let caller = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-            .unwrap();
+        let caller =
+            TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
         let server = tracer.start("POST /orders", SpanKind::Server, Some(caller));
         let transaction = server.child("db transaction", SpanKind::Internal);
         transaction.set(CONVERSATION_ID, "order-1");
@@ -940,7 +973,11 @@ mod tests {
         assert!(!unsampled.context().sampled, "a new trace is not exported");
         let unsampled_trace = unsampled.context().trace_id;
         drop(unsampled);
-        assert_eq!(tracer.store().trace(unsampled_trace).len(), 1, "but keeps it here");
+        assert_eq!(
+            tracer.store().trace(unsampled_trace).len(),
+            1,
+            "but keeps it here"
+        );
 
         let found = tracer.store().traces_of_order("order-1");
         assert_eq!(found.len(), 1);
@@ -976,7 +1013,11 @@ mod tests {
         assert!(child_of_current("outside", SpanKind::Internal).is_none());
         let parent = tracer.start("request", SpanKind::Server, None);
         let child = parent
-            .scope(async { child_of_current("transaction", SpanKind::Internal).unwrap().context() })
+            .scope(async {
+                child_of_current("transaction", SpanKind::Internal)
+                    .unwrap()
+                    .context()
+            })
             .await;
         assert_eq!(child.trace_id, parent.context().trace_id);
         drop(parent);

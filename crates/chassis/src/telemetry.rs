@@ -21,7 +21,11 @@ pub fn init_logging() -> Result<(), String> {
         EnvFilter::try_new(&spec).map_err(|error| format!("MALL_LOG={spec:?}: {error}"))?;
     let project = ["MALL_GCP_PROJECT", "GOOGLE_CLOUD_PROJECT"]
         .into_iter()
-        .find_map(|name| std::env::var(name).ok().filter(|project| !project.is_empty()));
+        .find_map(|name| {
+            std::env::var(name)
+                .ok()
+                .filter(|project| !project.is_empty())
+        });
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(crate::logs::JsonLines::new(project))

@@ -15,7 +15,9 @@ use serde_json::Value;
 
 use crate::helpers::{NO_RATE_LIMITS, Needs, Shop, free_ports, skipped};
 
-const SERVICES: [&str; 6] = ["gateway", "order", "product", "payment", "delivery", "mypage"];
+const SERVICES: [&str; 6] = [
+    "gateway", "order", "product", "payment", "delivery", "mypage",
+];
 
 /// The Python that runs the OTLP receiver: `MALL_TEST_OTLP_PYTHON`, or the venv `.ci/run`
 /// installs; `None` (the test is skipped) when it lacks the packages.
@@ -145,12 +147,16 @@ async fn one_order_through_a_split_shop_is_one_trace_of_all_six_services_linked_
         let ids: HashSet<&str> = trace.iter().filter_map(|s| s["span_id"].as_str()).collect();
         let orphans: Vec<&Value> = trace
             .iter()
-            .filter(|s| s["parent_span_id"].as_str().is_some_and(|p| !ids.contains(p)))
+            .filter(|s| {
+                s["parent_span_id"]
+                    .as_str()
+                    .is_some_and(|p| !ids.contains(p))
+            })
             .collect();
         let services: HashSet<&str> = trace.iter().filter_map(|s| s["service"].as_str()).collect();
-        let mypage_saw_delivery = trace.iter().any(|s| {
-            s["service"] == "mypage" && s["name"] == "process delivery.delivery.v1"
-        });
+        let mypage_saw_delivery = trace
+            .iter()
+            .any(|s| s["service"] == "mypage" && s["name"] == "process delivery.delivery.v1");
         if (orphans.is_empty() && services.len() == SERVICES.len() && mypage_saw_delivery)
             || started.elapsed() > Duration::from_secs(20)
         {
@@ -159,11 +165,18 @@ async fn one_order_through_a_split_shop_is_one_trace_of_all_six_services_linked_
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    eprintln!("{} spans of trace {trace_id} received in {:?}", trace.len(), started.elapsed());
+    eprintln!(
+        "{} spans of trace {trace_id} received in {:?}",
+        trace.len(),
+        started.elapsed()
+    );
 
     let services: HashSet<&str> = trace.iter().filter_map(|s| s["service"].as_str()).collect();
     assert_eq!(services, HashSet::from(SERVICES), "{trace:#?}");
-    assert!(orphans.is_empty(), "spans whose parent never arrived: {orphans:#?}");
+    assert!(
+        orphans.is_empty(),
+        "spans whose parent never arrived: {orphans:#?}"
+    );
     let by_id: HashMap<&str, &Value> = trace
         .iter()
         .map(|span| (span["span_id"].as_str().unwrap(), span))
@@ -174,7 +187,13 @@ async fn one_order_through_a_split_shop_is_one_trace_of_all_six_services_linked_
     let root = span(&trace, "gateway", "POST /api/orders");
     assert_eq!(root["span_id"], gateway_span.as_str());
     assert!(root["parent_span_id"].is_null());
-    assert_eq!(trace.iter().filter(|s| s["parent_span_id"].is_null()).count(), 1);
+    assert_eq!(
+        trace
+            .iter()
+            .filter(|s| s["parent_span_id"].is_null())
+            .count(),
+        1
+    );
     // Every other span descends from it.
     for span in &trace {
         let mut ancestor = span;
@@ -186,9 +205,15 @@ async fn one_order_through_a_split_shop_is_one_trace_of_all_six_services_linked_
 
     // HTTP hops: gateway -> order -> product, each through a client span.
     let forwarded = span(&trace, "gateway", "POST order");
-    assert_eq!((forwarded["kind"].as_str(), parent(forwarded)), (Some("client"), root));
+    assert_eq!(
+        (forwarded["kind"].as_str(), parent(forwarded)),
+        (Some("client"), root)
+    );
     let served = span(&trace, "order", "POST /orders");
-    assert_eq!((served["kind"].as_str(), parent(served)), (Some("server"), forwarded));
+    assert_eq!(
+        (served["kind"].as_str(), parent(served)),
+        (Some("server"), forwarded)
+    );
     let asked = span(&trace, "order", "GET product");
     assert_eq!(parent(asked), served);
     assert_eq!(parent(span(&trace, "product", "GET /products/{id}")), asked);
@@ -201,19 +226,51 @@ async fn one_order_through_a_split_shop_is_one_trace_of_all_six_services_linked_
     // Bus hops: each consumer's span is a child of the producer span that published the
     // event, in the service that published it.
     let published = span(&trace, "order", "publish order.order.v1");
-    assert_eq!((published["kind"].as_str(), parent(published)), (Some("producer"), served));
+    assert_eq!(
+        (published["kind"].as_str(), parent(published)),
+        (Some("producer"), served)
+    );
     for (service, name, publisher, publication) in [
-        ("product", "process order.order.v1", "order", "publish order.order.v1"),
-        ("payment", "process product.reservation.v1", "product", "publish product.reservation.v1"),
-        ("order", "process payment.payment.v1", "payment", "publish payment.payment.v1"),
-        ("delivery", "process order.order.v1", "order", "publish order.order.v1"),
-        ("mypage", "process delivery.delivery.v1", "delivery", "publish delivery.delivery.v1"),
+        (
+            "product",
+            "process order.order.v1",
+            "order",
+            "publish order.order.v1",
+        ),
+        (
+            "payment",
+            "process product.reservation.v1",
+            "product",
+            "publish product.reservation.v1",
+        ),
+        (
+            "order",
+            "process payment.payment.v1",
+            "payment",
+            "publish payment.payment.v1",
+        ),
+        (
+            "delivery",
+            "process order.order.v1",
+            "order",
+            "publish order.order.v1",
+        ),
+        (
+            "mypage",
+            "process delivery.delivery.v1",
+            "delivery",
+            "publish delivery.delivery.v1",
+        ),
     ] {
         let handled = span(&trace, service, name);
         let cause = parent(handled);
         assert_eq!(handled["kind"], "consumer");
         assert_eq!(
-            (cause["service"].as_str(), cause["name"].as_str(), cause["kind"].as_str()),
+            (
+                cause["service"].as_str(),
+                cause["name"].as_str(),
+                cause["kind"].as_str()
+            ),
             (Some(publisher), Some(publication), Some("producer")),
             "{service}'s {name}"
         );
@@ -228,10 +285,16 @@ async fn one_order_through_a_split_shop_is_one_trace_of_all_six_services_linked_
                     .as_array()
                     .is_some_and(|links| links.contains(&handled["span_id"]))
         });
-        assert!(transaction || batch, "{service}'s {name} has its transaction");
+        assert!(
+            transaction || batch,
+            "{service}'s {name} has its transaction"
+        );
     }
     // Reserving the stock answered the order's placement: a child of that publication.
-    assert_eq!(parent(span(&trace, "product", "process order.order.v1")), published);
+    assert_eq!(
+        parent(span(&trace, "product", "process order.order.v1")),
+        published
+    );
 }
 
 /// Places `count` orders and checks each is confirmed (and handed to delivery) as fast as
@@ -251,7 +314,10 @@ async fn orders_flow_at_normal_speed(shop: &Shop, count: usize) -> Duration {
     }
     // A request that waited for the receiver would take its export timeout (10 s); a debug
     // build's saga takes well under a second here.
-    assert!(slowest < Duration::from_secs(3), "slowest order took {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(3),
+        "slowest order took {slowest:?}"
+    );
     slowest
 }
 
@@ -278,9 +344,10 @@ async fn wait_for_drops(shop: &Shop, port_offset: u16, reason: &str) -> f64 {
 #[tokio::test]
 async fn a_receiver_that_is_down_costs_the_shop_nothing_and_its_spans_are_counted_dropped() {
     let closed = free_ports(1);
-    let shop = shop_with(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", &format!("http://127.0.0.1:{closed}")),
-    ])
+    let shop = shop_with(&[(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        &format!("http://127.0.0.1:{closed}"),
+    )])
     .await;
     let slowest = orders_flow_at_normal_speed(&shop, 20).await;
     let dropped = wait_for_drops(&shop, 1, "export_failed").await;
@@ -293,10 +360,7 @@ async fn a_receiver_that_never_answers_costs_the_shop_nothing_nor_holds_up_its_s
         return skipped(Needs::Otlp, "no Python with opentelemetry-proto and grpcio");
     };
     let receiver = Receiver::start(&python, true);
-    let mut shop = shop_with(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint()),
-    ])
-    .await;
+    let mut shop = shop_with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint())]).await;
     let slowest = orders_flow_at_normal_speed(&shop, 20).await;
     let dropped = wait_for_drops(&shop, 1, "export_failed").await;
     // The spans still queued get a bounded time to leave; the shutdown goes on without them.
@@ -307,16 +371,16 @@ async fn a_receiver_that_never_answers_costs_the_shop_nothing_nor_holds_up_its_s
         "receiver hanging: slowest order {slowest:?}, {dropped} of order's spans dropped, \
          stopped in {stopped:?}"
     );
-    assert!(stopped < Duration::from_secs(10), "shutdown took {stopped:?}");
+    assert!(
+        stopped < Duration::from_secs(10),
+        "shutdown took {stopped:?}"
+    );
 }
 
 #[tokio::test]
 async fn each_service_keeps_its_recent_spans_and_finds_an_order_s_trace_without_any_backend() {
     // Nothing exported and nothing sampled, yet every span is kept for the operator.
-    let shop = shop_with(&[
-        ("OTEL_TRACES_SAMPLER", "always_off"),
-    ])
-    .await;
+    let shop = shop_with(&[("OTEL_TRACES_SAMPLER", "always_off")]).await;
     let product = shop.add_product(1_000, 5).await;
     let (order_id, trace_id, gateway_span) = place_traced_order(&shop, &product).await;
     assert_eq!(shop.final_order(&order_id).await["status"], "DELIVERING");
@@ -364,8 +428,14 @@ async fn each_service_keeps_its_recent_spans_and_finds_an_order_s_trace_without_
     for span in &spans {
         assert_eq!(span["trace_id"], trace_id.as_str());
         assert!(hex(&span["span_id"], 16), "{span}");
-        assert!(span["parent_span_id"].is_null() || hex(&span["parent_span_id"], 16), "{span}");
-        assert!(span["name"].is_string() && span["attributes"].is_object(), "{span}");
+        assert!(
+            span["parent_span_id"].is_null() || hex(&span["parent_span_id"], 16),
+            "{span}"
+        );
+        assert!(
+            span["name"].is_string() && span["attributes"].is_object(),
+            "{span}"
+        );
         assert!(
             ["server", "client", "producer", "consumer", "internal"]
                 .contains(&span["kind"].as_str().unwrap())
@@ -383,14 +453,24 @@ async fn each_service_keeps_its_recent_spans_and_finds_an_order_s_trace_without_
     assert_eq!(root["attributes"]["http.response.status_code"], 202);
     assert_eq!(root["attributes"]["http.route"], "/api/orders");
     let published = span(&spans, "order", "publish order.order.v1");
-    assert_eq!(published["attributes"]["messaging.message.conversation_id"], order_id.as_str());
+    assert_eq!(
+        published["attributes"]["messaging.message.conversation_id"],
+        order_id.as_str()
+    );
     assert_eq!(published["attributes"]["mall.event.type"], "OrderPlaced");
 
     // The store is bounded by span count, not by trace: a trace no one recorded is empty,
     // and what is not a trace id is refused.
     let unknown = debug(3, format!("/debug/traces/{}", "1".repeat(32))).await;
-    assert_eq!(unknown.json::<Vec<Value>>().await.unwrap(), Vec::<Value>::new());
-    for bad in ["/debug/traces/xyz", "/debug/traces?order_id=nonsense", "/debug/traces"] {
+    assert_eq!(
+        unknown.json::<Vec<Value>>().await.unwrap(),
+        Vec::<Value>::new()
+    );
+    for bad in [
+        "/debug/traces/xyz",
+        "/debug/traces?order_id=nonsense",
+        "/debug/traces",
+    ] {
         assert_eq!(
             debug(1, bad.to_owned()).await.status(),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -401,17 +481,16 @@ async fn each_service_keeps_its_recent_spans_and_finds_an_order_s_trace_without_
 
 #[tokio::test]
 async fn log_lines_have_cloud_logging_s_fields_and_the_trace_and_span_of_their_work() {
-    let shop = shop_with(&[
-        ("MALL_LOG", "info"),
-        ("MALL_GCP_PROJECT", "shop-test"),
-    ])
-    .await;
+    let shop = shop_with(&[("MALL_LOG", "info"), ("MALL_GCP_PROJECT", "shop-test")]).await;
     let product = shop.add_product(1_000, 5).await;
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let response = shop
         .client
         .get(format!("{}/api/products/{product}", shop.url))
-        .header("traceparent", format!("00-{caller_trace}-00f067aa0ba902b7-01"))
+        .header(
+            "traceparent",
+            format!("00-{caller_trace}-00f067aa0ba902b7-01"),
+        )
         .send()
         .await
         .unwrap();
@@ -421,7 +500,10 @@ async fn log_lines_have_cloud_logging_s_fields_and_the_trace_and_span_of_their_w
     // The product service's span of it, from its span store.
     let product_spans: Vec<Value> = shop
         .client
-        .get(format!("http://127.0.0.1:{}/debug/traces/{trace_id}", shop.base_port + 3))
+        .get(format!(
+            "http://127.0.0.1:{}/debug/traces/{trace_id}",
+            shop.base_port + 3
+        ))
         .send()
         .await
         .unwrap()
@@ -475,10 +557,21 @@ async fn log_lines_have_cloud_logging_s_fields_and_the_trace_and_span_of_their_w
     for (service, span_id) in [("gateway", &gateway_span), ("product", &product_span)] {
         let line = answered(service);
         assert_eq!(line["severity"], "INFO", "{line}");
-        assert_eq!(line["logging.googleapis.com/trace"], cloud_trace.as_str(), "{line}");
-        assert_eq!(line["logging.googleapis.com/spanId"], span_id.as_str(), "{line}");
+        assert_eq!(
+            line["logging.googleapis.com/trace"],
+            cloud_trace.as_str(),
+            "{line}"
+        );
+        assert_eq!(
+            line["logging.googleapis.com/spanId"],
+            span_id.as_str(),
+            "{line}"
+        );
         assert_eq!(line["logging.googleapis.com/trace_sampled"], true, "{line}");
         assert_eq!(line["status"], 200, "{line}");
-        assert!(line["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{line}");
+        assert!(
+            line["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{line}"
+        );
     }
 }

@@ -602,18 +602,17 @@ impl Upstream {
                 request = request.header(header::AUTHORIZATION, token);
             }
             let request = request.body(Body::empty()).map_err(|e| e.to_string())?;
-            let response = match tokio::time::timeout(self.timeout, self.client.request(request))
-                .await
-            {
-                Err(_) => return Err(failed(span.as_ref(), "timed out".to_owned())),
-                Ok(Ok(response)) => response,
-                Ok(Err(error)) if error.is_connect() => {
-                    self.instances.unreachable(base);
-                    unreachable = failed(span.as_ref(), error.to_string());
-                    continue;
-                }
-                Ok(Err(error)) => return Err(failed(span.as_ref(), error.to_string())),
-            };
+            let response =
+                match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+                    Err(_) => return Err(failed(span.as_ref(), "timed out".to_owned())),
+                    Ok(Ok(response)) => response,
+                    Ok(Err(error)) if error.is_connect() => {
+                        self.instances.unreachable(base);
+                        unreachable = failed(span.as_ref(), error.to_string());
+                        continue;
+                    }
+                    Ok(Err(error)) => return Err(failed(span.as_ref(), error.to_string())),
+                };
             let status = response.status();
             if let Some(span) = &span {
                 span.answered(status.as_u16());
