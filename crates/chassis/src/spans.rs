@@ -204,6 +204,14 @@ impl Tracer {
                 keep_unsampled: store.capacity > 0,
             })
             .with_span_processor(StoreProcessor(store.clone()));
+        // Registered with or without an endpoint, so that the metric a dashboard names is
+        // always there.
+        let dropped = Family::<DropLabels, Counter>::default();
+        metrics.register(
+            "trace_spans_dropped",
+            "Sampled spans that never reached the OTLP receiver",
+            dropped.clone(),
+        );
         let mut exporting = None;
         if let Some(endpoint) = &settings.otel_exporter_otlp_endpoint {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -214,12 +222,6 @@ impl Tracer {
                     endpoint: endpoint.clone(),
                     source,
                 })?;
-            let dropped = Family::<DropLabels, Counter>::default();
-            metrics.register(
-                "trace_spans_dropped",
-                "Sampled spans that never reached the OTLP receiver",
-                dropped.clone(),
-            );
             let (queue, spans) = mpsc::channel(EXPORT_QUEUE);
             let (flush, flushed) = oneshot::channel();
             let (resource_tx, resource_rx) = oneshot::channel();
@@ -700,15 +702,6 @@ impl SpanStore {
         spans.push_back(span);
     }
 
-    /// How many spans it holds now.
-    pub fn len(&self) -> usize {
-        self.spans.lock().expect("span store lock poisoned").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The spans it holds of trace `trace_id`, earliest first.
     pub fn trace(&self, trace_id: u128) -> Vec<FinishedSpan> {
         let trace_id = TraceId::from(trace_id);
@@ -923,7 +916,7 @@ mod tests {
         for n in 0..5 {
             drop(tracer.start(format!("span {n}"), SpanKind::Internal, None));
         }
-        assert_eq!(tracer.store().len(), 3);
+        assert_eq!(tracer.store().spans.lock().unwrap().len(), 3);
         assert!(
             tracer.store().trace(first.trace_id).is_empty(),
             "the oldest went first"
