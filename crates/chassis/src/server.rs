@@ -370,10 +370,8 @@ async fn trace<S: Service>(
     State(rt): State<Arc<S>>,
     axum::extract::Path(trace_id): axum::extract::Path<String>,
 ) -> Response {
-    match u128::from_str_radix(&trace_id, 16)
-        .ok()
-        .filter(|_| trace_id.len() == 32)
-    {
+    let hex = trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit());
+    match u128::from_str_radix(&trace_id, 16).ok().filter(|_| hex) {
         Some(trace_id) => Json(rt.tracer().store().trace(trace_id)).into_response(),
         None => Problem::validation(format!("`{trace_id}` is not a trace id (32 hex digits)"))
             .into_response(),
