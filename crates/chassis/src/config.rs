@@ -10,7 +10,9 @@ use std::{
 use clap::{Args, ValueEnum};
 use sqlx::postgres::PgConnectOptions;
 
-use crate::{auth::TokenSettings, faults::Environment, instances::Instances};
+use crate::{
+    auth::TokenSettings, faults::Environment, instances::Instances, spans::TracingSettings,
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct ChassisSettings {
@@ -90,6 +92,9 @@ pub struct ChassisSettings {
 
     #[command(flatten)]
     pub tokens: TokenSettings,
+
+    #[command(flatten)]
+    pub tracing: TracingSettings,
 
     /// Where this runs; `production` refuses fault injection. Unset, it is production,
     /// except for `mall up` (a shop on one machine), where it is development.

@@ -17,8 +17,10 @@ use crate::{
     faults::CrashPoint,
     flows::ServiceFlows,
     inbox,
+    outbox::describe_event,
     retry::{TROUBLE_MAX_WAIT, Trouble, backoff},
     runtime::ServiceRuntime,
+    spans::{Span, SpanKind},
     telemetry::{ConsumedLabels, HandlerLabels, LagLabels},
     trace::TraceContext,
 };
@@ -185,8 +187,9 @@ async fn handle_batch<H: EventHandler>(
             }
         };
     for record in batch.iter().filter(|_| !handled_together) {
-        let trace = TraceContext::continue_from(record.envelope.traceparent.as_deref());
-        let span = tracing::info_span!(
+        let span = consuming(rt, group, record);
+        let trace = span.context();
+        let log_span = tracing::info_span!(
             "consume",
             service = rt.name,
             group,
@@ -194,10 +197,17 @@ async fn handle_batch<H: EventHandler>(
             event_type = record.envelope.event_type,
             event_id = %record.envelope.id,
             trace_id = %trace.trace_id_hex(),
+            span_id = %trace.span_id_hex(),
+            trace_sampled = trace.sampled,
         );
-        handle_with_retries(rt, group, handler, record, trace)
-            .instrument(span)
-            .await?;
+        let handled = span
+            .scope(handle_with_retries(rt, group, handler, record, &span))
+            .instrument(log_span)
+            .await;
+        if let Err(error) = &handled {
+            span.fail(error.to_string());
+        }
+        handled?;
     }
     if !batch.is_empty() {
         rt.faults.maybe_crash(CrashPoint::BeforeOffsetCommit);
@@ -230,19 +240,43 @@ async fn handle_together<H: EventHandler>(
     handler: &Declared<H>,
     batch: &[Record],
 ) -> Result<Vec<(Outcome, Duration)>, HandlerError> {
+    // Each event's span is a child of its publication, in its own trace; the one
+    // transaction they share is a span of its own, linked to all of them.
+    let spans: Vec<Span> = batch
+        .iter()
+        .map(|record| consuming(rt, group, record))
+        .collect();
+    let contexts: Vec<TraceContext> = spans.iter().map(Span::context).collect();
+    let shared = rt
+        .tracer
+        .start_linked("handle batch", SpanKind::Internal, &contexts);
+    shared.set("messaging.batch.message_count", batch.len() as i64);
     let started = Instant::now();
-    let mut tx = rt.db.begin_write().await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for record in batch {
-        let delivery = Delivery {
-            envelope: &record.envelope,
-            trace: TraceContext::continue_from(record.envelope.traceparent.as_deref()),
-        };
-        let handling = Instant::now();
-        let outcome = handle_in(&mut tx, group, handler, &delivery).await?;
-        outcomes.push((outcome, handling.elapsed()));
+    let handled: Result<Vec<(Outcome, Duration)>, HandlerError> = shared
+        .scope(async {
+            let mut tx = rt.db.begin_write().await?;
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for (record, span) in batch.iter().zip(&spans) {
+                let delivery = Delivery {
+                    envelope: &record.envelope,
+                    trace: span.context(),
+                };
+                let handling = Instant::now();
+                let outcome = handle_in(&mut tx, group, handler, &delivery).await?;
+                outcomes.push((outcome, handling.elapsed()));
+            }
+            tx.commit().await?;
+            Ok(outcomes)
+        })
+        .await;
+    if let Err(error) = &handled {
+        let why = format!("rolled back with its batch, to be handled alone: {error}");
+        for span in spans.iter().chain([&shared]) {
+            span.fail(why.clone());
+        }
     }
-    tx.commit().await?;
+    // Each event's time, and an equal share of the transaction's begin and commit.
+    let outcomes = handled?;
     let handling: Duration = outcomes.iter().map(|(_, took)| *took).sum();
     let share = started.elapsed().saturating_sub(handling) / batch.len().max(1) as u32;
     Ok(outcomes
@@ -251,16 +285,34 @@ async fn handle_together<H: EventHandler>(
         .collect())
 }
 
+/// The span of handling `record`: a child of the span that published it.
+fn consuming(rt: &ServiceRuntime, group: &str, record: &Record) -> Span {
+    let publication = record
+        .envelope
+        .traceparent
+        .as_deref()
+        .and_then(TraceContext::parse);
+    let span = rt.tracer.start(
+        format!("process {}", record.topic),
+        SpanKind::Consumer,
+        publication,
+    );
+    describe_event(&span, rt.bus.system(), &record.topic, &record.envelope);
+    span.set("messaging.operation.type", "process");
+    span.set("messaging.consumer.group.name", group.to_owned());
+    span
+}
+
 async fn handle_with_retries<H: EventHandler>(
     rt: &ServiceRuntime,
     group: &str,
     handler: &Declared<H>,
     record: &Record,
-    trace: TraceContext,
+    span: &Span,
 ) -> Result<(), Uncommitted> {
     let delivery = Delivery {
         envelope: &record.envelope,
-        trace,
+        trace: span.context(),
     };
     let max_attempts = rt.settings.consumer_max_attempts;
     let mut attempt = 0;
@@ -304,6 +356,9 @@ async fn handle_with_retries<H: EventHandler>(
         }
     };
     tracing::error!(error = last_error, "event moved to the dead-letter topic");
+    span.fail(format!(
+        "dead-lettered after {attempts} attempts: {last_error}"
+    ));
     let dead_letter = DeadLettered {
         group: group.to_owned(),
         topic: record.topic.clone(),
@@ -481,6 +536,13 @@ mod tests {
                 max_token_lifetime_secs: 900,
                 issuer: "test".into(),
                 audience: "test".into(),
+            },
+            tracing: crate::spans::TracingSettings {
+                otel_exporter_otlp_endpoint: None,
+                otel_service_name: None,
+                otel_traces_sampler: crate::spans::SamplerName::ParentbasedAlwaysOn,
+                otel_traces_sampler_arg: None,
+                span_store_capacity: 100,
             },
             sqlite_synchronous: Durability::Normal,
             environment: Some(crate::faults::Environment::Test),

@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::{
     config::{DatabaseLocation, Durability},
+    spans::{self, Span, SpanKind},
     storage::StorageHealth,
 };
 
@@ -224,6 +225,9 @@ pub struct Tx {
     transaction: BackendTx,
     health: Arc<StorageHealth>,
     on_commit: Vec<Box<dyn FnOnce() + Send>>,
+    /// The transaction's span, under the request or event it serves; it ends when the
+    /// transaction does.
+    span: Option<TxSpan>,
 }
 
 enum BackendTx {
@@ -253,6 +257,13 @@ impl Tx {
             }
             Err(error) => self.health.commit_failed(error),
         }
+        if let Some(mut span) = self.span {
+            span.committed = true;
+            match &committed {
+                Ok(()) => span.span.set(OUTCOME, "commit"),
+                Err(error) => span.span.fail(format!("commit failed: {error}")),
+            }
+        }
         committed
     }
 
@@ -261,6 +272,24 @@ impl Tx {
     /// rolled back and retried, or a batch handled again event by event, counts once.
     pub fn on_commit(&mut self, then: impl FnOnce() + Send + 'static) {
         self.on_commit.push(Box::new(then));
+    }
+}
+
+/// The attribute that tells how a transaction ended: `commit`, or `rollback` when it was
+/// dropped (its work failed, or found nothing to do); a failed commit is an error status.
+const OUTCOME: &str = "mall.db.outcome";
+
+/// A transaction's span, which tells at its end whether the transaction was committed.
+struct TxSpan {
+    span: Span,
+    committed: bool,
+}
+
+impl Drop for TxSpan {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.span.set(OUTCOME, "rollback");
+        }
     }
 }
 
@@ -506,16 +535,38 @@ impl Database {
         conn.inspect_err(|error| self.health.observe(error))
     }
 
-    /// Begins a write transaction (on SQLite, holding the write lock from the start).
+    /// Begins a write transaction (on SQLite, holding the write lock from the start): a
+    /// span under the current one, when there is one, from the wait for the lock to the
+    /// end.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        let span = spans::child_of_current("db transaction", SpanKind::Internal);
+        if let Some(span) = &span {
+            span.set(
+                "db.system.name",
+                match self.backend {
+                    Backend::Sqlite(_) => "sqlite",
+                    Backend::Postgres(_) => "postgresql",
+                },
+            );
+        }
         let transaction = match &self.backend {
             Backend::Sqlite(file) => file.begin_write().await.map(BackendTx::Sqlite),
             Backend::Postgres(pool) => pool.begin().await.map(BackendTx::Postgres),
         };
+        let transaction = transaction.inspect_err(|error| {
+            self.health.observe(error);
+            if let Some(span) = &span {
+                span.fail(format!("cannot begin: {error}"));
+            }
+        })?;
         Ok(Tx {
-            transaction: transaction.inspect_err(|error| self.health.observe(error))?,
+            transaction,
             health: self.health.clone(),
             on_commit: Vec::new(),
+            span: span.map(|span| TxSpan {
+                span,
+                committed: false,
+            }),
         })
     }
 

@@ -19,6 +19,9 @@
 //! - [`retry`]: backoff for loops that retry until the trouble passes, logged once;
 //! - [`storage`]: whether a database takes work now, for logs, readiness and metrics;
 //! - [`text`]: free text from clients, normalised and cleaned of what poisons or fools;
+//! - [`spans`]: OpenTelemetry spans of every request, event and transaction, exported
+//!   over OTLP and kept in a bounded store for `/debug/traces`;
+//! - [`logs`]: JSON log lines as Cloud Logging reads them, tied to their trace;
 //! - [`problem`], [`telemetry`], [`trace`]: errors, logs and metrics, W3C trace context;
 //!   `collectors`: the metrics read at scrape time (the process's, the database pools').
 
@@ -34,12 +37,14 @@ pub mod faults;
 pub mod flows;
 pub mod inbox;
 pub mod instances;
+pub mod logs;
 pub mod openapi;
 pub mod outbox;
 pub mod problem;
 pub mod retry;
 pub mod runtime;
 pub mod server;
+pub mod spans;
 pub mod storage;
 pub mod telemetry;
 pub mod text;

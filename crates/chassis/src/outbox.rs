@@ -17,7 +17,9 @@ use crate::{
     faults::{CrashPoint, Faults},
     on_conn,
     retry::Trouble,
+    spans::{self, Span, SpanKind, Tracer},
     telemetry::{Metrics, TopicLabels},
+    trace::TraceContext,
 };
 
 /// The outbox table, for SQLite and for PostgreSQL.
@@ -81,19 +83,20 @@ enum RelayError {
     Corrupt { seq: i64, source: serde_json::Error },
 }
 
-/// Publishes the outbox until `shutdown`, then flushes what is left once more.
+/// Publishes the outbox of `tracer`'s service until `shutdown`, then flushes what is left
+/// once more.
 pub(crate) async fn relay(
-    service: &'static str,
     db: Database,
     bus: Arc<dyn EventBus>,
     signal: OutboxSignal,
     metrics: Arc<Metrics>,
     faults: Faults,
+    tracer: Tracer,
     shutdown: CancellationToken,
 ) {
-    let mut trouble = Trouble::new(format!("the {service} outbox relay"));
+    let mut trouble = Trouble::new(format!("the {} outbox relay", tracer.service()));
     loop {
-        let wait = match publish_pending(&db, bus.as_ref(), &metrics, &faults).await {
+        let wait = match publish_pending(&db, bus.as_ref(), &metrics, &faults, &tracer).await {
             Ok(published) => {
                 trouble.succeeded();
                 if published == RELAY_BATCH as usize {
@@ -113,7 +116,9 @@ pub(crate) async fn relay(
     // The last flush is bounded: with the bus unreachable, what is left stays in the
     // outbox for the next start rather than holding up the shutdown.
     let flush = async {
-        while let Ok(published) = publish_pending(&db, bus.as_ref(), &metrics, &faults).await {
+        while let Ok(published) =
+            publish_pending(&db, bus.as_ref(), &metrics, &faults, &tracer).await
+        {
             if published == 0 {
                 break;
             }
@@ -124,11 +129,45 @@ pub(crate) async fn relay(
     }
 }
 
+/// A producer span for `event`, under the work that caused it (its `traceparent`), which
+/// the event then carries instead: its consumers' spans are children of its publication.
+fn publishing(
+    tracer: &Tracer,
+    system: &'static str,
+    mut event: OutgoingEvent,
+) -> (OutgoingEvent, Span) {
+    let cause = event
+        .envelope
+        .traceparent
+        .as_deref()
+        .and_then(TraceContext::parse);
+    let span = tracer.start(
+        format!("publish {}", event.topic),
+        SpanKind::Producer,
+        cause,
+    );
+    describe_event(&span, system, &event.topic, &event.envelope);
+    span.set("messaging.operation.type", "send");
+    event.envelope.traceparent = Some(span.context().to_string());
+    (event, span)
+}
+
+/// The attributes of a span that published or handled `envelope` on `topic`.
+pub(crate) fn describe_event(span: &Span, system: &'static str, topic: &str, envelope: &Envelope) {
+    span.set("messaging.system", system);
+    span.set("messaging.destination.name", topic.to_owned());
+    span.set("messaging.message.id", envelope.id.to_string());
+    span.set(spans::CONVERSATION_ID, envelope.correlation_id.to_string());
+    span.set("mall.event.type", envelope.event_type.clone());
+    span.set("mall.event.subject", envelope.subject.clone());
+}
+
 async fn publish_pending(
     db: &Database,
     bus: &dyn EventBus,
     metrics: &Metrics,
     faults: &Faults,
+    tracer: &Tracer,
 ) -> Result<usize, RelayError> {
     // No connection is held while publishing: with the bus slow or down that takes
     // seconds, and the pool is shared with the service's requests.
@@ -151,8 +190,18 @@ async fn publish_pending(
             })
         })
         .collect::<Result<Vec<_>, RelayError>>()?;
+    let (events, spans): (Vec<OutgoingEvent>, Vec<Span>) = events
+        .into_iter()
+        .map(|event| publishing(tracer, bus.system(), event))
+        .unzip();
     faults.maybe_crash(CrashPoint::BeforePublish);
-    bus.publish(events).await?;
+    if let Err(error) = bus.publish(events).await {
+        for span in &spans {
+            span.fail(error.to_string());
+        }
+        return Err(error.into());
+    }
+    drop(spans);
     faults.maybe_crash(CrashPoint::AfterPublish);
     // Exactly the rows published: on PostgreSQL a row with a lower seq can commit later
     // than the ones read, so "everything up to the last seq" could take an unpublished one.

@@ -1,7 +1,7 @@
 //! What a running service holds: its settings, database, bus, metrics, outbox relay and
 //! consumers, and the shutdown signal they all obey.
 
-use std::{path::Path, sync::Arc};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -19,9 +19,13 @@ use crate::{
     inbox,
     outbox::{self, OutboxSignal},
     server::Service,
+    spans::{Tracer, TracingError},
     storage::StorageHealth,
     telemetry::Metrics,
 };
+
+/// How long a stopping service waits for its last spans to be exported.
+pub const SPAN_FLUSH: Duration = Duration::from_secs(2);
 
 pub struct ServiceRuntime {
     pub name: &'static str,
@@ -35,6 +39,7 @@ pub struct ServiceRuntime {
     pub faults: Faults,
     /// Told when this process adds or replays a dead letter, so its gauge follows at once.
     dead_letters_changed: watch::Sender<()>,
+    pub tracer: Tracer,
     tasks: TaskTracker,
 }
 
@@ -46,6 +51,8 @@ pub enum StartError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Faults(#[from] FaultError),
+    #[error(transparent)]
+    Tracing(#[from] TracingError),
 }
 
 impl ServiceRuntime {
@@ -63,6 +70,7 @@ impl ServiceRuntime {
         let metrics = Metrics::new(name);
         metrics.register_failed_commits(db.health().failed_commits());
         metrics.register_collector(PoolCollector(db.clone()));
+        let tracer = Tracer::new(name, &settings.tracing, &settings.instance_id, &metrics)?;
         let rt = Arc::new(ServiceRuntime {
             name,
             db,
@@ -71,18 +79,19 @@ impl ServiceRuntime {
             outbox: OutboxSignal::default(),
             verifier: Arc::new(TokenVerifier::new(settings.tokens.clone())),
             faults,
+            tracer,
             settings,
             shutdown,
             dead_letters_changed: watch::Sender::new(()),
             tasks: TaskTracker::new(),
         });
         rt.tasks.spawn(outbox::relay(
-            name,
             rt.db.clone(),
             rt.bus.clone(),
             rt.outbox.clone(),
             rt.metrics.clone(),
             rt.faults.clone(),
+            rt.tracer.clone(),
             rt.shutdown.clone(),
         ));
         Ok(rt)
@@ -124,11 +133,13 @@ impl ServiceRuntime {
         self.tasks.spawn(task);
     }
 
-    /// Waits for the relay (which flushes the outbox last) and the consumers to stop.
+    /// Waits for the relay (which flushes the outbox last) and the consumers to stop, then
+    /// sends the spans still queued for export.
     pub async fn stopped(&self) {
         self.tasks.close();
         self.tasks.wait().await;
         self.db.close().await;
+        self.tracer.shutdown(SPAN_FLUSH).await;
     }
 }
 
@@ -172,6 +183,10 @@ impl Service for ServiceRuntime {
 
     fn verifier(&self) -> &Arc<TokenVerifier> {
         &self.verifier
+    }
+
+    fn tracer(&self) -> &Tracer {
+        &self.tracer
     }
 
     fn faults(&self) -> &Faults {

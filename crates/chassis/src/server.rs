@@ -33,6 +33,7 @@ use crate::{
     faults::Faults,
     problem::{Problem, problem_for_bare_errors},
     retry::Trouble,
+    spans::{Span, SpanKind, Tracer},
     storage::{StorageFailure, StorageHealth},
     telemetry::{HttpLabels, Metrics, RouteLabels},
     trace::TraceContext,
@@ -50,6 +51,8 @@ pub trait Service: Send + Sync + 'static {
     fn shutdown(&self) -> &CancellationToken;
     /// Checks the bearer tokens of the requests this service serves.
     fn verifier(&self) -> &Arc<TokenVerifier>;
+    /// Records the spans of the service's work.
+    fn tracer(&self) -> &Tracer;
     /// What faults to inject into its API (none unless configured for a test).
     fn faults(&self) -> &Faults {
         &NO_FAULTS
@@ -160,7 +163,7 @@ async fn serve_connections<S: Service>(
     Ok(())
 }
 
-/// The operator's endpoints: liveness, readiness and metrics.
+/// The operator's endpoints: liveness, readiness, metrics and recent traces.
 fn operations<S: Service>(rt: Arc<S>) -> Router {
     Router::new()
         .route(
@@ -169,8 +172,20 @@ fn operations<S: Service>(rt: Arc<S>) -> Router {
         )
         .route("/health/ready", get(ready::<S>))
         .route("/metrics", get(metrics::<S>))
+        .route("/debug/traces", get(traces_of_order::<S>))
+        .route("/debug/traces/{trace_id}", get(trace::<S>))
         .with_state(rt)
 }
+
+/// Routes whose requests get no span: an orchestrator's probes, a scraper's pulls and
+/// reading the span store itself would otherwise crowd out the shop's own work.
+const UNTRACED_ROUTES: [&str; 5] = [
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/debug/traces",
+    "/debug/traces/{trace_id}",
+];
 
 /// `routes` behind the middleware stack every endpoint gets.
 fn with_chassis<S: Service>(rt: Arc<S>, routes: Router) -> Router {
@@ -226,26 +241,37 @@ async fn refuse_declared_oversize(
     }
 }
 
-/// Continues the caller's trace (or starts one), logs one line per request and records
-/// its metrics.
+/// Continues the caller's trace (or starts one) in a server span, logs one line per
+/// request and records its metrics.
 async fn observe<S: Service>(
     State(rt): State<Arc<S>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let trace = TraceContext::continue_from(
-        request
-            .headers()
-            .get(TRACEPARENT)
-            .and_then(|v| v.to_str().ok()),
-    );
-    request.extensions_mut().insert(trace);
+    let caller = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse);
     let method = method_label(request.method()).to_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
+    let server_span = (!UNTRACED_ROUTES.contains(&route.as_str())).then(|| {
+        let span = rt
+            .tracer()
+            .start(format!("{method} {route}"), SpanKind::Server, caller);
+        span.set("http.request.method", method.clone());
+        span.set("http.route", route.clone());
+        span
+    });
+    let trace = server_span.as_ref().map_or_else(
+        || caller.map_or_else(TraceContext::root, |caller| caller.child()),
+        Span::context,
+    );
+    request.extensions_mut().insert(trace);
     let request_id = request
         .headers()
         .get("x-request-id")
@@ -259,11 +285,29 @@ async fn observe<S: Service>(
         route,
         request_id,
         trace_id = %trace.trace_id_hex(),
+        span_id = tracing::field::Empty,
+        trace_sampled = tracing::field::Empty,
     );
+    // Only a recorded span is one a log line can point to.
+    if server_span.is_some() {
+        span.record("span_id", trace.span_id_hex());
+        span.record("trace_sampled", trace.sampled);
+    }
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let work = next.run(request).instrument(span.clone());
+    let mut response = match &server_span {
+        Some(server_span) => server_span.scope(work).await,
+        None => work.await,
+    };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    if let Some(server_span) = &server_span {
+        server_span.set("http.response.status_code", i64::from(status));
+        // A server's 4xx is the client's mistake, not a failure of this span.
+        if status >= 500 {
+            server_span.fail(format!("answered {status}"));
+        }
+    }
     if let (Some(StorageFailure(reason)), Some(health)) =
         (response.extensions_mut().remove(), rt.storage())
     {
@@ -318,6 +362,47 @@ async fn metrics<S: Service>(State(rt): State<Arc<S>>) -> impl IntoResponse {
         )],
         rt.metrics().render(),
     )
+}
+
+/// The spans this service kept of a trace (`/debug/traces/{trace_id}`): a JSON list of
+/// [`crate::spans::FinishedSpan`], earliest first; empty when it kept none.
+async fn trace<S: Service>(
+    State(rt): State<Arc<S>>,
+    axum::extract::Path(trace_id): axum::extract::Path<String>,
+) -> Response {
+    let hex = trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit());
+    match u128::from_str_radix(&trace_id, 16).ok().filter(|_| hex) {
+        Some(trace_id) => Json(rt.tracer().store().trace(trace_id)).into_response(),
+        None => Problem::validation(format!("`{trace_id}` is not a trace id (32 hex digits)"))
+            .into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct OrderQuery {
+    order_id: uuid::Uuid,
+}
+
+/// The traces this service kept a span of that published or handled an event of an
+/// order's saga (`/debug/traces?order_id=...`): a JSON list of
+/// [`crate::spans::TraceSummary`], earliest first. The order service's list begins with
+/// the trace of the request that placed the order.
+async fn traces_of_order<S: Service>(
+    State(rt): State<Arc<S>>,
+    query: Result<axum::extract::Query<OrderQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    match query {
+        Ok(query) => Json(
+            rt.tracer()
+                .store()
+                .traces_of_order(&query.order_id.to_string()),
+        )
+        .into_response(),
+        Err(rejection) => {
+            Problem::validation(format!("give the order as `?order_id=<uuid>`: {rejection}"))
+                .into_response()
+        }
+    }
 }
 
 /// The configured latency and errors, on API routes only (health and metrics stay true).

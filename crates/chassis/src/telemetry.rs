@@ -8,27 +8,30 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, prelude::*};
 
 use crate::collectors::ProcessCollector;
 
-/// Installs the process-wide JSON logger: one line per event with its span fields
-/// (service, trace id, request id). `MALL_LOG` sets the filter (default `info`); one that
-/// would not say what to log is refused rather than silently logging nothing.
+/// Installs the process-wide JSON logger ([`crate::logs`]): one line per event with its
+/// span fields (service, trace id, request id) and Cloud Logging's. `MALL_LOG` sets the
+/// filter (default `info`); one that would not say what to log is refused rather than
+/// silently logging nothing. `MALL_GCP_PROJECT` (or `GOOGLE_CLOUD_PROJECT`) names the
+/// project whose Cloud Trace the lines point to.
 pub fn init_logging() -> Result<(), String> {
     let spec = std::env::var("MALL_LOG").unwrap_or_else(|_| "info".to_owned());
     check_log_filter(&spec)?;
     let filter =
         EnvFilter::try_new(&spec).map_err(|error| format!("MALL_LOG={spec:?}: {error}"))?;
+    let project = ["MALL_GCP_PROJECT", "GOOGLE_CLOUD_PROJECT"]
+        .into_iter()
+        .find_map(|name| {
+            std::env::var(name)
+                .ok()
+                .filter(|project| !project.is_empty())
+        });
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(
-            fmt::layer()
-                .json()
-                .with_current_span(false)
-                .with_span_list(true)
-                .with_writer(std::io::stderr),
-        )
+        .with(crate::logs::JsonLines::new(project))
         .try_init();
     Ok(())
 }

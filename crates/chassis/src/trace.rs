@@ -1,9 +1,10 @@
 //! W3C Trace Context (`traceparent`), carried from an HTTP request into the events it
 //! causes and on into the handlers that consume them.
 //!
-//! Written here rather than taken from the OpenTelemetry SDK: the header is one fixed
-//! 55-character format, and this keeps propagation working whether or not an OTLP
-//! exporter is configured.
+//! The ids it carries are those of the spans [`crate::spans`] records; [`TraceContext::root`]
+//! and [`TraceContext::child`] make ids for work that has no span (an operator's probe).
+//! The header is one fixed 55-character format, read and written here rather than through
+//! an OpenTelemetry propagator, so the envelope keeps its plain string.
 
 use std::fmt;
 
@@ -63,16 +64,12 @@ impl TraceContext {
         })
     }
 
-    /// The context for work caused by an event: a child of its `traceparent`, or a new
-    /// trace when it carries none.
-    pub fn continue_from(traceparent: Option<&str>) -> Self {
-        traceparent
-            .and_then(Self::parse)
-            .map_or_else(Self::root, |parent| parent.child())
-    }
-
     pub fn trace_id_hex(&self) -> String {
         format!("{:032x}", self.trace_id)
+    }
+
+    pub fn span_id_hex(&self) -> String {
+        format!("{:016x}", self.span_id)
     }
 }
 
@@ -114,8 +111,8 @@ mod tests {
 
     #[test]
     fn a_child_keeps_the_trace_and_gets_a_new_span() {
-        let parent = TraceContext::root();
-        let child = TraceContext::continue_from(Some(&parent.to_string()));
+        let parent = TraceContext::parse(&TraceContext::root().to_string()).unwrap();
+        let child = parent.child();
         assert_eq!(child.trace_id, parent.trace_id);
         assert_ne!(child.span_id, parent.span_id);
     }

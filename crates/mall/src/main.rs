@@ -202,6 +202,14 @@ fn main() -> anyhow::Result<()> {
              serves each service's /health and /metrics on its own port"
         );
         _data_dir_lock = Some(shop::lock_data_dir(&place.data_dir)?);
+        // Seven services, seven names: one name for all would merge them in a trace.
+        if let Some(name) = chassis.tracing.otel_service_name.take() {
+            tracing::warn!(
+                name,
+                "OTEL_SERVICE_NAME is for `mall serve`: under `mall up` each service's spans \
+                 carry its own name"
+            );
+        }
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

@@ -128,9 +128,15 @@ pub struct ChildSettings {
 
 /// The flags of a `mall up --split` command line (`args`, as the process got them) that
 /// its children take too: all but the program, `up`, `--split`, `--replicas`,
-/// `--base-port` (each child gets its own port) and `--stop-grace-ms` (the supervisor's own).
+/// `--base-port` (each child gets its own port), `--stop-grace-ms` (the supervisor's own)
+/// and `--otel-service-name` (each child is named after its service).
 pub fn flags_for_children(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
-    const SUPERVISORS_OWN: [&str; 3] = ["--base-port", "--replicas", "--stop-grace-ms"];
+    const SUPERVISORS_OWN: [&str; 4] = [
+        "--base-port",
+        "--replicas",
+        "--stop-grace-ms",
+        "--otel-service-name",
+    ];
     let mut flags = Vec::new();
     let mut args = args.skip(1).skip_while(|arg| arg != "up").skip(1);
     while let Some(arg) = args.next() {
@@ -271,6 +277,8 @@ impl ChildCommand {
                 format!("{}/auth/jwks", self.urls.auth_url.first()),
             )
             .env("MALL_AUTH_SIGNING_KEY_FILE", &self.signing_key)
+            // Each child names its spans after its own service, as `mall up` does.
+            .env_remove("OTEL_SERVICE_NAME")
             .envs(self.shared.iter().map(|(name, value)| (name, value)))
             .env(
                 "MALL_SEED_DEMO",

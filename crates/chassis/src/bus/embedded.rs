@@ -119,6 +119,11 @@ impl EmbeddedLog {
 
 #[async_trait]
 impl EventBus for EmbeddedLog {
+    // The embedded log is no messaging system OpenTelemetry names.
+    fn system(&self) -> &'static str {
+        "mall_log"
+    }
+
     async fn publish(&self, events: Vec<OutgoingEvent>) -> Result<(), BusError> {
         if events.is_empty() {
             return Ok(());

@@ -314,6 +314,10 @@ fn header<'a>(key: &'a str, value: &'a String) -> Header<'a, &'a String> {
 
 #[async_trait]
 impl EventBus for KafkaBus {
+    fn system(&self) -> &'static str {
+        "kafka"
+    }
+
     async fn publish(&self, events: Vec<OutgoingEvent>) -> Result<(), BusError> {
         let topics: Vec<&str> = events.iter().map(|event| event.topic.as_str()).collect();
         self.ensure_topics(&topics).await?;

@@ -64,6 +64,9 @@ pub enum BusError {
 
 #[async_trait]
 pub trait EventBus: Send + Sync {
+    /// What the bus is, as spans name it (`messaging.system`).
+    fn system(&self) -> &'static str;
+
     /// Appends the events durably, in order per key; returns once they are stored.
     async fn publish(&self, events: Vec<OutgoingEvent>) -> Result<(), BusError>;
 

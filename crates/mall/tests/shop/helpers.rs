@@ -54,6 +54,9 @@ pub enum Needs {
     /// Prometheus, promtool and Alertmanager on the PATH (Debian's `prometheus` and
     /// `prometheus-alertmanager`).
     Prometheus,
+    /// A Python with PyPI's `opentelemetry-proto` and `grpcio`, to receive spans over OTLP
+    /// (`MALL_TEST_OTLP_PYTHON`, or the venv `.ci/run` makes).
+    Otlp,
 }
 
 impl Needs {
@@ -64,6 +67,7 @@ impl Needs {
             Needs::KafkaBroker => "kafka",
             Needs::Postgres => "postgres",
             Needs::Prometheus => "prometheus",
+            Needs::Otlp => "otlp",
         }
     }
 }

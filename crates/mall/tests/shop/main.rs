@@ -26,3 +26,4 @@ mod replicas;
 mod resilience;
 mod saga;
 mod shutdown;
+mod traces;

@@ -38,7 +38,9 @@ use chassis::{
     flows::{Call, ServiceFlows, Subdomain},
     instances::Instances,
     problem::Problem,
+    runtime::SPAN_FLUSH,
     server::{self, Service, TRACEPARENT},
+    spans::{self, Span, Tracer, TracingError},
     telemetry::Metrics,
     trace::TraceContext,
     ui,
@@ -141,6 +143,7 @@ pub struct Gateway {
     metrics: Metrics,
     shutdown: CancellationToken,
     verifier: Arc<TokenVerifier>,
+    tracer: Tracer,
 }
 
 impl Service for Gateway {
@@ -164,6 +167,10 @@ impl Service for Gateway {
         &self.verifier
     }
 
+    fn tracer(&self) -> &Tracer {
+        &self.tracer
+    }
+
     async fn ready(&self) -> Result<(), String> {
         Ok(())
     }
@@ -173,6 +180,8 @@ impl Service for Gateway {
 /// routes share.
 #[derive(Clone)]
 struct Upstream {
+    /// The service's name, for the spans of the requests sent to it.
+    name: &'static str,
     client: Client<HttpConnector, Body>,
     instances: Instances,
     /// The service's canary, when one runs.
@@ -182,18 +191,29 @@ struct Upstream {
     in_flight: Arc<Semaphore>,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Tracing(#[from] TracingError),
+    #[error("serving HTTP failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
 pub async fn run(
     chassis: ChassisSettings,
     urls: &ServiceUrls,
     settings: GatewaySettings,
     listener: TcpListener,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
+) -> Result<(), Error> {
+    let metrics = Metrics::new(NAME);
+    let tracer = Tracer::new(NAME, &chassis.tracing, &chassis.instance_id, &metrics)?;
     let gateway = Arc::new(Gateway {
         verifier: Arc::new(TokenVerifier::new(chassis.tokens.clone())),
         settings: chassis,
-        metrics: Metrics::new(NAME),
+        metrics,
         shutdown: shutdown.clone(),
+        tracer,
     });
     let limits = Arc::new(RateLimits::new(&settings.rate_limits));
     tokio::spawn(limits.clone().forget_idle_clients(shutdown.clone()));
@@ -221,7 +241,8 @@ pub async fn run(
         &gateway.metrics,
         shutdown.clone(),
     ));
-    let upstream = |name: &str, instances: &Instances| Upstream {
+    let upstream = |name: &'static str, instances: &Instances| Upstream {
+        name,
         client: client.clone(),
         instances: instances.clone(),
         canary: canaries.slot(name),
@@ -283,7 +304,7 @@ pub async fn run(
         )
         .with_state(canaries.clone());
     // Each service's web components, public like the catalogue.
-    let component = |path: &str, name: &str, instances: &Instances| {
+    let component = |path: &str, name: &'static str, instances: &Instances| {
         Router::new()
             .route(path, get(public))
             .with_state(upstream(name, instances))
@@ -332,13 +353,16 @@ pub async fn run(
     // Outside the chassis's layers, so that its own answers (a 404, a 413, health) carry
     // the policy too.
     let policy = Arc::new(BrowserPolicy::for_shell(SHELL_PAGE));
+    let tracer = gateway.tracer.clone();
     server::serve_wrapped(gateway, listener, routes, |app| {
         app.layer(middleware::from_fn_with_state(
             policy.clone(),
             browser_policy::apply,
         ))
     })
-    .await
+    .await?;
+    tracer.shutdown(SPAN_FLUSH).await;
+    Ok(())
 }
 
 /// A route anyone may call. A token that comes along anyway must be valid (a bad one is
@@ -567,30 +591,35 @@ impl Upstream {
     ) -> Result<(StatusCode, axum::body::Bytes), String> {
         let mut unreachable = String::new();
         for base in self.instances.in_turn() {
-            let uri: Uri = format!("{base}{path}")
+            let url = format!("{base}{path}");
+            let uri: Uri = url
                 .parse()
                 .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
+            let span = spans::http_client(method.as_str(), self.name, &url);
+            let traceparent = span.as_ref().map_or_else(|| trace.child(), Span::context);
             let mut request = Request::builder()
                 .method(method.clone())
                 .uri(uri)
-                .header(TRACEPARENT, trace.child().to_string());
+                .header(TRACEPARENT, traceparent.to_string());
             if let Some(token) = token {
                 request = request.header(header::AUTHORIZATION, token);
             }
             let request = request.body(Body::empty()).map_err(|e| e.to_string())?;
-            let response = match tokio::time::timeout(self.timeout, self.client.request(request))
-                .await
-                .map_err(|_| "timed out".to_owned())?
-            {
-                Ok(response) => response,
-                Err(error) if error.is_connect() => {
-                    self.instances.unreachable(base);
-                    unreachable = error.to_string();
-                    continue;
-                }
-                Err(error) => return Err(error.to_string()),
-            };
+            let response =
+                match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+                    Err(_) => return Err(failed(span.as_ref(), "timed out".to_owned())),
+                    Ok(Ok(response)) => response,
+                    Ok(Err(error)) if error.is_connect() => {
+                        self.instances.unreachable(base);
+                        unreachable = failed(span.as_ref(), error.to_string());
+                        continue;
+                    }
+                    Ok(Err(error)) => return Err(failed(span.as_ref(), error.to_string())),
+                };
             let status = response.status();
+            if let Some(span) = &span {
+                span.answered(status.as_u16());
+            }
             let body = http_body_util::BodyExt::collect(response.into_body())
                 .await
                 .map_err(|e| e.to_string())?
@@ -599,6 +628,15 @@ impl Upstream {
         }
         Err(unreachable)
     }
+}
+
+/// Records on `span`, when there is one, that the request it stands for failed; returns
+/// why.
+fn failed(span: Option<&Span>, error: String) -> String {
+    if let Some(span) = span {
+        span.fail(error.clone());
+    }
+    error
 }
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 section 7.6.1).
@@ -662,9 +700,6 @@ async fn forward_to(
         parts.headers.remove(name);
     }
     parts.headers.remove(header::HOST);
-    if let Ok(value) = HeaderValue::from_str(&trace.child().to_string()) {
-        parts.headers.insert(TRACEPARENT, value);
-    }
     // With one instance the body streams through; with several it is read first (the
     // chassis has bounded it), so that an instance that cannot be reached leaves it for
     // the next one.
@@ -700,10 +735,20 @@ async fn forward_to(
         let body = buffered
             .clone()
             .map_or_else(|| streaming.take().unwrap_or_default(), Body::from);
+        let url = uri.to_string();
         let mut attempt = Request::from_parts(parts, body);
         *attempt.uri_mut() = uri;
+        // The span ends with the answer's head: the body streams on to the client.
+        let span = spans::http_client(attempt.method().as_str(), upstream.name, &url);
+        let traceparent = span.as_ref().map_or_else(|| trace.child(), Span::context);
+        if let Ok(value) = HeaderValue::from_str(&traceparent.to_string()) {
+            attempt.headers_mut().insert(TRACEPARENT, value);
+        }
         match tokio::time::timeout(upstream.timeout, upstream.client.request(attempt)).await {
             Ok(Ok(response)) => {
+                if let Some(span) = &span {
+                    span.answered(response.status().as_u16());
+                }
                 let (mut parts, body) = response.into_parts();
                 for name in HOP_BY_HOP {
                     parts.headers.remove(name);
@@ -712,6 +757,7 @@ async fn forward_to(
             }
             Ok(Err(error)) => {
                 tracing::warn!(%error, upstream = base, "upstream unreachable");
+                failed(span.as_ref(), error.to_string());
                 if error.is_connect() {
                     instances.unreachable(base);
                 } else if !safe {
@@ -721,6 +767,7 @@ async fn forward_to(
                 }
             }
             Err(_) => {
+                failed(span.as_ref(), "timed out".to_owned());
                 return Problem::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream-timeout",

@@ -17,6 +17,7 @@ use chassis::{
     openapi,
     problem::{ApiJson, Problem},
     server::TRACEPARENT,
+    spans::{self, Span},
     trace::TraceContext,
 };
 use rand::Rng;
@@ -143,20 +144,30 @@ impl ProductCatalogue {
         // An instance that cannot be reached (one of several, killed) costs no attempt:
         // the next one is asked at once.
         let mut sent = Err((false, String::new()));
+        let mut span = None;
         for base in self.instances.in_turn() {
+            let url = format!("{base}/products/{product_id}");
+            span = spans::http_client("GET", "product", &url);
+            let traceparent = span.as_ref().map_or_else(|| trace.child(), Span::context);
             sent = self
                 .client
-                .get(format!("{base}/products/{product_id}"))
-                .header(TRACEPARENT, trace.child().to_string())
+                .get(url)
+                .header(TRACEPARENT, traceparent.to_string())
                 .send()
                 .await
                 .map_err(|error| (error.is_connect(), error.to_string()));
+            if let (Err((_, error)), Some(span)) = (&sent, &span) {
+                span.fail(error.clone());
+            }
             if !matches!(sent, Err((true, _))) {
                 break;
             }
             self.instances.unreachable(base);
         }
         let response = sent.map_err(|(_, error)| error)?;
+        if let Some(span) = &span {
+            span.answered(response.status().as_u16());
+        }
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {

@@ -4,7 +4,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chassis::{ServiceRuntime, retry::Trouble, trace::TraceContext};
+use chassis::{
+    ServiceRuntime,
+    retry::Trouble,
+    spans::{self, SpanKind},
+};
 
 use crate::{
     domain::{OrderCommand, RejectionCause},
@@ -42,21 +46,35 @@ async fn reject_expired(
 ) -> Result<(), crate::CommandError> {
     let placed_before = chrono::Utc::now() - deadline;
     for order_id in store::pending_since(&rt.db, placed_before).await? {
+        // A trace of its own: the compensation it starts is found by the order's id.
+        let span = rt
+            .tracer
+            .start("reject silent saga", SpanKind::Internal, None);
+        span.set(spans::CONVERSATION_ID, order_id.to_string());
         let reason = format!("no answer from the saga within {} s", deadline.as_secs());
-        let mut tx = rt.db.begin_write().await?;
-        execute(
-            &mut tx,
-            order_id,
-            OrderCommand::Reject {
-                cause: RejectionCause::Deadline,
-                reason,
-            },
-            TraceContext::root(),
-            None,
-            saga,
-        )
-        .await?;
-        rt.commit(tx).await?;
+        let rejected = span
+            .scope(async {
+                let mut tx = rt.db.begin_write().await?;
+                execute(
+                    &mut tx,
+                    order_id,
+                    OrderCommand::Reject {
+                        cause: RejectionCause::Deadline,
+                        reason,
+                    },
+                    span.context(),
+                    None,
+                    saga,
+                )
+                .await?;
+                rt.commit(tx).await?;
+                Ok::<_, crate::CommandError>(())
+            })
+            .await;
+        if let Err(error) = &rejected {
+            span.fail(error.to_string());
+        }
+        rejected?;
         tracing::warn!(%order_id, "saga deadline passed: order rejected");
     }
     Ok(())
