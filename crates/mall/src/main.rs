@@ -9,6 +9,7 @@ mod docs;
 mod loadgen;
 mod shop;
 mod split;
+mod trace;
 
 use std::{net::IpAddr, path::PathBuf};
 
@@ -113,6 +114,9 @@ enum Command {
     /// Roll a new version of a service out to chosen customers and a growing share of the
     /// rest through the gateway, promoted step by step or rolled back when it does worse.
     Canary(canary::Settings),
+    /// Show the trace of the request that placed an order (or a later one of it) as a
+    /// waterfall, from the services' recent spans: no tracing backend needed.
+    Trace(trace::Settings),
     /// Measure a part of the shop and print the figures.
     Bench {
         #[command(subcommand)]
@@ -282,6 +286,7 @@ fn main() -> anyhow::Result<()> {
             Command::Docs(settings) => docs::run(settings),
             Command::Chaos(settings) => chaos::run(settings).await,
             Command::Canary(settings) => canary::run(settings).await,
+            Command::Trace(settings) => trace::run(settings).await,
             Command::Bench { target } => bench::run(target).await,
         }
     })

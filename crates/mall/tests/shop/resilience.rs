@@ -184,7 +184,9 @@ async fn a_dead_letter_replayed_from_the_command_line_is_handled_by_its_group_al
 async fn a_replay_through_the_gateway_while_its_keeper_is_down_is_a_503_naming_it() {
     let shop = Shop::start_split(&[
         ("MALL_CONSUMER_MAX_ATTEMPTS", "2"),
-        ("MALL_UPSTREAM_TIMEOUT_MS", "500"),
+        // Short, for the frozen keeper; longer than a login's password check (Argon2)
+        // through the gateway takes on a loaded machine.
+        ("MALL_UPSTREAM_TIMEOUT_MS", "1500"),
     ])
     .await;
     let (order_id, dead) = poison_delivery(&shop).await;

@@ -459,6 +459,52 @@ async fn each_service_keeps_its_recent_spans_and_finds_an_order_s_trace_without_
     );
     assert_eq!(published["attributes"]["mall.event.type"], "OrderPlaced");
 
+    // The operator's terminal shows the same trace as a waterfall, the gateway's request
+    // first and every service's part under it.
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
+        .args([
+            "trace",
+            &order_id,
+            "--base-port",
+            &shop.base_port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let waterfall = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success(),
+        "{waterfall}{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let mut lines = waterfall.lines();
+    assert!(
+        lines.next().unwrap().starts_with(&format!(
+            "trace {trace_id} of order {order_id}: {} spans",
+            spans.len()
+        )),
+        "{waterfall}"
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .ends_with("gateway   POST /api/orders"),
+        "{waterfall}"
+    );
+    for service in SERVICES {
+        assert!(
+            waterfall.contains(&format!("  {service:<9} ")),
+            "{service}: {waterfall}"
+        );
+    }
+    let unknown_order = std::process::Command::new(env!("CARGO_BIN_EXE_mall"))
+        .args(["trace", &uuid::Uuid::now_v7().to_string()])
+        .args(["--base-port", &shop.base_port.to_string()])
+        .output()
+        .unwrap();
+    assert!(!unknown_order.status.success());
+    assert!(String::from_utf8_lossy(&unknown_order.stderr).contains("has 0 trace(s)"));
+
     // The store is bounded by span count, not by trace: a trace no one recorded is empty,
     // and what is not a trace id is refused.
     let unknown = debug(3, format!("/debug/traces/{}", "1".repeat(32))).await;
