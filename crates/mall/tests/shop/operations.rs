@@ -16,6 +16,9 @@ const SERVICES: [&str; 7] = [
     "gateway", "auth", "product", "order", "payment", "delivery", "mypage",
 ];
 
+/// The services with a consumer group, named after them.
+const CONSUMERS: [&str; 5] = ["product", "order", "payment", "delivery", "mypage"];
+
 /// A reading younger than this is answered again (the gateway's `FRESH_FOR`).
 const FRESH_FOR: Duration = Duration::from_secs(1);
 
@@ -107,10 +110,10 @@ async fn the_operations_view_shows_every_service_ready_with_rates_after_some_ord
     let p99 = gateway["p99_seconds"].as_f64().unwrap();
     assert!(p99 > 0.0 && p99 <= 2.5, "{gateway:#}");
 
-    // Each consuming service's group, all caught up, nothing dead; order's breaker closed.
-    for name in ["product", "order", "payment", "delivery", "mypage"] {
+    // Each consuming service's group, nothing dead; order's breaker closed.
+    for name in CONSUMERS {
         let s = service(&after, name);
-        assert_eq!(s["consumer_lag"], serde_json::json!({ name: 0.0 }), "{s:#}");
+        assert!(s["consumer_lag"][name].is_number(), "{s:#}");
         assert_eq!(s["dead_letters"], serde_json::json!({ name: 0.0 }), "{s:#}");
         assert!(s["outbox_backlog"].is_number(), "{s:#}");
     }
@@ -121,6 +124,21 @@ async fn the_operations_view_shows_every_service_ready_with_rates_after_some_ord
 
     // Asked again at once: the same reading, not every service read anew.
     assert_eq!(answer(&shop).await["read_at"], after["read_at"]);
+
+    // Every event handled, every group is shown caught up (a lag measured while the
+    // orders flowed does not stay on show).
+    let started = Instant::now();
+    loop {
+        let now = reading(&shop).await;
+        let lags: Vec<&Value> = CONSUMERS
+            .iter()
+            .map(|name| &service(&now, name)["consumer_lag"][name])
+            .collect();
+        if lags.iter().all(|lag| **lag == 0.0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{lags:?}");
+    }
 
     // With no traffic the services' rates are 0: the view's own readings of their
     // health and metrics are not requests.
