@@ -477,7 +477,10 @@ mod tests {
             at: Some(long_ago),
             behind: true,
         };
-        assert!(behind.due(true), "idle, events were left at the last measure");
+        assert!(
+            behind.due(true),
+            "idle, events were left at the last measure"
+        );
         let caught_up = LagReport {
             at: Some(long_ago),
             behind: false,
@@ -488,7 +491,10 @@ mod tests {
             at: Some(std::time::Instant::now()),
             behind: true,
         };
-        assert!(!just_now.due(false) && !just_now.due(true), "at most every second");
+        assert!(
+            !just_now.due(false) && !just_now.due(true),
+            "at most every second"
+        );
     }
 
     fn event(subject: &str) -> OutgoingEvent {

@@ -149,7 +149,11 @@ mod tests {
         assert_eq!(turns[3], turns[0]);
         assert_eq!(instances.to_string(), "http://a:1,http://b:2,http://c:3");
         let all: Vec<&str> = instances.all().collect();
-        assert_eq!(all, ["http://a:1", "http://b:2", "http://c:3"], "in order, whose turn it is aside");
+        assert_eq!(
+            all,
+            ["http://a:1", "http://b:2", "http://c:3"],
+            "in order, whose turn it is aside"
+        );
     }
 
     #[test]

@@ -57,7 +57,8 @@ fn names(reading: &Value) -> Vec<&str> {
 
 /// How many of `what` happened over the reading's interval, from its rate.
 fn over_interval(reading: &Value, rate: &Value) -> f64 {
-    rate.as_f64().unwrap_or_else(|| panic!("no rate: {reading:#}"))
+    rate.as_f64()
+        .unwrap_or_else(|| panic!("no rate: {reading:#}"))
         * reading["interval_seconds"].as_f64().unwrap()
 }
 
@@ -83,7 +84,10 @@ async fn the_operations_view_shows_every_service_ready_with_rates_after_some_ord
         assert_eq!(shop.final_order(&order).await["status"], "DELIVERING");
     }
     let after = reading(&shop).await;
-    assert!(after["interval_seconds"].as_f64().unwrap() > 1.0, "{after:#}");
+    assert!(
+        after["interval_seconds"].as_f64().unwrap() > 1.0,
+        "{after:#}"
+    );
     for name in SERVICES {
         let s = service(&after, name);
         assert_eq!(s["ready"], true, "{s:#}");
@@ -96,7 +100,10 @@ async fn the_operations_view_shows_every_service_ready_with_rates_after_some_ord
     let saga = &after["saga"];
     assert_eq!(saga["objective_seconds"], 2.5);
     let placed = over_interval(&after, &saga["orders_placed_per_second"]);
-    assert!((placed - orders as f64).abs() < 1e-6, "{placed} placed: {after:#}");
+    assert!(
+        (placed - orders as f64).abs() < 1e-6,
+        "{placed} placed: {after:#}"
+    );
     let confirmed = over_interval(&after, &saga["orders_confirmed_per_second"]);
     assert!((confirmed - orders as f64).abs() < 1e-6, "{confirmed}");
     assert_eq!(saga["confirmed_in_time"], 1.0, "{saga}");
@@ -151,7 +158,11 @@ async fn the_operations_view_shows_every_service_ready_with_rates_after_some_ord
         );
     }
     assert_eq!(idle["saga"]["orders_placed_per_second"], 0.0);
-    assert_eq!(idle["saga"]["confirmed_in_time"], Value::Null, "none in time or late");
+    assert_eq!(
+        idle["saga"]["confirmed_in_time"],
+        Value::Null,
+        "none in time or late"
+    );
     assert_eq!(idle["saga"]["confirmed_in_time_since_start"], 1.0);
 }
 
@@ -186,7 +197,10 @@ async fn a_frozen_service_shows_down_within_the_timeout_and_replicas_add_up() {
         serde_json::json!({"delivery": 1.0}),
         "one dead letter, counted by each instance: {delivery:#}"
     );
-    assert_eq!(delivery["consumer_lag"], serde_json::json!({"delivery": 0.0}));
+    assert_eq!(
+        delivery["consumer_lag"],
+        serde_json::json!({"delivery": 0.0})
+    );
 
     // Frozen, product keeps its port but answers nothing (a SIGKILL would be undone by the
     // supervisor within 250 ms).

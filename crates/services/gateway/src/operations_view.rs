@@ -123,17 +123,18 @@ impl OperationsView {
             .as_ref()
             .map(|p| at.duration_since(p.at).as_secs_f64());
         let before = previous.map(|p| p.figures).unwrap_or_default();
-        let remote = futures::future::join_all(self.services.iter().flat_map(|(service, instances)| {
-            instances.all().map(move |base| async move {
-                let (ready, figures) = read_instance(&self.client, base).await;
-                (*service, base.to_owned(), ready, figures)
-            })
-        }))
-        .await;
+        let remote =
+            futures::future::join_all(self.services.iter().flat_map(|(service, instances)| {
+                instances.all().map(move |base| async move {
+                    let (ready, figures) = read_instance(&self.client, base).await;
+                    (*service, base.to_owned(), ready, figures)
+                })
+            }))
+            .await;
         // The gateway reads its own registry: it answers this very request, so it is up.
         let own = Figures::read(&self.gateway.metrics.render());
-        let instances = std::iter::once((crate::NAME, self.gateway_url.clone(), Ok(()), own))
-            .chain(remote);
+        let instances =
+            std::iter::once((crate::NAME, self.gateway_url.clone(), Ok(()), own)).chain(remote);
 
         let mut kept = HashMap::new();
         let mut by_service: Vec<(&'static str, Vec<InstanceReading>)> = vec![];
@@ -253,12 +254,7 @@ async fn get(
     };
     tokio::time::timeout(READ_TIMEOUT, exchange)
         .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "no answer within {} ms",
-                READ_TIMEOUT.as_millis()
-            ))
-        })
+        .unwrap_or_else(|_| Err(format!("no answer within {} ms", READ_TIMEOUT.as_millis())))
 }
 
 /// The root cause of an error, which says what happened ("Connection refused"); the

@@ -145,7 +145,11 @@ impl Figures {
     fn take(&mut self, sample: &Sample) {
         let (counters, gauges) = (&mut self.counters, &mut self.gauges);
         let value = sample.value;
-        let route_counted = || sample.label("route").is_some_and(|r| !is_operators_route(r));
+        let route_counted = || {
+            sample
+                .label("route")
+                .is_some_and(|r| !is_operators_route(r))
+        };
         let le = || sample.label("le").and_then(|le| le.parse::<f64>().ok());
         let confirmed = || sample.label("until") == Some("confirmed");
         let group = || sample.label("group").unwrap_or_default().to_owned();
@@ -485,7 +489,10 @@ mall_circuit_breaker_state{service="order",upstream="product"} 0
         assert_eq!(summary["outbox_backlog"], 4.0);
         assert_eq!(summary["consumer_lag"], serde_json::json!({"order": 5.0}));
         assert_eq!(summary["dead_letters"], serde_json::json!({"order": 1.0}));
-        assert_eq!(summary["breakers"], serde_json::json!({"product": "closed"}));
+        assert_eq!(
+            summary["breakers"],
+            serde_json::json!({"product": "closed"})
+        );
         assert_eq!(summary["ready"], true);
         assert_eq!(summary["instances"][0]["reason"], serde_json::Value::Null);
 
@@ -503,7 +510,12 @@ mall_circuit_breaker_state{service="order",upstream="product"} 0
         let now = order(NOW);
         let (summary, totals) = summarize("order", &[reading("a", &now, None)], None);
         let summary = json(&summary);
-        for rate in ["requests_per_second", "errors_per_second", "error_ratio", "p99_seconds"] {
+        for rate in [
+            "requests_per_second",
+            "errors_per_second",
+            "error_ratio",
+            "p99_seconds",
+        ] {
             assert_eq!(summary[rate], serde_json::Value::Null, "{rate}");
         }
         assert_eq!(summary["outbox_backlog"], 4.0);
@@ -529,7 +541,10 @@ mall_circuit_breaker_state{service="order",upstream="product"} 0
         assert_eq!(gained.requests, restarted.counters.requests);
         assert_eq!(gained.orders_placed, restarted.counters.orders_placed);
         // The same process: what it gained.
-        let (before, now) = (order(&(started("1") + BEFORE)), order(&(started("1") + NOW)));
+        let (before, now) = (
+            order(&(started("1") + BEFORE)),
+            order(&(started("1") + NOW)),
+        );
         assert_eq!(now.gained_since(&before).requests, 29.0);
     }
 
@@ -556,15 +571,15 @@ mall_dead_letters{group="order"} 2
 mall_circuit_breaker_state{upstream="product"} 1"#,
         );
         let zero = Figures::default();
-        let instances = [
-            reading("a", &a, Some(&zero)),
-            reading("b", &b, Some(&zero)),
-        ];
+        let instances = [reading("a", &a, Some(&zero)), reading("b", &b, Some(&zero))];
         let summary = json(&summarize("order", &instances, Some(10.0)).0);
         assert_eq!(summary["requests_per_second"], 4.0);
         assert_eq!(summary["outbox_backlog"], 3.0);
         assert_eq!(summary["consumer_lag"]["order"], 10.0);
-        assert_eq!(summary["dead_letters"]["order"], 2.0, "one table, read twice");
+        assert_eq!(
+            summary["dead_letters"]["order"], 2.0,
+            "one table, read twice"
+        );
         assert_eq!(summary["breakers"]["product"], "open");
         // 40 answers: 20 within 10 ms, 20 between 10 ms and 1 s; the 99th percentile,
         // the 39.6th, lies 19.6/20 of the way through that bucket.
@@ -591,9 +606,15 @@ mall_circuit_breaker_state{upstream="product"} 1"#,
         let summary = json(&summarize("order", &instances, Some(1.0)).0);
         assert_eq!(summary["ready"], false);
         assert_eq!(summary["instances"][1]["ready"], false);
-        assert_eq!(summary["instances"][1]["reason"], "no answer within 1000 ms");
+        assert_eq!(
+            summary["instances"][1]["reason"],
+            "no answer within 1000 ms"
+        );
         assert_eq!(summary["instances"][2]["ready"], true);
-        assert_eq!(summary["instances"][2]["reason"], "no figures: line 3: \"garbage\"");
+        assert_eq!(
+            summary["instances"][2]["reason"],
+            "no figures: line 3: \"garbage\""
+        );
         // The one read twice still has its rates: nothing happened there.
         assert_eq!(summary["requests_per_second"], 0.0);
         assert_eq!(summary["error_ratio"], serde_json::Value::Null);
