@@ -282,7 +282,8 @@ test('an operator follows every service and the saga live on the operations view
       assert.equal(s.ready, true, s.service);
       assert.equal(s.instances[0].reason, null, s.service);
     }
-    assert.equal(vm.saga.objective_seconds, 2.5);
+    assert.equal(vm.saga.threshold_seconds, 2.5);
+    assert.equal(vm.saga.objective, 0.99);
     assert.deepEqual(vm.services.find((s) => s.service === 'order').breakers, { product: 'closed' });
 
     // An order confirmed: followed without being asked, the next readings have rates

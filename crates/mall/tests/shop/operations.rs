@@ -98,7 +98,8 @@ async fn the_operations_view_shows_every_service_ready_with_rates_after_some_ord
         assert!(s["errors_per_second"].is_number(), "{s:#}");
     }
     let saga = &after["saga"];
-    assert_eq!(saga["objective_seconds"], 2.5);
+    assert_eq!(saga["threshold_seconds"], 2.5);
+    assert_eq!(saga["objective"], 0.99);
     let placed = over_interval(&after, &saga["orders_placed_per_second"]);
     assert!(
         (placed - orders as f64).abs() < 1e-6,

@@ -105,24 +105,24 @@ impl OperationsView {
     }
 
     /// The answer of a fresh reading, or of one made within [`FRESH_FOR`]. Callers take
-    /// turns: one reads while the others wait for its answer.
+    /// turns: one reads while the others wait for its answer. The last reading is
+    /// replaced only by a whole new one: a caller that goes away mid-reading leaves it.
     async fn answer(&self) -> Bytes {
         let mut last = self.last.lock().await;
         if let Some(recent) = last.as_ref().filter(|r| r.at.elapsed() < FRESH_FOR) {
             return recent.answer.clone();
         }
-        let reading = self.read(last.take()).await;
+        let reading = self.read(last.as_ref()).await;
         let answer = reading.answer.clone();
         *last = Some(reading);
         answer
     }
 
-    async fn read(&self, previous: Option<Reading>) -> Reading {
+    async fn read(&self, previous: Option<&Reading>) -> Reading {
         let at = Instant::now();
-        let interval_seconds = previous
-            .as_ref()
-            .map(|p| at.duration_since(p.at).as_secs_f64());
-        let before = previous.map(|p| p.figures).unwrap_or_default();
+        let interval_seconds = previous.map(|p| at.duration_since(p.at).as_secs_f64());
+        let no_figures = HashMap::new();
+        let before = previous.map_or(&no_figures, |p| &p.figures);
         let remote =
             futures::future::join_all(self.services.iter().flat_map(|(service, instances)| {
                 instances.all().map(move |base| async move {

@@ -13,9 +13,6 @@ const BREAKER = {
   open: { en: 'open', ko: '열림' },
 };
 
-/** The saga latency SLO's objective (deploy/monitoring/rules/slo.yml). */
-const SAGA_OBJECTIVE = 0.99;
-
 /** The gateway's own reasons, which it words in English; a service's are shown as given. */
 const REASONS = [
   [/^no answer within (\d+) ms$/, (ms) => ({ en: `no answer within ${ms} ms`, ko: `${ms}ms 안에 응답 없음` })],
@@ -84,16 +81,16 @@ function row(s) {
 function saga(vm) {
   const saga = vm.saga;
   if (!saga) return '';
-  const seconds = number(saga.objective_seconds, 1);
+  const seconds = number(saga.threshold_seconds, 1);
   const interval = vm.reading.interval_seconds;
   const now = saga.confirmed_in_time;
-  const tone = now === null ? '' : now >= SAGA_OBJECTIVE ? 'final-good' : 'final-bad';
+  const tone = now === null ? '' : now >= saga.objective ? 'final-good' : 'final-bad';
   return `<div data-testid="operations-saga">
       <h3>${esc(t({ en: `Orders confirmed within ${seconds} s`, ko: `${seconds}초 안에 확정된 주문` }))}</h3>
       <p><span class="status ${tone}" data-testid="operations-sli">${esc(percent(now))}</span>
         ${interval === null ? '' : esc(t({ en: `in the last ${number(interval, 1)} s`, ko: `최근 ${number(interval, 1)}초` }))} ·
         ${esc(t({ en: `${percent(saga.confirmed_in_time_since_start)} since order started`, ko: `주문 서비스 시작 이후 ${percent(saga.confirmed_in_time_since_start)}` }))} ·
-        ${esc(t({ en: `objective ${percent(SAGA_OBJECTIVE)}`, ko: `목표 ${percent(SAGA_OBJECTIVE)}` }))}</p>
+        ${esc(t({ en: `objective ${percent(saga.objective)}`, ko: `목표 ${percent(saga.objective)}` }))}</p>
       <p>${esc(t({ en: 'Orders per second', ko: '초당 주문' }))}:
         ${esc(t({ en: `${number(saga.orders_placed_per_second)} placed, ${number(saga.orders_confirmed_per_second)} confirmed`, ko: `접수 ${number(saga.orders_placed_per_second)}건, 확정 ${number(saga.orders_confirmed_per_second)}건` }))}</p>
     </div>`;
