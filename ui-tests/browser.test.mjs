@@ -1,8 +1,8 @@
 // The shop in a real browser (Debian's Chromium, driven by playwright-core) against a
 // `mall up --split` shop: a customer signs up, orders, watches the saga, cancels; an
-// operator completes a delivery, and rolls a canary back; with product stopped the
-// catalogue says so while my page works. Screenshots of each view go to
-// ui-tests/screenshots/.
+// operator completes a delivery, rolls a canary back, and watches the operations view
+// (a frozen service shown down); with product stopped the catalogue says so while my page
+// works. Screenshots of each view go to ui-tests/screenshots/.
 
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -273,6 +273,82 @@ test('an operator sees a running canary on the admin page, rolls it back and end
   } finally {
     await canaries('POST', '/order/abort');
     await canaries('DELETE', '/order');
+    await operator.context().close();
+  }
+});
+
+test('an operator watches every service and the saga live on the operations view, and sees a frozen one down', async () => {
+  // An order of the demo customer's, so that the saga has figures to show.
+  const login = await fetch(`${shop.url}/api/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: 'demo@12st.mall', password: demoPassword() }),
+  });
+  const token = (await login.json()).access_token;
+  const products = (await (await fetch(`${shop.url}/api/products`)).json()).items;
+  const placed = await fetch(`${shop.url}/api/orders`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ product_id: products.find((p) => p.stock > 0).id, quantity: 1, address: '1 Teheran-ro, Seoul' }),
+  });
+  assert.equal(placed.status, 202);
+
+  const operator = await page();
+  let readings = 0;
+  operator.on('request', (request) => {
+    if (request.url().endsWith('/api/admin/operations')) readings++;
+  });
+  try {
+    await logIn(operator, ADMIN.email, ADMIN.password);
+    await operator.getByRole('link', { name: 'Operations' }).click();
+    await operator.getByRole('heading', { name: 'Operations' }).waitFor(WAIT);
+    const services = ['gateway', 'auth', 'product', 'order', 'payment', 'delivery', 'mypage'];
+    for (const service of services) {
+      const row = operator.locator(`mall-operations tr[data-service="${service}"]`);
+      await row.waitFor(WAIT);
+      assert.equal(await row.getByTestId('operations-health').textContent(), 'Ready', service);
+    }
+    // Live: the next reading brings rates, without a click.
+    await operator.getByText(/Rates over the last [\d.]+ s/).waitFor(WAIT);
+    const saga = operator.getByTestId('operations-saga');
+    assert.match(await saga.getByRole('heading').textContent(), /Orders confirmed within 2\.5 s/);
+    assert.match(await saga.textContent(), /\d+\.\d % since order started/);
+    assert.match(await saga.textContent(), /objective 99\.0 %/);
+    const cells = await operator.locator('mall-operations tr[data-service="order"] > *').allTextContents();
+    assert.equal(cells.length, 10);
+    assert.match(cells[2], /^[\d.,]+$/, 'requests per second');
+    assert.match(cells[9], /product: closed/);
+    assert.match(await operator.locator('mall-operations tr[data-service="delivery"] > *').nth(7).textContent(), /delivery: 0/);
+    await operator.screenshot({ path: `${SHOTS}operations.png`, fullPage: true });
+
+    // Frozen, payment is shown down with why, the others still ready.
+    shop.signal('payment', 'SIGSTOP');
+    try {
+      const payment = operator.locator('mall-operations tr[data-service="payment"]');
+      await payment.getByTestId('operations-health').filter({ hasText: 'Down' }).waitFor(WAIT);
+      assert.match(await payment.getByTestId('operations-reason').textContent(), /no answer within 1000 ms/);
+      assert.match(await operator.getByTestId('operations-down').textContent(), /Not ready: payment/);
+      assert.equal(await operator.locator('mall-operations tr[data-service="order"]').getByTestId('operations-health').textContent(), 'Ready');
+      await operator.screenshot({ path: `${SHOTS}operations-payment-down.png`, fullPage: true });
+    } finally {
+      shop.signal('payment', 'SIGCONT');
+    }
+    await operator.locator('mall-operations tr[data-service="payment"]').getByTestId('operations-health').filter({ hasText: 'Ready' }).waitFor(WAIT);
+
+    await operator.getByRole('button', { name: '한국어' }).click();
+    await operator.getByRole('heading', { name: '운영 현황' }).waitFor(WAIT);
+    assert.equal(await operator.locator('mall-operations tr[data-service="order"]').getByTestId('operations-health').textContent(), '정상');
+    assert.match(await operator.getByTestId('operations-saga').textContent(), /2\.5초 안에 확정된 주문/);
+    await operator.screenshot({ path: `${SHOTS}operations-ko.png`, fullPage: true });
+
+    // Left, the view stops reading.
+    await operator.getByRole('link', { name: '상품' }).click();
+    await operator.locator('.product').first().waitFor(WAIT);
+    await operator.waitForTimeout(500);
+    const atLeaving = readings;
+    await operator.waitForTimeout(2500);
+    assert.equal(readings, atLeaving, 'still reading after the view was left');
+  } finally {
     await operator.context().close();
   }
 });

@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { ProblemError, createApi, describe } from '../crates/services/gateway/ui/api.js';
 import { DeadLettersViewModel } from '../crates/services/gateway/ui/dlq-vm.js';
 import { CanaryViewModel } from '../crates/services/gateway/ui/canary-vm.js';
+import { OperationsViewModel } from '../crates/services/gateway/ui/operations-vm.js';
 import { LoginViewModel } from '../crates/services/auth/ui/login-vm.js';
 import { CatalogueViewModel, ProductViewModel } from '../crates/services/product/ui/catalogue-vm.js';
 import { ProductAdminViewModel } from '../crates/services/product/ui/admin-vm.js';
@@ -257,4 +258,77 @@ test('an operator follows a canary while it progresses, rolls it back and ends i
   await customers.load();
   assert.equal(customers.error.status, 403);
   assert.deepEqual(customers.canaries, []);
+});
+
+test('an operator follows every service and the saga live on the operations view until it leaves', async () => {
+  // A load that fails on demand, as a gateway restarting would.
+  let failing = false;
+  const flaky = {
+    get: (path) => (failing ? Promise.reject(new ProblemError(502, { detail: 'the gateway is restarting' })) : admin.get(path)),
+  };
+  const vm = new OperationsViewModel(flaky, { pollMs: 100 });
+  let changes = 0;
+  vm.onChange = () => changes++;
+  try {
+    await vm.load();
+    assert.equal(vm.error, null);
+    assert.equal(vm.loaded, true);
+    assert.deepEqual(
+      vm.services.map((s) => s.service),
+      ['gateway', 'auth', 'product', 'order', 'payment', 'delivery', 'mypage'],
+    );
+    assert.deepEqual(vm.down, []);
+    for (const s of vm.services) {
+      assert.equal(s.ready, true, s.service);
+      assert.equal(s.instances[0].reason, null, s.service);
+    }
+    assert.equal(vm.saga.threshold_seconds, 2.5);
+    assert.equal(vm.saga.objective, 0.99);
+    assert.deepEqual(vm.services.find((s) => s.service === 'order').breakers, { product: 'closed' });
+
+    // An order confirmed: followed without being asked, the next readings have rates
+    // and the saga's SLI.
+    const catalogue = new CatalogueViewModel(customer);
+    await catalogue.load();
+    const form = new OrderFormViewModel(customer, catalogue.products.find((p) => p.stock > 0).id);
+    await form.place({ quantity: '1', address: '1 Teheran-ro, Gangnam-gu, Seoul' });
+    assert.equal(form.error, null);
+    // Every reading's interval begins where the previous one's ended, so one of them
+    // holds the order.
+    await eventually(() => vm.saga.orders_placed_per_second, (rate) => rate > 0, 10_000);
+    assert.ok(vm.reading.interval_seconds > 0);
+    assert.equal(vm.saga.confirmed_in_time_since_start, 1);
+    const gateway = vm.services.find((s) => s.service === 'gateway');
+    assert.ok(gateway.requests_per_second > 0);
+    assert.equal(gateway.error_ratio, 0);
+
+    // A failed load keeps the last figures beside the error, and the next one recovers.
+    const shown = vm.reading;
+    failing = true;
+    await eventually(() => vm.error?.status, (status) => status === 502, 5_000);
+    assert.equal(vm.reading, shown);
+    assert.match(describe(vm.error).en, /unavailable right now/);
+    failing = false;
+    await eventually(() => vm.error, (error) => error === null, 5_000);
+    assert.equal(vm.services.length, 7);
+  } finally {
+    vm.dispose();
+  }
+  // Disposed (its element left the page), it stops following.
+  await sleep(150);
+  const atDispose = changes;
+  await sleep(400);
+  assert.equal(changes, atDispose, 'still loading after dispose');
+
+  // A customer is refused, in plain words, and not asked again.
+  const customers = new OperationsViewModel(customer, { pollMs: 50 });
+  let loads = 0;
+  customers.onChange = () => loads++;
+  await customers.load();
+  assert.equal(customers.error.status, 403);
+  assert.deepEqual(customers.services, []);
+  assert.equal(customers.saga, null);
+  await sleep(300);
+  assert.equal(loads, 1, 'a refusal was asked again');
+  customers.dispose();
 });

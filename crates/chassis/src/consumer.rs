@@ -29,6 +29,24 @@ use crate::{
 const BATCH: usize = 100;
 /// Consumer lag is measured at most this often (it costs a query per partition).
 const LAG_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// When consumer lag was last measured, and whether events were left then.
+#[derive(Debug, Default)]
+struct LagReport {
+    at: Option<Instant>,
+    behind: bool,
+}
+
+impl LagReport {
+    /// Whether to measure the lag now, at most every [`LAG_REPORT_EVERY`]: after a batch,
+    /// and while idle as long as the last measure left events. Otherwise the lag measured
+    /// in the middle of the last busy second would stay on show once everything is handled;
+    /// idle and caught up, nothing is measured.
+    fn due(&self, batch_was_empty: bool) -> bool {
+        (!batch_was_empty || self.behind)
+            && self.at.is_none_or(|at| at.elapsed() >= LAG_REPORT_EVERY)
+    }
+}
 /// How long a consumer waits for new events before it checks for shutdown again.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// The longest wait before handling an event that failed once more.
@@ -115,7 +133,7 @@ pub(crate) async fn run<H: EventHandler>(
             }
         }
     };
-    let mut lag_reported_at = None;
+    let mut lag_report = LagReport::default();
     // Reading the bus or committing a batch failed: the batch is read again after a wait.
     let mut trouble = Trouble::new(format!("consumer group {group}"));
     while !rt.shutdown.is_cancelled() {
@@ -131,7 +149,7 @@ pub(crate) async fn run<H: EventHandler>(
                     &handler,
                     subscription.as_mut(),
                     &batch,
-                    &mut lag_reported_at,
+                    &mut lag_report,
                 )
                 .await
             }
@@ -170,7 +188,7 @@ async fn handle_batch<H: EventHandler>(
     handler: &Declared<H>,
     subscription: &mut dyn Subscription,
     batch: &[Record],
-    lag_reported_at: &mut Option<Instant>,
+    lag_report: &mut LagReport,
 ) -> Result<(), Uncommitted> {
     let handled_together = batch.len() > 1
         && match handle_together(rt, group, handler, batch).await {
@@ -213,9 +231,13 @@ async fn handle_batch<H: EventHandler>(
         rt.faults.maybe_crash(CrashPoint::BeforeOffsetCommit);
     }
     subscription.commit(batch).await?;
-    if !batch.is_empty() && lag_reported_at.is_none_or(|at| at.elapsed() >= LAG_REPORT_EVERY) {
-        *lag_reported_at = Some(Instant::now());
-        for lag in subscription.lag().await? {
+    if lag_report.due(batch.is_empty()) {
+        let lags = subscription.lag().await?;
+        *lag_report = LagReport {
+            at: Some(Instant::now()),
+            behind: lags.iter().any(|lag| lag.lag > 0),
+        };
+        for lag in lags {
             rt.metrics
                 .consumer_lag
                 .get_or_create(&LagLabels {
@@ -457,7 +479,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
     use uuid::Uuid;
 
-    use super::{Delivery, EventHandler, HandlerError};
+    use super::{Delivery, EventHandler, HandlerError, LAG_REPORT_EVERY, LagReport};
     use crate::{
         ServiceRuntime,
         bus::{EventBus, OutgoingEvent, embedded::EmbeddedLog},
@@ -498,6 +520,36 @@ mod tests {
             )?;
             Ok(())
         }
+    }
+
+    #[test]
+    fn lag_left_at_the_last_measure_is_measured_again_while_idle_and_caught_up_never() {
+        let long_ago = std::time::Instant::now() - LAG_REPORT_EVERY;
+        let never = LagReport::default();
+        assert!(never.due(false), "after the first batch");
+        assert!(!never.due(true), "idle from the start");
+        let behind = LagReport {
+            at: Some(long_ago),
+            behind: true,
+        };
+        assert!(
+            behind.due(true),
+            "idle, events were left at the last measure"
+        );
+        let caught_up = LagReport {
+            at: Some(long_ago),
+            behind: false,
+        };
+        assert!(!caught_up.due(true), "idle and caught up");
+        assert!(caught_up.due(false), "after a batch");
+        let just_now = LagReport {
+            at: Some(std::time::Instant::now()),
+            behind: true,
+        };
+        assert!(
+            !just_now.due(false) && !just_now.due(true),
+            "at most every second"
+        );
     }
 
     fn event(subject: &str) -> OutgoingEvent {

@@ -71,6 +71,12 @@ impl Instances {
         self.0.epoch.elapsed().as_millis() as u64
     }
 
+    /// Every instance, in the order configured: for what asks each of them (the gateway's
+    /// operations view), not for sharing work among them.
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        self.0.bases.iter().map(|base| &**base)
+    }
+
     /// The first instance, for what one instance answers for all (the JWKS).
     pub fn first(&self) -> &str {
         &self.0.bases[0]
@@ -142,6 +148,12 @@ mod tests {
         assert_eq!(turns[2], ["http://c:3", "http://a:1", "http://b:2"]);
         assert_eq!(turns[3], turns[0]);
         assert_eq!(instances.to_string(), "http://a:1,http://b:2,http://c:3");
+        let all: Vec<&str> = instances.all().collect();
+        assert_eq!(
+            all,
+            ["http://a:1", "http://b:2", "http://c:3"],
+            "in order, whose turn it is aside"
+        );
     }
 
     #[test]

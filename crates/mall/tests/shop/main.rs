@@ -17,6 +17,7 @@ mod kafka;
 mod metrics;
 mod monitoring;
 mod mypage;
+mod operations;
 mod operator;
 mod orders;
 mod outage;

@@ -95,7 +95,7 @@ async fn with_product_hung_orders_fail_fast_while_my_page_works_and_flow_again_a
 /// Tells delivery an order was confirmed that it never saw placed: delivery gives up on
 /// the event (with `MALL_CONSUMER_MAX_ATTEMPTS` 2, soon). The order's id, and the dead
 /// letters about it (one).
-async fn poison_delivery(shop: &Shop) -> (uuid::Uuid, Vec<Value>) {
+pub async fn poison_delivery(shop: &Shop) -> (uuid::Uuid, Vec<Value>) {
     let order_id = uuid::Uuid::now_v7();
     let confirmed = contracts::Envelope::new(
         "order",

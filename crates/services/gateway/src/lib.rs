@@ -15,6 +15,7 @@ mod browser_policy;
 mod canary;
 mod dead_letters;
 mod limits;
+mod operations_view;
 mod session;
 
 use std::{
@@ -64,8 +65,9 @@ pub const NAME: &str = "gateway";
 /// shop's look. It composes the page in the browser; nothing is rendered on the server.
 const SHELL_PAGE: &str = include_str!("../ui/index.html");
 /// The shell's own modules: routing, session, language, the API client every ViewModel
-/// uses, the View base class, the dead-letter view (the gateway owns that merge) and the
-/// canary view (the gateway runs canaries).
+/// uses, the View base class, the dead-letter view (the gateway owns that merge), the
+/// canary view (the gateway runs canaries) and the operations view (the gateway reads
+/// every service for it).
 const SHELL: &[ui::Asset] = &[
     ("shell.js", include_str!("../ui/shell.js")),
     ("api.js", include_str!("../ui/api.js")),
@@ -76,6 +78,8 @@ const SHELL: &[ui::Asset] = &[
     ("dlq-vm.js", include_str!("../ui/dlq-vm.js")),
     ("canary.js", include_str!("../ui/canary.js")),
     ("canary-vm.js", include_str!("../ui/canary-vm.js")),
+    ("operations.js", include_str!("../ui/operations.js")),
+    ("operations-vm.js", include_str!("../ui/operations-vm.js")),
 ];
 
 /// The gateway holds no state of its own: it is the open host of the public API.
@@ -208,6 +212,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     let metrics = Metrics::new(NAME);
     let tracer = Tracer::new(NAME, &chassis.tracing, &chassis.instance_id, &metrics)?;
+    let gateway_url = format!("http://{}", listener.local_addr()?);
     let gateway = Arc::new(Gateway {
         verifier: Arc::new(TokenVerifier::new(chassis.tokens.clone())),
         settings: chassis,
@@ -302,7 +307,22 @@ pub async fn run(
             "/api/admin/canaries/{service}/abort",
             post(canary::api::abort),
         )
-        .with_state(canaries.clone());
+        .with_state(canaries.clone())
+        .route("/api/admin/operations", get(operations_view::show))
+        .with_state(Arc::new(operations_view::OperationsView::new(
+            gateway.clone(),
+            gateway_url,
+            vec![
+                ("auth", urls.auth_url.clone()),
+                ("product", urls.product_url.clone()),
+                ("order", urls.order_url.clone()),
+                ("payment", urls.payment_url.clone()),
+                ("delivery", urls.delivery_url.clone()),
+                ("mypage", urls.mypage_url.clone()),
+            ],
+            client.clone(),
+            limits.clone(),
+        )));
     // Each service's web components, public like the catalogue.
     let component = |path: &str, name: &'static str, instances: &Instances| {
         Router::new()

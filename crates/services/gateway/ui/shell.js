@@ -28,6 +28,7 @@ const ROUTES = [
       ['mall/canary.js', 'mall-canary', {}],
     ],
   ],
+  [/^#\/operations$/, () => [['mall/operations.js', 'mall-operations', {}]]],
 ];
 
 const SERVICE_OF = { product: 'product', order: 'order', mypage: 'my page', auth: 'auth', delivery: 'delivery', mall: 'gateway' };
@@ -76,6 +77,7 @@ function header() {
     <a href="#/">${t({ en: 'Catalogue', ko: '상품' })}</a>
     ${signedIn ? `<a href="#/mypage">${t({ en: 'My page', ko: '마이페이지' })}</a>` : ''}
     ${session.isAdmin ? `<a href="#/admin">${t({ en: 'Admin', ko: '관리' })}</a>` : ''}
+    ${session.isAdmin ? `<a href="#/operations">${t({ en: 'Operations', ko: '운영 현황' })}</a>` : ''}
     ${signedIn ? `<button type="button" data-shell="logout">${t({ en: 'Log out', ko: '로그아웃' })}</button>` : `<a href="#/login">${t({ en: 'Log in', ko: '로그인' })}</a>`}
     <button type="button" data-shell="lang" lang="${lang() === 'ko' ? 'en' : 'ko'}">${lang() === 'ko' ? 'English' : '한국어'}</button>`;
 }
