@@ -660,7 +660,10 @@ async fn an_admin_reads_an_order_s_trace_merged_from_every_service_as_one_tree()
     assert!(starts.is_sorted(), "earliest first: {starts:?}");
     // One tree: the gateway's request is its only root, and every other span's parent is
     // among the spans.
-    let ids: HashSet<&str> = spans.iter().map(|s| s["span_id"].as_str().unwrap()).collect();
+    let ids: HashSet<&str> = spans
+        .iter()
+        .map(|s| s["span_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), spans.len(), "each span once: {trace:#}");
     let roots: Vec<&Value> = spans
         .iter()

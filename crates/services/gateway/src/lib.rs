@@ -320,10 +320,7 @@ pub async fn run(
             post(canary::api::abort),
         )
         .with_state(canaries.clone())
-        .route(
-            "/api/admin/orders/{order_id}/trace",
-            get(order_trace::show),
-        )
+        .route("/api/admin/orders/{order_id}/trace", get(order_trace::show))
         .with_state(Arc::new(order_trace::OrderTraces::new(
             gateway.clone(),
             urls.order_url.clone(),

@@ -28,11 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{
-    Gateway,
-    limits::RateLimits,
-    operations_view::get,
-};
+use crate::{Gateway, limits::RateLimits, operations_view::get};
 
 /// The most spans answered: a trace of one order has tens; a runaway one is cut here.
 const MAX_SPANS: usize = 2_000;
@@ -128,13 +124,13 @@ impl OrderTraces {
             futures::future::join_all(self.services.iter().flat_map(|(service, instances)| {
                 let path = &path;
                 instances.all().map(move |base| async move {
-                    let spans = get(&self.client, base, path).await.and_then(|(status, body)| {
-                        match status {
+                    let spans = get(&self.client, base, path)
+                        .await
+                        .and_then(|(status, body)| match status {
                             StatusCode::OK => serde_json::from_slice::<Vec<Value>>(&body)
                                 .map_err(|e| e.to_string()),
                             other => Err(format!("answered {other}")),
-                        }
-                    });
+                        });
                     (*service, spans)
                 })
             }))
