@@ -353,6 +353,60 @@ test('an operator watches every service and the saga live on the operations view
   }
 });
 
+test('an operator finds an order\'s trace from the operations view and reads it as a waterfall of every service', async () => {
+  const login = await fetch(`${shop.url}/api/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: 'demo@12st.mall', password: demoPassword() }),
+  });
+  const token = (await login.json()).access_token;
+  const products = (await (await fetch(`${shop.url}/api/products`)).json()).items;
+  const placed = await fetch(`${shop.url}/api/orders`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ product_id: products.find((p) => p.stock > 0).id, quantity: 1, address: '1 Teheran-ro, Seoul' }),
+  });
+  assert.equal(placed.status, 202);
+  const orderId = (await placed.json()).order_id;
+
+  const operator = await page();
+  try {
+    await logIn(operator, ADMIN.email, ADMIN.password);
+    await operator.getByRole('link', { name: 'Operations' }).click();
+    await operator.locator('mall-operations tr[data-service="order"]').waitFor(WAIT);
+    // What is typed outlives the view's next reading.
+    await operator.getByLabel('Order id').fill(orderId);
+    await operator.getByText(/Rates over the last [\d.]+ s/).waitFor(WAIT);
+    assert.equal(await operator.getByLabel('Order id').inputValue(), orderId);
+    await operator.getByRole('button', { name: 'Show trace' }).click();
+    await operator.getByRole('heading', { name: `Trace of order ${orderId}` }).waitFor(WAIT);
+    assert.ok(operator.url().endsWith(`#/operations/orders/${orderId}/trace`));
+
+    const first = operator.locator('mall-trace tbody tr').first();
+    await first.waitFor(WAIT);
+    const cells = await first.locator('td').allTextContents();
+    assert.equal(cells[0], 'gateway');
+    assert.equal(cells[1], 'POST /api/orders');
+    assert.equal(cells[2], '0.0 ms');
+    for (const service of ['gateway', 'order', 'product', 'payment', 'delivery']) {
+      assert.ok((await operator.locator(`mall-trace tr[data-service="${service}"]`).count()) > 0, service);
+    }
+    // Placed through the page's policy: each bar has its place and size, children indented.
+    const root = await first.locator('.bar').evaluate((bar) => [bar.style.left, bar.style.width]);
+    assert.deepEqual(root[0], '0%');
+    assert.match(root[1], /^[\d.]+%$/);
+    const indents = await operator.locator('mall-trace td.name').evaluateAll((cells) => cells.map((c) => parseFloat(c.style.paddingLeft)));
+    assert.ok(indents.slice(1).every((indent) => indent > indents[0]), `${indents}`);
+    await operator.screenshot({ path: `${SHOTS}trace.png`, fullPage: true });
+
+    await operator.getByRole('button', { name: '한국어' }).click();
+    await operator.getByRole('heading', { name: `주문 ${orderId}의 트레이스` }).waitFor(WAIT);
+    await operator.getByRole('columnheader', { name: '소요 시간' }).waitFor(WAIT);
+  } finally {
+    await operator.context().close();
+  }
+});
+
 function demoPassword() {
   return JSON.parse(require('node:fs').readFileSync(`${shop.dir}/demo-customer.json`, 'utf8')).password;
 }

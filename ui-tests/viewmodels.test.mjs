@@ -8,6 +8,7 @@ import { ProblemError, createApi, describe } from '../crates/services/gateway/ui
 import { DeadLettersViewModel } from '../crates/services/gateway/ui/dlq-vm.js';
 import { CanaryViewModel } from '../crates/services/gateway/ui/canary-vm.js';
 import { OperationsViewModel } from '../crates/services/gateway/ui/operations-vm.js';
+import { TraceViewModel, waterfallRows } from '../crates/services/gateway/ui/trace-vm.js';
 import { LoginViewModel } from '../crates/services/auth/ui/login-vm.js';
 import { CatalogueViewModel, ProductViewModel } from '../crates/services/product/ui/catalogue-vm.js';
 import { ProductAdminViewModel } from '../crates/services/product/ui/admin-vm.js';
@@ -331,4 +332,64 @@ test('an operator follows every service and the saga live on the operations view
   await sleep(300);
   assert.equal(loads, 1, 'a refusal was asked again');
   customers.dispose();
+});
+
+test('a trace is a tree of rows: each span under its parent, siblings by start, orphans as roots', () => {
+  const span = (id, parent, start, ms, code = 'unset') => ({ span_id: id, parent_span_id: parent, service: 's', name: id, start_unix_nano: start * 1e6, duration_ms: ms, status: { code } });
+  const rows = waterfallRows([
+    span('c', 'a', 30, 10),
+    span('a', null, 0, 100),
+    span('b', 'a', 10, 10, 'error'),
+    span('d', 'b', 12, 5),
+    span('e', 'missing', 50, 5),
+  ]);
+  assert.deepEqual(rows.map((r) => [r.span.span_id, r.depth]), [['a', 0], ['b', 1], ['d', 2], ['c', 1], ['e', 0]]);
+  const d = rows[2];
+  assert.equal(d.offsetMs, 12);
+  assert.equal(d.left, 12);
+  assert.equal(d.width, 5);
+  assert.deepEqual(rows.map((r) => r.failed), [false, true, false, false, false]);
+  assert.deepEqual(waterfallRows([]), []);
+});
+
+test('an operator reads an order\'s trace as a waterfall of every service, the gateway\'s request first', async () => {
+  const products = await customer.get('/api/products');
+  const placed = await customer.post('/api/orders', { product_id: products.items.find((p) => p.stock > 0).id, quantity: 1, address: '1 Teheran-ro, Seoul' });
+  const vm = new TraceViewModel(admin, placed.order_id);
+  const services = ['gateway', 'order', 'product', 'payment', 'delivery', 'mypage'];
+  await eventually(
+    async () => {
+      await vm.load();
+      return vm;
+    },
+    (vm) => services.every((service) => vm.rows.some((r) => r.span.service === service)) && vm.rows.some((r) => r.span.service === 'mypage' && r.span.name.startsWith('process delivery')),
+  );
+  assert.equal(vm.error, null);
+  assert.deepEqual(vm.unanswered, []);
+  assert.equal(vm.rows.length, vm.trace.spans.length);
+  assert.equal(vm.rows[0].span.service, 'gateway');
+  assert.equal(vm.rows[0].span.name, 'POST /api/orders');
+  assert.equal(vm.rows[0].depth, 0);
+  assert.equal(vm.rows[0].offsetMs, 0);
+  // Tree order: each row's parent is an earlier row one level up.
+  const at = new Map();
+  vm.rows.forEach((row, i) => {
+    if (i > 0) {
+      const parent = at.get(row.span.parent_span_id);
+      assert.ok(parent, `the parent of ${row.span.name} comes before it`);
+      assert.equal(row.depth, parent.depth + 1, row.span.name);
+      assert.ok(row.left >= 0 && row.left + row.width <= 100.0001, row.span.name);
+    }
+    at.set(row.span.span_id, row);
+  });
+  assert.ok(vm.totalMs > 0);
+
+  const unknown = new TraceViewModel(admin, '01890000-0000-7000-8000-000000000000');
+  await unknown.load();
+  assert.equal(unknown.error.status, 404);
+  assert.match(unknown.error.problem.detail, /MALL_SPAN_STORE_CAPACITY/);
+  const refused = new TraceViewModel(customer, placed.order_id);
+  await refused.load();
+  assert.equal(refused.error.status, 403);
+  assert.deepEqual(refused.rows, []);
 });

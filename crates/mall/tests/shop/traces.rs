@@ -621,3 +621,93 @@ async fn log_lines_have_cloud_logging_s_fields_and_the_trace_and_span_of_their_w
         );
     }
 }
+
+#[tokio::test]
+async fn an_admin_reads_an_order_s_trace_merged_from_every_service_as_one_tree() {
+    let shop = shop_with(&[]).await;
+    let product = shop.add_product(1_000, 5).await;
+    let (order_id, trace_id, gateway_span) = place_traced_order(&shop, &product).await;
+    assert_eq!(shop.final_order(&order_id).await["status"], "DELIVERING");
+    let path = format!("/api/admin/orders/{order_id}/trace");
+
+    // The last hop (my page hearing of the delivery) may still be on its way.
+    let started = Instant::now();
+    let trace = loop {
+        let response = shop.get_as(&shop.admin_token, &path).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let trace: Value = response.json().await.unwrap();
+        let complete = trace["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["service"] == "mypage" && s["name"] == "process delivery.delivery.v1");
+        if complete || started.elapsed() > Duration::from_secs(10) {
+            break trace;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(trace["order_id"], order_id.as_str());
+    assert_eq!(trace["trace_id"], trace_id.as_str());
+    assert_eq!(trace["unanswered"], serde_json::json!([]), "{trace:#}");
+    assert_eq!(trace["left_out"], 0);
+    let spans = trace["spans"].as_array().unwrap();
+    let services: HashSet<&str> = spans.iter().filter_map(|s| s["service"].as_str()).collect();
+    assert_eq!(services, HashSet::from(SERVICES), "{trace:#}");
+    let starts: Vec<u64> = spans
+        .iter()
+        .map(|s| s["start_unix_nano"].as_u64().unwrap())
+        .collect();
+    assert!(starts.is_sorted(), "earliest first: {starts:?}");
+    // One tree: the gateway's request is its only root, and every other span's parent is
+    // among the spans.
+    let ids: HashSet<&str> = spans
+        .iter()
+        .map(|s| s["span_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), spans.len(), "each span once: {trace:#}");
+    let roots: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["parent_span_id"].is_null())
+        .collect();
+    assert_eq!(roots.len(), 1, "{trace:#}");
+    assert_eq!(roots[0]["span_id"], gateway_span.as_str());
+    assert_eq!(roots[0]["name"], "POST /api/orders");
+    for span in spans.iter().filter(|s| !s["parent_span_id"].is_null()) {
+        let parent = span["parent_span_id"].as_str().unwrap();
+        assert!(ids.contains(parent), "no parent of {span}");
+    }
+
+    // Admins only; an order the shop has no trace of is not found, saying why; what is
+    // not an order id is refused.
+    assert_eq!(
+        shop.get_as(&shop.token, &path).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(shop.get(&path).await.status(), StatusCode::UNAUTHORIZED);
+    let unknown = shop
+        .get_as(
+            &shop.admin_token,
+            &format!("/api/admin/orders/{}/trace", uuid::Uuid::now_v7()),
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let problem: Value = unknown.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("MALL_SPAN_STORE_CAPACITY"),
+        "{problem}"
+    );
+    let later = shop
+        .get_as(&shop.admin_token, &format!("{path}?nth=50"))
+        .await;
+    assert_eq!(later.status(), StatusCode::NOT_FOUND);
+    for bad in [
+        "/api/admin/orders/nonsense/trace".to_owned(),
+        format!("{path}?nth=-1"),
+    ] {
+        let refused = shop.get_as(&shop.admin_token, &bad).await;
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+}

@@ -16,6 +16,7 @@ mod canary;
 mod dead_letters;
 mod limits;
 mod operations_view;
+mod order_trace;
 mod session;
 
 use std::{
@@ -66,8 +67,8 @@ pub const NAME: &str = "gateway";
 const SHELL_PAGE: &str = include_str!("../ui/index.html");
 /// The shell's own modules: routing, session, language, the API client every ViewModel
 /// uses, the View base class, the dead-letter view (the gateway owns that merge), the
-/// canary view (the gateway runs canaries) and the operations view (the gateway reads
-/// every service for it).
+/// canary view (the gateway runs canaries), the operations view and an order's trace (the
+/// gateway reads every service for them).
 const SHELL: &[ui::Asset] = &[
     ("shell.js", include_str!("../ui/shell.js")),
     ("api.js", include_str!("../ui/api.js")),
@@ -80,6 +81,8 @@ const SHELL: &[ui::Asset] = &[
     ("canary-vm.js", include_str!("../ui/canary-vm.js")),
     ("operations.js", include_str!("../ui/operations.js")),
     ("operations-vm.js", include_str!("../ui/operations-vm.js")),
+    ("trace.js", include_str!("../ui/trace.js")),
+    ("trace-vm.js", include_str!("../ui/trace-vm.js")),
 ];
 
 /// The gateway holds no state of its own: it is the open host of the public API.
@@ -288,6 +291,15 @@ pub async fn run(
         ("delivery", upstream("delivery", &urls.delivery_url)),
         ("mypage", upstream("mypage", &urls.mypage_url)),
     ]);
+    // Every service behind the gateway, in the order the operations view shows them.
+    let all_services = vec![
+        ("auth", urls.auth_url.clone()),
+        ("product", urls.product_url.clone()),
+        ("order", urls.order_url.clone()),
+        ("payment", urls.payment_url.clone()),
+        ("delivery", urls.delivery_url.clone()),
+        ("mypage", urls.mypage_url.clone()),
+    ];
     let operations = Router::new()
         .route("/api/admin/dlq", get(dead_letters::list))
         .route("/api/admin/dlq/{id}/replay", post(dead_letters::replay))
@@ -308,18 +320,19 @@ pub async fn run(
             post(canary::api::abort),
         )
         .with_state(canaries.clone())
+        .route("/api/admin/orders/{order_id}/trace", get(order_trace::show))
+        .with_state(Arc::new(order_trace::OrderTraces::new(
+            gateway.clone(),
+            urls.order_url.clone(),
+            all_services.clone(),
+            client.clone(),
+            limits.clone(),
+        )))
         .route("/api/admin/operations", get(operations_view::show))
         .with_state(Arc::new(operations_view::OperationsView::new(
             gateway.clone(),
             gateway_url,
-            vec![
-                ("auth", urls.auth_url.clone()),
-                ("product", urls.product_url.clone()),
-                ("order", urls.order_url.clone()),
-                ("payment", urls.payment_url.clone()),
-                ("delivery", urls.delivery_url.clone()),
-                ("mypage", urls.mypage_url.clone()),
-            ],
+            all_services,
             client.clone(),
             limits.clone(),
         )));

@@ -47,7 +47,7 @@ use figures::{Figures, InstanceReading, SagaSummary, ServiceSummary, Totals};
 
 /// How long a reading waits for an instance's health or metrics: a frozen or overloaded
 /// instance is shown as not ready after this, and the answer comes soon after.
-const READ_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A reading this recent is answered again instead of reading every instance anew.
 const FRESH_FOR: Duration = Duration::from_secs(1);
@@ -225,7 +225,7 @@ async fn read_instance(
 }
 
 /// One GET to `base` + `path`, read whole within [`READ_TIMEOUT`].
-async fn get(
+pub(crate) async fn get(
     client: &Client<HttpConnector, Body>,
     base: &str,
     path: &str,

@@ -101,8 +101,9 @@ class OperationsView extends MallView {
     return new OperationsViewModel(api);
   }
 
-  intent(action) {
+  intent(action, fields) {
     if (action === 'reload') this.vm.load();
+    if (action === 'show-trace') location.hash = `#/operations/orders/${encodeURIComponent(fields.order_id.trim())}/trace`;
   }
 
   template(vm) {
@@ -135,6 +136,23 @@ class OperationsView extends MallView {
     return `<div class="card"><h2>${t({ en: 'Operations', ko: '운영 현황' })}</h2>
       ${errorBox(vm.error, 'reload')}${down}${about}${saga(vm)}${table}
       ${vm.loaded ? '' : `<p class="loading">${t({ en: 'Reading every service…', ko: '모든 서비스를 읽는 중…' })}</p>`}</div>`;
+  }
+
+  /**
+   * The figures are drawn anew at each reading; the form to find an order's trace beside
+   * them only when the language changes, so that a reading does not wipe what is typed.
+   */
+  render() {
+    if (!this.querySelector(':scope > .live')) this.innerHTML = '<div class="live"></div><form class="card" data-action="show-trace"></form>';
+    this.querySelector(':scope > .live').innerHTML = this.template(this.vm);
+    const finder = this.querySelector(':scope > form');
+    if (finder.dataset.lang === document.documentElement.lang) return;
+    const typed = finder.elements.order_id?.value ?? '';
+    finder.innerHTML = `<h3>${esc(t({ en: 'Trace of an order', ko: '주문의 트레이스' }))}</h3>
+      <label>${esc(t({ en: 'Order id', ko: '주문 번호' }))} <input name="order_id" required autocomplete="off"></label>
+      <div class="row"><button type="submit">${esc(t({ en: 'Show trace', ko: '트레이스 보기' }))}</button></div>`;
+    finder.elements.order_id.value = typed;
+    finder.dataset.lang = document.documentElement.lang;
   }
 }
 

@@ -29,6 +29,7 @@ const ROUTES = [
     ],
   ],
   [/^#\/operations$/, () => [['mall/operations.js', 'mall-operations', {}]]],
+  [/^#\/operations\/orders\/([\w-]+)\/trace$/, ([id]) => [['mall/trace.js', 'mall-trace', { 'order-id': id }]]],
 ];
 
 const SERVICE_OF = { product: 'product', order: 'order', mypage: 'my page', auth: 'auth', delivery: 'delivery', mall: 'gateway' };
