@@ -143,6 +143,18 @@ fn known<'a>(
     })
 }
 
+/// A service's canary, or a 404 naming what is missing: the service or its canary.
+fn running<'a>(
+    canaries: &'a Canaries,
+    service: &str,
+) -> Result<(&'static str, &'a Slot, Arc<super::Rollout>), Problem> {
+    let (name, _, slot) = known(canaries, service)?;
+    let rollout = slot
+        .current()
+        .ok_or_else(|| Problem::not_found(format!("{name} has no canary")))?;
+    Ok((name, slot, rollout))
+}
+
 fn conflict(detail: impl Into<String>) -> Problem {
     Problem::new(
         StatusCode::CONFLICT,
@@ -170,10 +182,7 @@ pub async fn show(
     _: Admin,
     Path(service): Path<String>,
 ) -> Result<Response, Problem> {
-    let (name, _, slot) = known(&canaries, &service)?;
-    let rollout = slot
-        .current()
-        .ok_or_else(|| Problem::not_found(format!("{name} has no canary")))?;
+    let (_, _, rollout) = running(&canaries, &service)?;
     Ok(Json(rollout.status()).into_response())
 }
 
@@ -186,12 +195,11 @@ pub async fn start(
 ) -> Result<Response, Problem> {
     let (name, stable, slot) = known(&canaries, &service)?;
     let plan = request.check(stable).map_err(Problem::validation)?;
-    if let Some(running) = slot.current()
-        && running.progress().phase != Phase::RolledBack
+    if let Some(phase) = slot.current().map(|running| running.progress().phase)
+        && phase != Phase::RolledBack
     {
         return Err(conflict(format!(
-            "{name} has a canary, {}: abort it, or end it once promoted, first",
-            running.progress().phase
+            "{name} has a canary, {phase}: abort it, or end it once promoted, first"
         )));
     }
     let rollout = canaries.start(name, slot, plan);
@@ -222,10 +230,7 @@ fn change(
     service: &str,
     act: impl FnOnce(&super::Rollout) -> Result<(), String>,
 ) -> Result<Response, Problem> {
-    let (name, _, slot) = known(canaries, service)?;
-    let rollout = slot
-        .current()
-        .ok_or_else(|| Problem::not_found(format!("{name} has no canary")))?;
+    let (_, _, rollout) = running(canaries, service)?;
     act(&rollout).map_err(conflict)?;
     Ok(Json(rollout.status()).into_response())
 }
@@ -237,10 +242,7 @@ pub async fn end(
     _: Admin,
     Path(service): Path<String>,
 ) -> Result<Response, Problem> {
-    let (name, _, slot) = known(&canaries, &service)?;
-    let rollout = slot
-        .current()
-        .ok_or_else(|| Problem::not_found(format!("{name} has no canary")))?;
+    let (name, slot, rollout) = running(&canaries, &service)?;
     if rollout.progress().phase == Phase::Progressing {
         return Err(conflict(format!(
             "the canary of {name} is progressing: promote or abort it first"
